@@ -1038,7 +1038,9 @@ type Error struct {
 	// metadata holds the ErrorInfo metadata a unary call would carry.
 	Metadata map[string]string `protobuf:"bytes,3,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// retry_after_ms is the RetryInfo delay, when set.
-	RetryAfterMs  int64 `protobuf:"varint,4,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	RetryAfterMs int64 `protobuf:"varint,4,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"`
+	// reason is the ErrorInfo reason, such as TOPIC_NOT_FOUND.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1099,6 +1101,13 @@ func (x *Error) GetRetryAfterMs() int64 {
 		return x.RetryAfterMs
 	}
 	return 0
+}
+
+func (x *Error) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 // Position says where a read starts.
@@ -1572,12 +1581,13 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\tpartition\x18\x03 \x01(\x05R\tpartition\x12\x1f\n" +
 	"\vbase_offset\x18\x04 \x01(\x03R\n" +
 	"baseOffset\x12&\n" +
-	"\x05error\x18\x05 \x01(\v2\x10.runnel.v1.ErrorR\x05error\"\xd4\x01\n" +
+	"\x05error\x18\x05 \x01(\v2\x10.runnel.v1.ErrorR\x05error\"\xec\x01\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12:\n" +
 	"\bmetadata\x18\x03 \x03(\v2\x1e.runnel.v1.Error.MetadataEntryR\bmetadata\x12$\n" +
-	"\x0eretry_after_ms\x18\x04 \x01(\x03R\fretryAfterMs\x1a;\n" +
+	"\x0eretry_after_ms\x18\x04 \x01(\x03R\fretryAfterMs\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"{\n" +
