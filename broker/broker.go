@@ -1,0 +1,183 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// Broker is one runnel node: it owns the node's storage and serves the gRPC
+// API on a socket, in process, or both.
+type Broker struct {
+	opts   Options
+	logger *slog.Logger
+	store  *log.Store
+	topics *registry
+	met    *metrics
+
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+	inproc *bufconn.Listener
+	http   *http.Server
+	httpLn net.Listener
+
+	// closing is closed when Close starts; long-lived streams watch it.
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	ready     atomic.Bool
+	wg        sync.WaitGroup
+}
+
+// Open opens (or creates) the node's data in dir and starts serving.
+func Open(dir string, opts Options) (*Broker, error) {
+	opts.ensureDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.FS == nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("broker: create data dir: %w", err)
+		}
+	}
+	b := &Broker{opts: opts, logger: opts.Logger, closing: make(chan struct{})}
+
+	store, err := log.Open(filepath.Join(dir, "log"), log.Options{
+		FS:                opts.FS,
+		NoSync:            opts.NoSync,
+		RetentionInterval: opts.RetentionInterval,
+		Logger:            opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: open storage: %w", err)
+	}
+	b.store = store
+	regPath := filepath.Join(dir, "topics.json")
+	if opts.FS != nil {
+		// An in-memory filesystem keeps the registry in memory too.
+		regPath = ""
+	}
+	b.topics, err = openRegistry(regPath, store, opts.MaxPendingBytes)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.met = newMetrics(b)
+
+	b.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(opts.MaxRecvMessageBytes),
+		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
+	)
+	runnelpb.RegisterBrokerServer(b.grpc, &service{b: b})
+	b.health = health.NewServer()
+	healthpb.RegisterHealthServer(b.grpc, b.health)
+	reflection.Register(b.grpc)
+
+	b.inproc = bufconn.Listen(1 << 20)
+	b.serveGRPC(b.inproc)
+	if opts.Addr != "" {
+		b.lis, err = net.Listen("tcp", opts.Addr)
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("broker: listen on %s: %w", opts.Addr, err)
+		}
+		b.serveGRPC(b.lis)
+	}
+	if opts.HTTPAddr != "" {
+		if err := b.startHTTP(opts.HTTPAddr); err != nil {
+			b.Close()
+			return nil, err
+		}
+	}
+	b.ready.Store(true)
+	b.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	b.logger.Info("broker started", "node", opts.NodeID, "addr", b.Addr(), "http", b.HTTPAddr(), "data", dir, "fsync", !opts.NoSync)
+	return b, nil
+}
+
+func (b *Broker) serveGRPC(l net.Listener) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := b.grpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			b.logger.Error("grpc server stopped", "err", err)
+		}
+	}()
+}
+
+// Addr returns the address clients dial: the TCP address when the broker
+// listens on one, else "inprocess" (dial it with DialContext).
+func (b *Broker) Addr() string {
+	if b.lis != nil {
+		return b.lis.Addr().String()
+	}
+	return "inprocess"
+}
+
+// HTTPAddr returns the address of the HTTP server, or "" when there is none.
+func (b *Broker) HTTPAddr() string {
+	if b.httpLn != nil {
+		return b.httpLn.Addr().String()
+	}
+	return ""
+}
+
+// NodeID returns this node's id.
+func (b *Broker) NodeID() int32 { return b.opts.NodeID }
+
+// DialContext opens an in-process connection to the broker. Pass it to
+// client.Dialer to use an embedded broker without a socket.
+func (b *Broker) DialContext(ctx context.Context, _ string) (net.Conn, error) {
+	return b.inproc.DialContext(ctx)
+}
+
+// Close stops serving, waits up to ShutdownTimeout for requests in flight,
+// and closes the storage. It is safe to call more than once.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		b.ready.Store(false)
+		close(b.closing)
+		if b.health != nil {
+			b.health.Shutdown()
+		}
+		if b.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			b.http.Shutdown(ctx)
+			cancel()
+		}
+		if b.grpc != nil {
+			done := make(chan struct{})
+			go func() { b.grpc.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(b.opts.ShutdownTimeout):
+				b.grpc.Stop()
+				<-done
+			}
+		}
+		b.wg.Wait()
+		if b.store != nil {
+			b.closeErr = b.store.Close()
+		}
+		b.logger.Info("broker stopped", "node", b.opts.NodeID)
+	})
+	return b.closeErr
+}

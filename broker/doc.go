@@ -1,0 +1,20 @@
+// Package broker is a runnel node. It owns the node's Pebble storage
+// (through package log), keeps the topic registry, hosts the partitions and
+// serves the gRPC API (runnel.v1.Broker, grpc.health.v1 and reflection) on a
+// TCP socket, in process (DialContext), or both, plus an optional HTTP server
+// with /metrics, /livez, /readyz and JSON admin views.
+//
+// Embed a node in a Go program with Open; `runnel serve` does the same.
+//
+// Errors: every error that leaves the broker goes through status.go, which
+// maps it to the gRPC code in DESIGN.md's table with an ErrorInfo (domain
+// "runnel.dev") naming the reason, so clients can act on it.
+//
+// Concurrency: a Broker is safe for concurrent use. The topic registry is
+// guarded by one RWMutex, held only to look up or change topics, never
+// across I/O on a partition. Close stops new requests, ends long-polls,
+// waits for requests in flight and then closes the storage.
+//
+// On a single node, topics are kept in DATA/topics.json, rewritten atomically
+// (temporary file, fsync, rename) on every change.
+package broker

@@ -1,0 +1,77 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrTopicNotFound is matched by *TopicNotFoundError.
+	ErrTopicNotFound = errors.New("broker: topic not found")
+	// ErrTopicExists is returned when creating a topic that exists.
+	ErrTopicExists = errors.New("broker: topic exists")
+	// ErrPartitionNotFound is matched by *PartitionNotFoundError.
+	ErrPartitionNotFound = errors.New("broker: partition not found")
+	// ErrInvalidTopicName is returned for a name outside [a-zA-Z0-9._-]{1,249}.
+	ErrInvalidTopicName = errors.New("broker: invalid topic name")
+	// ErrInvalidConfig is returned for an unknown config key or a bad value.
+	ErrInvalidConfig = errors.New("broker: invalid config")
+	// ErrInvalidPartitions is returned for a partition count below 1 or above the limit.
+	ErrInvalidPartitions = errors.New("broker: invalid partition count")
+	// ErrBatchTooLarge is matched by *BatchTooLargeError.
+	ErrBatchTooLarge = errors.New("broker: batch too large")
+	// ErrInvalidRequest is returned for a request missing a required field.
+	ErrInvalidRequest = errors.New("broker: invalid request")
+	// ErrShuttingDown is returned for requests that arrive while the broker closes.
+	ErrShuttingDown = errors.New("broker: shutting down")
+)
+
+// TopicNotFoundError names the missing topic.
+type TopicNotFoundError struct{ Topic string }
+
+func (e *TopicNotFoundError) Error() string {
+	return fmt.Sprintf("topic %q not found; create it with: runnel topic create %s", e.Topic, e.Topic)
+}
+
+// Is reports whether target is ErrTopicNotFound.
+func (e *TopicNotFoundError) Is(target error) bool { return target == ErrTopicNotFound }
+
+// PartitionNotFoundError names the missing partition and how many there are.
+type PartitionNotFoundError struct {
+	Topic      string
+	Partition  int32
+	Partitions int
+}
+
+func (e *PartitionNotFoundError) Error() string {
+	return fmt.Sprintf("topic %q has no partition %d; it has partitions 0 to %d", e.Topic, e.Partition, e.Partitions-1)
+}
+
+// Is reports whether target is ErrPartitionNotFound.
+func (e *PartitionNotFoundError) Is(target error) bool { return target == ErrPartitionNotFound }
+
+// BatchTooLargeError says which limit a batch broke.
+type BatchTooLargeError struct {
+	Topic     string
+	Partition int32
+	Size      int
+	Limit     int
+}
+
+func (e *BatchTooLargeError) Error() string {
+	return fmt.Sprintf("record batch of %s for %s/%d exceeds max.message.bytes (%s) of topic %q; send smaller records or raise it with: runnel topic alter %s --config max.message.bytes=N",
+		byteSize(e.Size), e.Topic, e.Partition, byteSize(e.Limit), e.Topic, e.Topic)
+}
+
+// Is reports whether target is ErrBatchTooLarge.
+func (e *BatchTooLargeError) Is(target error) bool { return target == ErrBatchTooLarge }
+
+func byteSize(n int) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,143 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/runnel-dev/runnel/partition"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+	"github.com/runnel-dev/runnel/record"
+)
+
+// maxStreamInFlight bounds the produce requests of one stream that are
+// ordered but not yet answered; past it the stream stops reading.
+const maxStreamInFlight = 256
+
+func toAcks(a runnelpb.Acks) partition.Acks {
+	switch a {
+	case runnelpb.Acks_ACKS_NONE:
+		return partition.AcksNone
+	case runnelpb.Acks_ACKS_LEADER:
+		return partition.AcksLeader
+	default:
+		return partition.AcksAll
+	}
+}
+
+// admit checks a produce request and orders its batch in the partition.
+func (s *service) admit(ctx context.Context, req *runnelpb.ProduceRequest) (partition.Pending, partition.Acks, error) {
+	select {
+	case <-s.b.closing:
+		return partition.Pending{}, 0, ErrShuttingDown
+	default:
+	}
+	t, p, err := s.b.topics.partition(req.Topic, req.Partition)
+	if err != nil {
+		return partition.Pending{}, 0, err
+	}
+	if len(req.Batch) > int(t.cfg.MaxMessageBytes) {
+		return partition.Pending{}, 0, &BatchTooLargeError{Topic: req.Topic, Partition: req.Partition, Size: len(req.Batch), Limit: int(t.cfg.MaxMessageBytes)}
+	}
+	if len(req.Batch) == 0 {
+		return partition.Pending{}, 0, fmt.Errorf("%w: produce to %s/%d carries no batch", ErrInvalidRequest, req.Topic, req.Partition)
+	}
+	acks := toAcks(req.Acks)
+	start := time.Now()
+	pd, err := p.Append(ctx, record.Batch(req.Batch), acks)
+	if err != nil {
+		if errors.Is(err, record.ErrCorrupt) || errors.Is(err, record.ErrUnsupported) {
+			return pd, acks, fmt.Errorf("batch for %s/%d: %w", req.Topic, req.Partition, err)
+		}
+		return pd, acks, err
+	}
+	s.b.met.produced(req.Topic, record.Batch(req.Batch), start)
+	return pd, acks, nil
+}
+
+func (s *service) Produce(ctx context.Context, req *runnelpb.ProduceRequest) (*runnelpb.ProduceResponse, error) {
+	pd, acks, err := s.admit(ctx, req)
+	if err == nil && acks != partition.AcksNone {
+		err = pd.Wait()
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &runnelpb.ProduceResponse{RequestId: req.RequestId, Topic: req.Topic, Partition: req.Partition, BaseOffset: pd.Base}
+	if acks == partition.AcksNone {
+		resp.BaseOffset = -1
+	}
+	return resp, nil
+}
+
+// inflight is a stream produce request that has been ordered and waits for
+// its acknowledgement.
+type inflight struct {
+	req  *runnelpb.ProduceRequest
+	pd   partition.Pending
+	acks partition.Acks
+	err  error
+}
+
+// ProduceStream reads requests in order and orders each batch in its
+// partition at once; one goroutine waits for each in turn and answers, so a
+// stream pipelines its requests while each partition keeps the stream's order.
+func (s *service) ProduceStream(stream runnelpb.Broker_ProduceStreamServer) error {
+	ctx := stream.Context()
+	queue := make(chan inflight, maxStreamInFlight)
+	sendErr := make(chan error, 1)
+	go func() {
+		defer close(sendErr)
+		for f := range queue {
+			resp := &runnelpb.ProduceResponse{RequestId: f.req.RequestId, Topic: f.req.Topic, Partition: f.req.Partition, BaseOffset: f.pd.Base}
+			err := f.err
+			if err == nil && f.acks != partition.AcksNone {
+				err = f.pd.Wait()
+			}
+			if f.acks == partition.AcksNone {
+				resp.BaseOffset = -1
+			}
+			if err != nil {
+				resp.BaseOffset = -1
+				resp.Error = toProtoError(err)
+			}
+			if err := stream.Send(resp); err != nil {
+				sendErr <- err
+				// Keep draining so the reader never blocks on a full queue.
+				for range queue {
+				}
+				return
+			}
+		}
+	}()
+
+	var recvErr error
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				recvErr = err
+			}
+			break
+		}
+		pd, acks, err := s.admit(ctx, req)
+		select {
+		case queue <- inflight{req: req, pd: pd, acks: acks, err: err}:
+		case <-ctx.Done():
+			recvErr = ctx.Err()
+		}
+		if recvErr != nil {
+			break
+		}
+	}
+	close(queue)
+	if err := <-sendErr; err != nil {
+		return err
+	}
+	if recvErr != nil && !errors.Is(recvErr, context.Canceled) {
+		return toStatus(recvErr)
+	}
+	return nil
+}

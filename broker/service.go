@@ -1,0 +1,150 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/partition"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// service implements runnelpb.BrokerServer on top of a Broker.
+type service struct {
+	runnelpb.UnimplementedBrokerServer
+	b *Broker
+}
+
+var _ runnelpb.BrokerServer = (*service)(nil)
+
+func (s *service) topicInfo(t *topic) *runnelpb.TopicInfo {
+	info := &runnelpb.TopicInfo{Name: t.meta.Name, Configs: t.cfg.effective()}
+	for i, p := range t.parts {
+		info.Partitions = append(info.Partitions, &runnelpb.PartitionInfo{
+			Partition:   int32(i),
+			Leader:      s.b.opts.NodeID,
+			Replicas:    []int32{s.b.opts.NodeID},
+			StartOffset: p.Start(),
+			EndOffset:   p.End(),
+		})
+	}
+	return info
+}
+
+func (s *service) Metadata(ctx context.Context, req *runnelpb.MetadataRequest) (*runnelpb.MetadataResponse, error) {
+	resp := &runnelpb.MetadataResponse{
+		Nodes:      []*runnelpb.Node{{Id: s.b.opts.NodeID, Addr: s.b.Addr(), Http: s.b.HTTPAddr()}},
+		Controller: s.b.opts.NodeID,
+	}
+	if len(req.Topics) == 0 {
+		for _, t := range s.b.topics.list() {
+			resp.Topics = append(resp.Topics, s.topicInfo(t))
+		}
+		return resp, nil
+	}
+	for _, name := range req.Topics {
+		t, err := s.b.topics.get(name)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.Topics = append(resp.Topics, s.topicInfo(t))
+	}
+	return resp, nil
+}
+
+func (s *service) CreateTopic(ctx context.Context, req *runnelpb.CreateTopicRequest) (*runnelpb.CreateTopicResponse, error) {
+	replicas := int(req.Replicas)
+	if replicas == 0 {
+		replicas = 1
+	}
+	partitions := int(req.Partitions)
+	if partitions == 0 {
+		partitions = 1
+	}
+	t, err := s.b.topics.create(req.Name, partitions, replicas, req.Configs)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.b.logger.Info("topic created", "topic", req.Name, "partitions", partitions)
+	return &runnelpb.CreateTopicResponse{Topic: s.topicInfo(t)}, nil
+}
+
+func (s *service) DeleteTopic(ctx context.Context, req *runnelpb.DeleteTopicRequest) (*runnelpb.DeleteTopicResponse, error) {
+	if err := s.b.topics.delete(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	s.b.logger.Info("topic deleted", "topic", req.Name)
+	return &runnelpb.DeleteTopicResponse{}, nil
+}
+
+func (s *service) ListTopics(ctx context.Context, req *runnelpb.ListTopicsRequest) (*runnelpb.ListTopicsResponse, error) {
+	resp := &runnelpb.ListTopicsResponse{}
+	for _, t := range s.b.topics.list() {
+		resp.Topics = append(resp.Topics, s.topicInfo(t))
+	}
+	return resp, nil
+}
+
+func (s *service) DescribeTopic(ctx context.Context, req *runnelpb.DescribeTopicRequest) (*runnelpb.DescribeTopicResponse, error) {
+	t, err := s.b.topics.get(req.Name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &runnelpb.DescribeTopicResponse{Topic: s.topicInfo(t)}, nil
+}
+
+func (s *service) AlterTopicConfigs(ctx context.Context, req *runnelpb.AlterTopicConfigsRequest) (*runnelpb.AlterTopicConfigsResponse, error) {
+	t, err := s.b.topics.alter(req.Name, req.Set, req.Delete)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	s.b.logger.Info("topic configs altered", "topic", req.Name, "set", req.Set, "delete", req.Delete)
+	return &runnelpb.AlterTopicConfigsResponse{Topic: s.topicInfo(t)}, nil
+}
+
+func (s *service) ListOffsets(ctx context.Context, req *runnelpb.ListOffsetsRequest) (*runnelpb.ListOffsetsResponse, error) {
+	_, p, err := s.b.topics.partition(req.Topic, req.Partition)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	off, err := resolvePosition(req.Topic, req.Partition, p, req.At)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &runnelpb.ListOffsetsResponse{Offset: off, StartOffset: p.Start(), EndOffset: p.End()}, nil
+}
+
+// resolvePosition turns a Position into an offset within [Start, End].
+func resolvePosition(topic string, part int32, p *partition.Partition, pos *runnelpb.Position) (int64, error) {
+	if pos == nil {
+		return p.Start(), nil
+	}
+	switch at := pos.At.(type) {
+	case nil:
+		return p.Start(), nil
+	case *runnelpb.Position_Start:
+		return p.Start(), nil
+	case *runnelpb.Position_End:
+		return p.End(), nil
+	case *runnelpb.Position_TimestampMs:
+		return p.OffsetForTime(at.TimestampMs)
+	case *runnelpb.Position_Offset:
+		start, end := p.Start(), p.End()
+		if at.Offset < start || at.Offset > end {
+			return 0, &OffsetOutOfRangeError{Topic: topic, Partition: part, Offset: at.Offset, Start: start, End: end}
+		}
+		return at.Offset, nil
+	default:
+		return 0, fmt.Errorf("%w: unknown position %T", ErrInvalidRequest, at)
+	}
+}
+
+// outOfRange adds the topic and partition to a log range error.
+func outOfRange(topic string, part int32, err error) error {
+	var e *log.OutOfRangeError
+	if errors.As(err, &e) {
+		return &OffsetOutOfRangeError{Topic: topic, Partition: part, Offset: e.Offset, Start: e.Start, End: e.End}
+	}
+	return err
+}

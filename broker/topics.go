@@ -1,0 +1,270 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/partition"
+)
+
+// maxPartitions bounds the partitions of one topic.
+const maxPartitions = 10000
+
+var topicNameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+
+func validateTopicName(name string) error {
+	if !topicNameRE.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("%w: %q; use 1 to 249 of the characters a-z A-Z 0-9 . _ -", ErrInvalidTopicName, name)
+	}
+	return nil
+}
+
+// topicMeta is what the registry persists for a topic.
+type topicMeta struct {
+	Name       string            `json:"name"`
+	ID         uint32            `json:"id"`
+	Partitions int               `json:"partitions"`
+	Replicas   int               `json:"replicas"`
+	Configs    map[string]string `json:"configs,omitempty"`
+}
+
+// topic is a live topic: its metadata and its open partitions.
+type topic struct {
+	meta  topicMeta
+	cfg   topicConfig
+	parts []*partition.Partition
+}
+
+// registry holds the topics of a single node and persists their metadata
+// in one JSON file, replaced atomically on every change.
+type registry struct {
+	path       string // "" keeps the registry in memory only
+	store      *log.Store
+	maxPending int64
+
+	mu     sync.RWMutex
+	topics map[string]*topic
+	nextID uint32
+}
+
+type registryFile struct {
+	NextID uint32      `json:"next_id"`
+	Topics []topicMeta `json:"topics"`
+}
+
+func openRegistry(path string, store *log.Store, maxPending int64) (*registry, error) {
+	r := &registry{path: path, store: store, maxPending: maxPending, topics: map[string]*topic{}, nextID: 1}
+	if path == "" {
+		return r, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read topic registry: %w", err)
+	}
+	var f registryFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("parse topic registry %s: %w", path, err)
+	}
+	r.nextID = max(f.NextID, 1)
+	for _, m := range f.Topics {
+		t, err := r.openTopic(m)
+		if err != nil {
+			return nil, err
+		}
+		r.topics[m.Name] = t
+	}
+	return r, nil
+}
+
+func (r *registry) openTopic(m topicMeta) (*topic, error) {
+	cfg, err := validateConfigs(m.Configs)
+	if err != nil {
+		return nil, fmt.Errorf("topic %q: %w", m.Name, err)
+	}
+	t := &topic{meta: m, cfg: cfg}
+	for i := range m.Partitions {
+		l, err := r.store.Log(log.ID{Topic: m.ID, Partition: uint32(i)})
+		if err != nil {
+			return nil, fmt.Errorf("open %s/%d: %w", m.Name, i, err)
+		}
+		l.SetRetention(cfg.retention())
+		t.parts = append(t.parts, partition.New(l, partition.Options{MaxPendingBytes: r.maxPending}))
+	}
+	return t, nil
+}
+
+// saveLocked writes the registry file: a temporary file, fsync, rename,
+// fsync of the folder.
+func (r *registry) saveLocked() error {
+	if r.path == "" {
+		return nil
+	}
+	f := registryFile{NextID: r.nextID}
+	for _, name := range slices.Sorted(maps.Keys(r.topics)) {
+		f.Topics = append(f.Topics, r.topics[name].meta)
+	}
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := r.path + ".tmp"
+	fh, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("write topic registry: %w", err)
+	}
+	if _, err := fh.Write(data); err != nil {
+		fh.Close()
+		return fmt.Errorf("write topic registry: %w", err)
+	}
+	if err := fh.Sync(); err != nil {
+		fh.Close()
+		return fmt.Errorf("sync topic registry: %w", err)
+	}
+	if err := fh.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, r.path); err != nil {
+		return fmt.Errorf("replace topic registry: %w", err)
+	}
+	dir, err := os.Open(filepath.Dir(r.path))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return dir.Sync()
+}
+
+func (r *registry) create(name string, partitions, replicas int, configs map[string]string) (*topic, error) {
+	if err := validateTopicName(name); err != nil {
+		return nil, err
+	}
+	if partitions < 1 || partitions > maxPartitions {
+		return nil, fmt.Errorf("%w: %d; a topic has 1 to %d partitions", ErrInvalidPartitions, partitions, maxPartitions)
+	}
+	if replicas != 1 {
+		return nil, fmt.Errorf("%w: replication factor %d; this node runs alone, so a topic has 1 replica", ErrInvalidConfig, replicas)
+	}
+	if _, err := validateConfigs(configs); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.topics[name]; ok {
+		return nil, fmt.Errorf("%w: topic %q already exists; see it with: runnel topic describe %s", ErrTopicExists, name, name)
+	}
+	m := topicMeta{Name: name, ID: r.nextID, Partitions: partitions, Replicas: replicas, Configs: maps.Clone(configs)}
+	t, err := r.openTopic(m)
+	if err != nil {
+		return nil, err
+	}
+	r.nextID++
+	r.topics[name] = t
+	if err := r.saveLocked(); err != nil {
+		delete(r.topics, name)
+		r.nextID--
+		return nil, err
+	}
+	return t, nil
+}
+
+func (r *registry) delete(name string) error {
+	r.mu.Lock()
+	t, ok := r.topics[name]
+	if !ok {
+		r.mu.Unlock()
+		return &TopicNotFoundError{Topic: name}
+	}
+	delete(r.topics, name)
+	if err := r.saveLocked(); err != nil {
+		r.topics[name] = t
+		r.mu.Unlock()
+		return err
+	}
+	r.mu.Unlock()
+	// The registry no longer names the topic, so its data is unreachable;
+	// drop it. Ids are never reused, so a crash here leaves only garbage.
+	var errs []error
+	for i := range t.parts {
+		errs = append(errs, r.store.Drop(log.ID{Topic: t.meta.ID, Partition: uint32(i)}))
+	}
+	return errors.Join(errs...)
+}
+
+func (r *registry) alter(name string, set map[string]string, del []string) (*topic, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.topics[name]
+	if !ok {
+		return nil, &TopicNotFoundError{Topic: name}
+	}
+	configs := maps.Clone(t.meta.Configs)
+	if configs == nil {
+		configs = map[string]string{}
+	}
+	for _, k := range del {
+		if _, ok := configSpecs[k]; !ok {
+			return nil, fmt.Errorf("%w: unknown config %q", ErrInvalidConfig, k)
+		}
+		delete(configs, k)
+	}
+	maps.Copy(configs, set)
+	cfg, err := validateConfigs(configs)
+	if err != nil {
+		return nil, err
+	}
+	old := *t
+	nt := &topic{meta: t.meta, cfg: cfg, parts: t.parts}
+	nt.meta.Configs = configs
+	r.topics[name] = nt
+	if err := r.saveLocked(); err != nil {
+		r.topics[name] = &old
+		return nil, err
+	}
+	for _, p := range nt.parts {
+		p.Log().SetRetention(cfg.retention())
+	}
+	return nt, nil
+}
+
+func (r *registry) get(name string) (*topic, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t, ok := r.topics[name]
+	if !ok {
+		return nil, &TopicNotFoundError{Topic: name}
+	}
+	return t, nil
+}
+
+func (r *registry) partition(name string, p int32) (*topic, *partition.Partition, error) {
+	t, err := r.get(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if p < 0 || int(p) >= len(t.parts) {
+		return nil, nil, &PartitionNotFoundError{Topic: name, Partition: p, Partitions: len(t.parts)}
+	}
+	return t, t.parts[p], nil
+}
+
+func (r *registry) list() []*topic {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*topic, 0, len(r.topics))
+	for _, name := range slices.Sorted(maps.Keys(r.topics)) {
+		out = append(out, r.topics[name])
+	}
+	return out
+}

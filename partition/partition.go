@@ -1,0 +1,97 @@
+package partition
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/record"
+)
+
+// Acks says when an append counts as done.
+type Acks int
+
+const (
+	// AcksAll waits until the batch is durable on a quorum of replicas (on one
+	// node: fsynced). It is the default.
+	AcksAll Acks = iota
+	// AcksLeader waits until the leader has written the batch.
+	AcksLeader
+	// AcksNone does not wait at all.
+	AcksNone
+)
+
+// Options bound a partition.
+type Options struct {
+	// MaxPendingBytes bounds the bytes accepted but not yet durable. Zero
+	// means 64 MiB.
+	MaxPendingBytes int64
+}
+
+// Partition is one partition of a topic on this node.
+type Partition struct {
+	log     *log.Log
+	opts    Options
+	pending atomic.Int64
+}
+
+// New returns a partition over l.
+func New(l *log.Log, opts Options) *Partition {
+	if opts.MaxPendingBytes <= 0 {
+		opts.MaxPendingBytes = 64 << 20
+	}
+	return &Partition{log: l, opts: opts}
+}
+
+// Log returns the partition's log.
+func (p *Partition) Log() *log.Log { return p.log }
+
+// Pending is an append that has been ordered but may not be durable yet.
+type Pending struct {
+	// Base is the offset of the batch's first record.
+	Base int64
+	wait func() error
+}
+
+// Wait blocks until the append is done as its acks asked. An fsync cannot be
+// abandoned half way, so Wait does not take a context.
+func (pd Pending) Wait() error {
+	if pd.wait == nil {
+		return nil
+	}
+	return pd.wait()
+}
+
+// Append orders b after every batch appended before it and returns a Pending
+// to wait on. The batch is validated; a rejected batch leaves nothing behind.
+func (p *Partition) Append(ctx context.Context, b record.Batch, acks Acks) (Pending, error) {
+	n := int64(len(b))
+	if cur := p.pending.Add(n); cur > p.opts.MaxPendingBytes && cur != n {
+		p.pending.Add(-n)
+		return Pending{}, &BacklogError{Pending: cur - n, Limit: p.opts.MaxPendingBytes, RetryAfter: 50 * time.Millisecond}
+	}
+	base, err := p.log.Append(b)
+	p.pending.Add(-n)
+	if err != nil {
+		return Pending{}, err
+	}
+	return Pending{Base: base}, nil
+}
+
+// Read returns batches from offset from, below the high watermark.
+func (p *Partition) Read(from int64, maxBytes int) ([]record.Batch, error) {
+	return p.log.Read(from, maxBytes)
+}
+
+// Start returns the first offset still stored.
+func (p *Partition) Start() int64 { return p.log.Start() }
+
+// End returns the high watermark: the offset after the last committed record.
+func (p *Partition) End() int64 { return p.log.End() }
+
+// Wait returns a channel closed when the high watermark next moves.
+func (p *Partition) Wait() <-chan struct{} { return p.log.Wait() }
+
+// OffsetForTime returns the first offset with a timestamp at or after ms.
+func (p *Partition) OffsetForTime(ms int64) (int64, error) { return p.log.OffsetForTime(ms) }
