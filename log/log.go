@@ -1,0 +1,289 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/runnel-dev/runnel/record"
+)
+
+// Log is one partition's records: batches addressed by dense offsets from
+// Start to End. All methods are safe for concurrent use.
+type Log struct {
+	s  *Store
+	id ID
+
+	// retainMu serializes EnforceRetention and Drop.
+	retainMu sync.Mutex
+
+	// mu orders appends: offsets are assigned and batches handed to Pebble
+	// under it, so Pebble's write-ahead log holds them in offset order.
+	mu sync.Mutex
+	// next is the offset the next append gets; batches in [end, next) are
+	// in Pebble but not yet known to be durable.
+	next int64
+	// cum is the cumulative appended bytes up to next.
+	cum int64
+	// runMax is the largest record timestamp of all stored batches.
+	runMax int64
+	// sinceIndex counts appended bytes since the last time index entry.
+	sinceIndex int64
+	retention  Retention
+
+	// dropped is set under mu by Drop.
+	dropped atomic.Bool
+
+	// endMu guards the offsets readers see and the wait channel.
+	endMu sync.Mutex
+	// start and end bound the durable batches; cumStart and cumEnd are the
+	// cumulative bytes before start and before end.
+	start, end       int64
+	cumStart, cumEnd int64
+	// wait is closed when end advances or the log dies.
+	wait chan struct{}
+	dead bool
+}
+
+// ID returns the log's id.
+func (l *Log) ID() ID { return l.id }
+
+// Start returns the first offset still stored.
+func (l *Log) Start() int64 {
+	l.endMu.Lock()
+	defer l.endMu.Unlock()
+	return l.start
+}
+
+// End returns the offset after the last durable record, the high watermark:
+// the next offset to be assigned once appends in flight are durable.
+func (l *Log) End() int64 {
+	l.endMu.Lock()
+	defer l.endMu.Unlock()
+	return l.end
+}
+
+// Size returns the bytes of the durable batches still stored.
+func (l *Log) Size() int64 {
+	l.endMu.Lock()
+	defer l.endMu.Unlock()
+	return l.cumEnd - l.cumStart
+}
+
+// bounds returns start and end together.
+func (l *Log) bounds() (start, end int64) {
+	l.endMu.Lock()
+	defer l.endMu.Unlock()
+	return l.start, l.end
+}
+
+// Wait returns a channel that is closed the next time End advances, or when
+// the log is dropped or its store closed. Long-poll readers wait on it and
+// on their context.
+func (l *Log) Wait() <-chan struct{} {
+	l.endMu.Lock()
+	defer l.endMu.Unlock()
+	return l.wait
+}
+
+// advance moves end to next (if it is further) and wakes waiters.
+func (l *Log) advance(next, cum int64) {
+	l.endMu.Lock()
+	defer l.endMu.Unlock()
+	if next <= l.end || l.dead {
+		return
+	}
+	l.end, l.cumEnd = next, cum
+	close(l.wait)
+	l.wait = make(chan struct{})
+}
+
+// kill wakes waiters for good: the log was dropped or the store closed.
+func (l *Log) kill() {
+	l.endMu.Lock()
+	defer l.endMu.Unlock()
+	if !l.dead {
+		l.dead = true
+		close(l.wait)
+	}
+}
+
+// acquire checks that the log and its store are open and takes the store's
+// read lock; release with l.s.mu.RUnlock.
+func (l *Log) acquire() error {
+	if err := l.s.acquire(); err != nil {
+		return err
+	}
+	if l.dropped.Load() {
+		l.s.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Append validates b, assigns it the next offsets (writing the base offset
+// into b) and stores it. Unless the store has NoSync, Append returns only
+// once the batch is durable, and End covers it no earlier than that.
+// Concurrent appends share fsyncs. A batch that fails validation returns an
+// error matching ErrCorrupt, or record.ErrUnsupported, and stores nothing.
+func (l *Log) Append(b record.Batch) (base int64, err error) {
+	if err := b.Validate(); err != nil {
+		if errors.Is(err, record.ErrCorrupt) {
+			return 0, corruptf(l.id, "append", err)
+		}
+		return 0, fmt.Errorf("log %s: append: %w", l.id, err)
+	}
+	if err := l.acquire(); err != nil {
+		return 0, err
+	}
+	defer l.s.mu.RUnlock()
+
+	// Copy the batch into Pebble's batch outside the lock; the offsets are
+	// filled in under it.
+	pb := l.s.db.NewBatchWithSize(dataKeyLen + len(b) + batchKeyLen + batchValueLen + timeKeyLen + timeValueLen + 64)
+	defer pb.Close()
+	op := pb.SetDeferred(dataKeyLen, len(b))
+	key, value := op.Key, op.Value
+	copy(key, dataKey(l.id, 0))
+	copy(value, b)
+	size := int64(len(b))
+	maxTS := b.MaxTimestamp()
+
+	l.mu.Lock()
+	if l.dropped.Load() {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	base = l.next
+	next := base + int64(b.Count())
+	cum := l.cum + size
+	record.Batch(value).SetBaseOffset(base)
+	b.SetBaseOffset(base)
+	copy(key, dataKey(l.id, base))
+	if err := pb.Set(batchKey(l.id, base), batchEntry{next: next, maxTS: maxTS, size: size, cum: cum}.encode(), nil); err != nil {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("log %s: append: %w", l.id, err)
+	}
+	runMax := max(l.runMax, maxTS)
+	sinceIndex := l.sinceIndex + size
+	if sinceIndex >= l.s.opts.indexInterval {
+		e := timeEntry{runMax: runMax, base: base, next: next, cum: cum}
+		if err := pb.Set(timeKey(l.id, runMax, base), e.encode(), nil); err != nil {
+			l.mu.Unlock()
+			return 0, fmt.Errorf("log %s: append: %w", l.id, err)
+		}
+		sinceIndex = 0
+	}
+	if l.s.opts.NoSync {
+		err = l.s.db.Apply(pb, pebble.NoSync)
+	} else {
+		err = l.s.db.ApplyNoSyncWait(pb, pebble.Sync)
+	}
+	if err != nil {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("log %s: append at %d: %w", l.id, base, err)
+	}
+	l.next, l.cum, l.runMax, l.sinceIndex = next, cum, runMax, sinceIndex
+	if l.s.opts.NoSync {
+		l.advance(next, cum)
+	}
+	l.mu.Unlock()
+
+	if !l.s.opts.NoSync {
+		// Pebble syncs the write-ahead log for every batch waiting here at
+		// once. The log is sequential, so once this batch is durable every
+		// batch before it is too, and end may jump over appends that have
+		// not returned yet.
+		if err := pb.SyncWait(); err != nil {
+			return 0, fmt.Errorf("log %s: sync at %d: %w", l.id, base, err)
+		}
+		l.advance(next, cum)
+	}
+	l.s.appends.Add(1)
+	l.s.records.Add(int64(b.Count()))
+	l.s.bytes.Add(size)
+	return base, nil
+}
+
+// load reads log id's offsets from disk: the batch index gives start, end
+// and sizes; the metadata record gives start when retention removed every
+// batch; the time index and the batches after its last entry give the
+// running max timestamp.
+func (s *Store) load(id ID) (*Log, error) {
+	l := &Log{s: s, id: id, runMax: math.MinInt64, wait: make(chan struct{})}
+
+	var m meta
+	v, closer, err := s.db.Get(metaKey(id))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("log %s: load: %w", id, err)
+	default:
+		m, err = decodeMeta(v)
+		closer.Close()
+		if err != nil {
+			return nil, corruptf(id, "load", err)
+		}
+	}
+	l.start, l.end, l.cumStart, l.cumEnd = m.start, m.start, m.cumStart, m.cumStart
+
+	lo, hi := logBounds(prefixBatch, id)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, fmt.Errorf("log %s: load: %w", id, err)
+	}
+	defer it.Close()
+	if it.First() {
+		first, err := decodeBatchEntry(it.Key(), it.Value())
+		if err != nil {
+			return nil, corruptf(id, "load", err)
+		}
+		if !it.Last() {
+			return nil, fmt.Errorf("log %s: load: %w", id, it.Error())
+		}
+		last, err := decodeBatchEntry(it.Key(), it.Value())
+		if err != nil {
+			return nil, corruptf(id, "load", err)
+		}
+		l.start, l.cumStart = first.base, first.cum-first.size
+		l.end, l.cumEnd = last.next, last.cum
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("log %s: load: %w", id, err)
+	}
+
+	// The running max covers the last time index entry and every batch
+	// after it.
+	from, cumIndexed := l.start, l.cumStart
+	tlo, thi := logBounds(prefixTime, id)
+	tit, err := s.db.NewIter(&pebble.IterOptions{LowerBound: tlo, UpperBound: thi})
+	if err != nil {
+		return nil, fmt.Errorf("log %s: load: %w", id, err)
+	}
+	defer tit.Close()
+	if tit.Last() {
+		e, err := decodeTimeEntry(tit.Key(), tit.Value())
+		if err != nil {
+			return nil, corruptf(id, "load", err)
+		}
+		l.runMax, from, cumIndexed = e.runMax, e.next, e.cum
+	}
+	if err := tit.Error(); err != nil {
+		return nil, fmt.Errorf("log %s: load: %w", id, err)
+	}
+	for ok := it.SeekGE(batchKey(id, from)); ok; ok = it.Next() {
+		e, err := decodeBatchEntry(it.Key(), it.Value())
+		if err != nil {
+			return nil, corruptf(id, "load", err)
+		}
+		l.runMax = max(l.runMax, e.maxTS)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("log %s: load: %w", id, err)
+	}
+	l.next, l.cum, l.sinceIndex = l.end, l.cumEnd, l.cumEnd-cumIndexed
+	return l, nil
+}

@@ -1,0 +1,159 @@
+package log
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configures a Store. The zero value works: defaults are filled in by
+// Open.
+type Options struct {
+	// FS is the file system Pebble runs on; nil means vfs.Default. Tests use
+	// vfs.NewCrashableMem.
+	FS vfs.FS
+	// NoSync makes Append return without waiting for the write-ahead log to
+	// reach stable storage. A crash can then lose acknowledged batches.
+	NoSync bool
+	// RetentionInterval is how often the Store enforces each open log's
+	// retention; 0 means one minute and a negative value disables the loop.
+	RetentionInterval time.Duration
+	// Logger receives the Store's and Pebble's messages; nil means
+	// slog.Default. Pebble's routine messages go out at debug level.
+	Logger *slog.Logger
+	// Now is the clock retention by age reads; nil means time.Now.
+	Now func() time.Time
+	// CacheBytes is the size of Pebble's block cache; 0 means 64 MiB.
+	CacheBytes int64
+
+	// indexInterval is how many appended bytes separate time index entries;
+	// 0 means defaultIndexInterval.
+	indexInterval int64
+	// memTableSize is Pebble's memtable size; 0 means defaultMemTableSize.
+	memTableSize uint64
+	// noValueSeparation keeps batch bytes inside sstables instead of blob
+	// files.
+	noValueSeparation bool
+}
+
+const (
+	defaultRetentionInterval = time.Minute
+	defaultCacheBytes        = 64 << 20
+	defaultIndexInterval     = 64 << 10
+	defaultMemTableSize      = 64 << 20
+)
+
+// withDefaults returns o with defaults filled in, or an error for a value
+// that makes no sense.
+func (o Options) withDefaults() (Options, error) {
+	if o.CacheBytes < 0 {
+		return o, fmt.Errorf("log: CacheBytes %d is negative", o.CacheBytes)
+	}
+	if o.indexInterval < 0 {
+		return o, errors.New("log: negative index interval")
+	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.RetentionInterval == 0 {
+		o.RetentionInterval = defaultRetentionInterval
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = defaultCacheBytes
+	}
+	if o.indexInterval == 0 {
+		o.indexInterval = defaultIndexInterval
+	}
+	if o.memTableSize == 0 {
+		o.memTableSize = defaultMemTableSize
+	}
+	return o, nil
+}
+
+// pebbleOptions returns the Pebble configuration for a write-heavy,
+// append-only workload of large values. The choices are measured by the
+// benchmarks in bench_test.go.
+func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache) *pebble.Options {
+	po := &pebble.Options{
+		FS:    fs,
+		Cache: cache,
+		// Value separation needs the newest format.
+		FormatMajorVersion: pebble.FormatNewest,
+		// A large memtable absorbs bursts and makes fewer, larger flushes.
+		MemTableSize:                o.memTableSize,
+		MemTableStopWritesThreshold: 4,
+		// Keys are written in offset order per log, so L0 files overlap only
+		// across logs; let L0 grow a little before stalling writes.
+		L0CompactionThreshold: 4,
+		L0StopWritesThreshold: 24,
+		Logger:                pebbleLogger{o.Logger},
+		EventListener:         eventListener(o.Logger),
+	}
+	if !o.noValueSeparation {
+		// Batches are large values that are written once and deleted in
+		// order; in blob files compactions move only keys and handles.
+		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+			return pebble.ValueSeparationPolicy{
+				Enabled:               true,
+				MinimumSize:           1 << 10,
+				MaxBlobReferenceDepth: 10,
+				RewriteMinimumAge:     5 * time.Minute,
+				TargetGarbageRatio:    0.2,
+			}
+		}
+	}
+	return po
+}
+
+// pebbleLogger sends Pebble's messages to slog: routine ones at debug level,
+// errors at error level.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf logs and panics: Pebble calls it on a broken invariant, after which
+// the store must not go on.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}
+
+func eventListener(l *slog.Logger) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			l.Error("pebble background error", "err", err)
+		},
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			l.Error("pebble data corruption", "path", info.Path, "err", info.Details)
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			l.Warn("pebble write stall", "reason", info.Reason)
+		},
+		WriteStallEnd: func() {
+			l.Info("pebble write stall ended")
+		},
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			l.Warn("slow disk write", "path", info.Path, "duration", info.Duration)
+		},
+	}
+}

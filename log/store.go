@@ -1,0 +1,230 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Store holds the logs of one node in one Pebble database. It is safe for
+// concurrent use.
+type Store struct {
+	opts  Options
+	fs    *countingFS
+	db    *pebble.DB
+	cache *pebble.Cache
+	log   *slog.Logger
+
+	// mu is held for reading by every operation that touches db and for
+	// writing by Close, so Close waits for them and db is never used after
+	// it is closed.
+	mu     sync.RWMutex
+	closed bool
+
+	logsMu sync.Mutex
+	logs   map[ID]*Log
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	appends atomic.Int64
+	records atomic.Int64
+	bytes   atomic.Int64
+}
+
+// Stats are counters since Open.
+type Stats struct {
+	// Syncs counts sync calls on write-ahead log files: with group commit
+	// one sync makes many appends durable.
+	Syncs int64
+	// Appends, Records and Bytes count appended batches, their records and
+	// their bytes.
+	Appends, Records, Bytes int64
+	// WALBytes counts bytes written to write-ahead log files.
+	WALBytes int64
+	// BytesWritten counts bytes written to all files: WAL, flushes and
+	// compactions. BytesWritten/Bytes is the write amplification.
+	BytesWritten int64
+}
+
+// Open opens or creates the store in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		opts:  opts,
+		fs:    &countingFS{FS: opts.FS},
+		cache: pebble.NewCache(opts.CacheBytes),
+		log:   opts.Logger.With("component", "log"),
+		logs:  make(map[ID]*Log),
+		stop:  make(chan struct{}),
+	}
+	db, err := pebble.Open(dir, opts.pebbleOptions(s.fs, s.cache))
+	if err != nil {
+		s.cache.Unref()
+		return nil, fmt.Errorf("log: open %s: %w", dir, err)
+	}
+	s.db = db
+	if opts.RetentionInterval > 0 {
+		s.wg.Add(1)
+		go s.retentionLoop(opts.RetentionInterval)
+	}
+	return s, nil
+}
+
+// Close stops the retention loop, waits for operations in flight, wakes
+// every waiter and closes the database. Every method of the Store and its
+// logs returns ErrClosed afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	close(s.stop)
+	s.mu.Unlock()
+	// The loop takes s.mu for reading, so wait for it outside the lock.
+	s.wg.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logsMu.Lock()
+	for _, l := range s.logs {
+		l.kill()
+	}
+	s.logs = nil
+	s.logsMu.Unlock()
+	err := s.db.Close()
+	s.cache.Unref()
+	if err != nil {
+		return fmt.Errorf("log: close: %w", err)
+	}
+	return nil
+}
+
+// acquire takes the store's read lock for an operation that touches the
+// database; release with s.mu.RUnlock.
+func (s *Store) acquire() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// Log returns the log id, creating an empty one if there is none. It returns
+// the same *Log for the same id until the log is dropped or the store closed.
+// Its offsets are loaded from disk on the first call.
+func (s *Store) Log(id ID) (*Log, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	s.logsMu.Lock()
+	defer s.logsMu.Unlock()
+	if l, ok := s.logs[id]; ok {
+		return l, nil
+	}
+	l, err := s.load(id)
+	if err != nil {
+		return nil, err
+	}
+	s.logs[id] = l
+	return l, nil
+}
+
+// Drop deletes every batch, index entry and the metadata of log id, whether
+// or not it was opened. A *Log for id returns ErrClosed afterwards; the next
+// call to Log creates an empty log that starts at offset 0.
+func (s *Store) Drop(id ID) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	s.logsMu.Lock()
+	defer s.logsMu.Unlock()
+	l := s.logs[id]
+	if l != nil {
+		// Hold off retention and appends while the ranges go.
+		l.retainMu.Lock()
+		defer l.retainMu.Unlock()
+		l.mu.Lock()
+		defer l.mu.Unlock()
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, p := range []byte{prefixData, prefixBatch, prefixTime} {
+		lo, hi := logBounds(p, id)
+		if err := b.DeleteRange(lo, hi, nil); err != nil {
+			return fmt.Errorf("log %s: drop: %w", id, err)
+		}
+	}
+	if err := b.Delete(metaKey(id), nil); err != nil {
+		return fmt.Errorf("log %s: drop: %w", id, err)
+	}
+	if err := s.db.Apply(b, pebble.Sync); err != nil {
+		return fmt.Errorf("log %s: drop: %w", id, err)
+	}
+	if l != nil {
+		l.dropped.Store(true)
+		l.kill()
+		delete(s.logs, id)
+	}
+	return nil
+}
+
+// Stats returns counters since Open.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Syncs:        s.fs.walSyncs.Load(),
+		Appends:      s.appends.Load(),
+		Records:      s.records.Load(),
+		Bytes:        s.bytes.Load(),
+		WALBytes:     s.fs.walBytes.Load(),
+		BytesWritten: s.fs.bytesWritten.Load(),
+	}
+}
+
+// retentionLoop enforces every open log's retention once per interval until
+// Close.
+func (s *Store) retentionLoop(interval time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.enforceRetention()
+		}
+	}
+}
+
+func (s *Store) enforceRetention() {
+	s.logsMu.Lock()
+	logs := make([]*Log, 0, len(s.logs))
+	for _, l := range s.logs {
+		logs = append(logs, l)
+	}
+	s.logsMu.Unlock()
+	for _, l := range logs {
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+		if err := l.EnforceRetention(); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Error("enforce retention", "log", l.id, "err", err)
+		}
+	}
+}
