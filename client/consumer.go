@@ -1,0 +1,197 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+	"github.com/runnel-dev/runnel/record"
+)
+
+// Consume reads one partition of topic from the position from, in offset
+// order, and never stops at the end of the log: it waits there for new
+// records (a long poll) until ctx ends or the caller stops ranging.
+//
+//	for r, err := range c.Consume(ctx, "events", 0, client.Start()) {
+//		if err != nil {
+//			return err
+//		}
+//		process(r.Value)
+//	}
+//
+// The Record yielded, with its Key, Value and Headers, is reused and
+// aliases the client's buffers: it is valid only until the next iteration.
+// Use Record.Clone to keep one.
+//
+// Consume reconnects by itself on retriable errors (a new leader, a broker
+// restart), resuming after the last record yielded; it yields an error and
+// ends when one is not retriable, such as *OffsetOutOfRangeError, or when
+// retrying has not made progress for DeliveryTimeout. When ctx ends, the
+// iteration ends without an error.
+//
+// The broker sends at most FetchCredit bytes ahead of what has been read
+// (credit-based flow control), so a slow reader holds a bounded amount of
+// memory.
+func (c *Client) Consume(ctx context.Context, topic string, partition int32, from Position) iter.Seq2[*Record, error] {
+	return func(yield func(*Record, error) bool) {
+		f := fetch{c: c, topic: topic, partition: partition, next: -1}
+		f.rec.Topic, f.rec.Partition = topic, partition
+		pos := from
+		if t, ok := from.TimeValue(); ok {
+			// Resolve a time to an offset first, so records of the first
+			// batch that come before it are skipped exactly.
+			offs, err := c.ListOffsets(ctx, topic, partition, Time(t))
+			if err != nil {
+				if ctx.Err() == nil {
+					yield(nil, err)
+				}
+				return
+			}
+			pos = Offset(offs.Offset)
+		}
+		if o, ok := pos.OffsetValue(); ok {
+			f.next = o
+		}
+		lastProgress := time.Now()
+		attempts := 0
+		for {
+			progressed, err := f.run(ctx, pos, yield)
+			if err == nil || ctx.Err() != nil {
+				return // the caller stopped, or ctx ended
+			}
+			if progressed {
+				lastProgress, attempts = time.Now(), 0
+			}
+			if !Retriable(err) || time.Since(lastProgress) > c.cfg.deliveryTimeout {
+				yield(nil, err)
+				return
+			}
+			var nl *NotLeaderError
+			if errors.As(err, &nl) {
+				c.meta.follow(topic, partition, nl)
+			}
+			c.meta.refresh()
+			attempts++
+			c.cfg.logger.Debug("runnel client: fetch retry", "topic", topic, "partition", partition, "attempt", attempts, "err", err)
+			if c.sleep(ctx, c.prod.backoff(attempts)) != nil {
+				if ctx.Err() == nil {
+					yield(nil, ErrClosed)
+				}
+				return
+			}
+			if f.next >= 0 {
+				pos = Offset(f.next)
+			}
+		}
+	}
+}
+
+// fetch is the state of one Consume across reconnects.
+type fetch struct {
+	c         *Client
+	topic     string
+	partition int32
+	next      int64 // the next offset to yield; -1 before the first is known
+	rec       Record
+}
+
+// run streams from pos until an error or the caller stops. It returns a
+// nil error only when the caller stopped or ctx ended, and reports whether
+// any response arrived.
+func (f *fetch) run(ctx context.Context, pos Position, yield func(*Record, error) bool) (progressed bool, err error) {
+	c := f.c
+	addr, err := c.meta.leaderFresh(ctx, f.topic, f.partition)
+	if err != nil {
+		return false, err
+	}
+	bc, err := c.conn(addr)
+	if err != nil {
+		return false, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fs, err := bc.Fetch(sctx)
+	if err != nil {
+		return false, f.streamErr(ctx, addr, err)
+	}
+	credit := c.cfg.fetchCredit
+	err = fs.Send(&runnelpb.FetchRequest{
+		Topic:       f.topic,
+		Partition:   f.partition,
+		From:        pos.proto(),
+		CreditBytes: credit,
+		MaxBytes:    c.cfg.fetchMaxBytes,
+	})
+	if err != nil {
+		_, err = fs.Recv() // the stream's real error
+		return false, f.streamErr(ctx, addr, err)
+	}
+	var used int64 // bytes read since credit was last granted
+	for {
+		resp, err := fs.Recv()
+		if err != nil {
+			return progressed, f.streamErr(ctx, addr, err)
+		}
+		progressed = true
+		for _, raw := range resp.GetBatches() {
+			b := record.Batch(raw)
+			it := b.Iter()
+			for it.Next() {
+				r := it.Record()
+				if r.Offset < f.next {
+					continue
+				}
+				f.next = r.Offset + 1
+				f.rec.Key, f.rec.Value, f.rec.Headers = r.Key, r.Value, r.Headers
+				f.rec.Timestamp = time.UnixMilli(r.Timestamp)
+				f.rec.Offset = r.Offset
+				if !yield(&f.rec, nil) {
+					return true, nil
+				}
+			}
+			if err := it.Err(); err != nil {
+				return true, fmt.Errorf("fetch %s/%d: %w", f.topic, f.partition, err)
+			}
+			if len(b) >= record.HeaderSize {
+				f.next = max(f.next, b.NextOffset())
+			}
+			used += int64(len(raw))
+		}
+		if n := resp.GetNextOffset(); n > 0 {
+			f.next = max(f.next, n)
+		}
+		if used >= credit/2 {
+			if err := fs.Send(&runnelpb.FetchRequest{CreditBytes: used}); err != nil {
+				_, err = fs.Recv()
+				return true, f.streamErr(ctx, addr, err)
+			}
+			used = 0
+		}
+	}
+}
+
+// streamErr turns the error that ended a fetch stream into the error run
+// returns: nil when ctx ended, else a client error, retriable when the
+// stream broke without a broker status.
+func (f *fetch) streamErr(ctx context.Context, addr string, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("stream closed")
+	}
+	e := fromStatus(err, addr)
+	var be *Error
+	var ce *ConnectError
+	if errors.As(e, &be) || errors.As(e, &ce) {
+		return e
+	}
+	return &Error{
+		Kind:    ErrUnavailable,
+		Reason:  "STREAM_BROKEN",
+		Message: fmt.Sprintf("fetch stream of %s/%d from %s ended: %v", f.topic, f.partition, addr, err),
+	}
+}

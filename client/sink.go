@@ -1,0 +1,244 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// A sink sends the batches of the partitions one broker leads, over one
+// ProduceStream at a time. Its goroutine (run) takes batches from the
+// partitions on its ready list and sends them; the stream's own goroutine
+// (stream.recv) reads the answers, which come with the request_id of their
+// request, and resolves or retries the batches.
+type sink struct {
+	p    *producer
+	addr string
+	wake chan struct{} // cap 1
+
+	mu    sync.Mutex
+	ready []*partProducer
+}
+
+func newSink(p *producer, addr string) *sink {
+	return &sink{p: p, addr: addr, wake: make(chan struct{}, 1)}
+}
+
+// enqueue adds pp to the ready list and wakes the sink.
+func (s *sink) enqueue(pp *partProducer) {
+	s.mu.Lock()
+	s.ready = append(s.ready, pp)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run is the sink's goroutine; it ends when the client closes.
+func (s *sink) run() {
+	ctx := s.p.c.ctx
+	var (
+		st    *stream
+		ready []*partProducer
+		nextID uint64
+	)
+	defer func() {
+		if st != nil {
+			st.fail(ErrClosed)
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		ready, s.ready = s.ready, ready[:0]
+		s.mu.Unlock()
+		for i, pp := range ready {
+			ready[i] = nil
+			pp.scheduled.Store(false)
+			for {
+				b := pp.take(time.Now())
+				if b == nil {
+					break
+				}
+				if err := b.ctxDone(); err != nil {
+					s.p.finish(b, -1, b.wrap(err))
+					continue
+				}
+				if !time.Now().Before(b.deadline) {
+					err := fmt.Errorf("not sent within the delivery timeout %v", s.p.c.cfg.deliveryTimeout)
+					if b.lastErr != nil {
+						err = fmt.Errorf("%v: %w", err, b.lastErr)
+					}
+					s.p.finish(b, -1, b.wrap(err))
+					continue
+				}
+				if st == nil || st.isDead() {
+					var err error
+					if st, err = s.open(ctx); err != nil {
+						s.p.retryOrFail(b, err)
+						break
+					}
+				}
+				nextID++
+				st.send(nextID, b)
+			}
+		}
+	}
+}
+
+// open starts a ProduceStream to the sink's broker and its reading
+// goroutine.
+func (s *sink) open(ctx context.Context) (*stream, error) {
+	bc, err := s.p.c.conn(s.addr)
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	cs, err := bc.ProduceStream(sctx)
+	if err != nil {
+		cancel()
+		return nil, fromStatus(err, s.addr)
+	}
+	st := &stream{s: s, cs: cs, cancel: cancel, inflight: make(map[uint64]*batch)}
+	s.p.c.goFunc(st.recv)
+	return st, nil
+}
+
+// stream is one ProduceStream and the batches in flight on it. A batch
+// belongs to whoever removes it from inflight.
+type stream struct {
+	s      *sink
+	cs     grpc.BidiStreamingClient[runnelpb.ProduceRequest, runnelpb.ProduceResponse]
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	dead     bool
+	inflight map[uint64]*batch
+}
+
+func (st *stream) isDead() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.dead
+}
+
+// send sends b as request id. On failure the stream is torn down and b is
+// retried.
+func (st *stream) send(id uint64, b *batch) {
+	p := st.s.p
+	if b.data == nil {
+		b.data = b.b.Build()
+	}
+	st.mu.Lock()
+	if st.dead {
+		st.mu.Unlock()
+		p.retryOrFail(b, errStreamBroken(st.s.addr, nil))
+		return
+	}
+	st.inflight[id] = b
+	st.mu.Unlock()
+	err := st.cs.Send(&runnelpb.ProduceRequest{
+		RequestId: id,
+		Topic:     b.pp.topic,
+		Partition: b.pp.partition,
+		Batch:     b.data,
+		Acks:      acksProto(p.c.cfg.acks),
+		TimeoutMs: uint32(p.c.cfg.requestTimeout / time.Millisecond),
+	})
+	if err != nil {
+		// The stream is broken; recv learns why and retries what was in
+		// flight, b included unless this send was first to notice.
+		st.mu.Lock()
+		_, mine := st.inflight[id]
+		delete(st.inflight, id)
+		st.mu.Unlock()
+		if mine {
+			p.retryOrFail(b, errStreamBroken(st.s.addr, err))
+		}
+		st.fail(errStreamBroken(st.s.addr, nil))
+	}
+}
+
+// recv reads answers until the stream ends, then retries what was left in
+// flight on it.
+func (st *stream) recv() {
+	p := st.s.p
+	for {
+		resp, err := st.cs.Recv()
+		if err != nil {
+			if !st.isDead() {
+				st.fail(errStreamBroken(st.s.addr, err))
+			}
+			return
+		}
+		st.mu.Lock()
+		b := st.inflight[resp.GetRequestId()]
+		delete(st.inflight, resp.GetRequestId())
+		st.mu.Unlock()
+		if b == nil {
+			continue
+		}
+		if e := resp.GetError(); e != nil {
+			p.retryOrFail(b, fromProto(e))
+			continue
+		}
+		p.finish(b, resp.GetBaseOffset(), nil)
+	}
+}
+
+// fail marks the stream dead, ends it, and retries its in-flight batches.
+func (st *stream) fail(err error) {
+	st.mu.Lock()
+	st.dead = true
+	left := st.inflight
+	st.inflight = make(map[uint64]*batch)
+	st.mu.Unlock()
+	st.cancel()
+	for _, b := range left {
+		st.s.p.retryOrFail(b, err)
+	}
+	if len(left) > 0 {
+		st.s.p.c.cfg.logger.Info("runnel client: produce stream ended", "broker", st.s.addr, "in_flight", len(left), "err", err)
+	}
+}
+
+// errStreamBroken turns the error that ended a produce stream into a
+// client error: the broker's status or an unreachable broker as they are,
+// anything else (a cancelled or reset stream) as a retriable
+// ErrUnavailable.
+func errStreamBroken(addr string, err error) error {
+	if err != nil {
+		e := fromStatus(err, addr)
+		var be *Error
+		var ce *ConnectError
+		if errors.As(e, &be) || errors.As(e, &ce) {
+			return e
+		}
+	}
+	return &Error{
+		Kind:    ErrUnavailable,
+		Reason:  "STREAM_BROKEN",
+		Message: fmt.Sprintf("produce stream to %s ended: %v", addr, err),
+	}
+}
+
+func acksProto(a AcksLevel) runnelpb.Acks {
+	switch a {
+	case AcksNone:
+		return runnelpb.Acks_ACKS_NONE
+	case AcksLeader:
+		return runnelpb.Acks_ACKS_LEADER
+	}
+	return runnelpb.Acks_ACKS_ALL
+}
