@@ -88,7 +88,7 @@ type producer struct {
 	space    chan struct{} // closed when bytes are released; nil when no one waits
 	idle     chan struct{} // closed when records drops to 0; nil when no one waits
 	topics   map[string]*topicProducer
-	sinks    map[string]*sink          // by broker address
+	sinks    map[string]*sink       // by broker address
 	parked   map[*partProducer]bool // partitions waiting for a leader
 }
 

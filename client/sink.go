@@ -45,8 +45,8 @@ func (s *sink) enqueue(pp *partProducer) {
 func (s *sink) run() {
 	ctx := s.p.c.ctx
 	var (
-		st    *stream
-		ready []*partProducer
+		st     *stream
+		ready  []*partProducer
 		nextID uint64
 	)
 	defer func() {
