@@ -38,6 +38,12 @@ func topicCreateCmd() *cobra.Command {
 			if err := f.checkFormat("table", "json"); err != nil {
 				return err
 			}
+			if partitions < 1 {
+				return fmt.Errorf("--partitions %d: a topic needs 1 or more", partitions)
+			}
+			if replicas < 1 {
+				return fmt.Errorf("--replicas %d: a partition needs 1 or more", replicas)
+			}
 			cfg, err := parseKV("config", configs)
 			if err != nil {
 				return err
@@ -54,7 +60,7 @@ func topicCreateCmd() *cobra.Command {
 			if f.format == "json" {
 				return writeJSON(cmd.OutOrStdout(), topicJSON(t))
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "created topic %s with %d partitions\n", t.Name, len(t.Partitions))
+			fmt.Fprintf(cmd.ErrOrStderr(), "created topic %s with %s\n", t.Name, plural(len(t.Partitions), "partition"))
 			return nil
 		},
 	}
@@ -244,7 +250,7 @@ func writeJSON(w io.Writer, v any) error {
 
 func writeTopicTable(w io.Writer, t client.TopicInfo) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "topic %s, %d partitions\n", t.Name, len(t.Partitions))
+	fmt.Fprintf(tw, "topic %s, %s\n", t.Name, plural(len(t.Partitions), "partition"))
 	for _, k := range slices.Sorted(maps.Keys(t.Configs)) {
 		fmt.Fprintf(tw, "config\t%s=%s\n", k, t.Configs[k])
 	}
@@ -257,4 +263,12 @@ func writeTopicTable(w io.Writer, t client.TopicInfo) error {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%d\n", p.Partition, p.Leader, strings.Join(replicas, ","), p.StartOffset, p.EndOffset)
 	}
 	return tw.Flush()
+}
+
+// plural returns "1 partition" or "3 partitions".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
