@@ -36,6 +36,9 @@ type Log struct {
 
 	// dropped is set under mu by Drop.
 	dropped atomic.Bool
+	// failed is set under mu when a write-ahead log sync fails: what Pebble
+	// holds is then unknown, and every later append fails with it.
+	failed error
 
 	// endMu guards the offsets readers see and the wait channel.
 	endMu sync.Mutex
@@ -157,12 +160,20 @@ func (l *Log) Append(b record.Batch) (base int64, err error) {
 		l.mu.Unlock()
 		return 0, ErrClosed
 	}
+	if l.failed != nil {
+		l.mu.Unlock()
+		return 0, l.failed
+	}
 	base = l.next
 	next := base + int64(b.Count())
 	cum := l.cum + size
 	record.Batch(value).SetBaseOffset(base)
 	b.SetBaseOffset(base)
 	copy(key, dataKey(l.id, base))
+	if err := op.Finish(); err != nil {
+		l.mu.Unlock()
+		return 0, fmt.Errorf("log %s: append: %w", l.id, err)
+	}
 	if err := pb.Set(batchKey(l.id, base), batchEntry{next: next, maxTS: maxTS, size: size, cum: cum}.encode(), nil); err != nil {
 		l.mu.Unlock()
 		return 0, fmt.Errorf("log %s: append: %w", l.id, err)
@@ -198,7 +209,13 @@ func (l *Log) Append(b record.Batch) (base int64, err error) {
 		// batch before it is too, and end may jump over appends that have
 		// not returned yet.
 		if err := pb.SyncWait(); err != nil {
-			return 0, fmt.Errorf("log %s: sync at %d: %w", l.id, base, err)
+			err = fmt.Errorf("log %s: sync at %d: %w", l.id, base, err)
+			l.mu.Lock()
+			if l.failed == nil {
+				l.failed = err
+			}
+			l.mu.Unlock()
+			return 0, err
 		}
 		l.advance(next, cum)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -84,7 +85,7 @@ func (o Options) withDefaults() (Options, error) {
 // pebbleOptions returns the Pebble configuration for a write-heavy,
 // append-only workload of large values. The choices are measured by the
 // benchmarks in bench_test.go.
-func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache) *pebble.Options {
+func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache, stalls *atomic.Int64) *pebble.Options {
 	po := &pebble.Options{
 		FS:    fs,
 		Cache: cache,
@@ -98,7 +99,7 @@ func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache) *pebble.Options {
 		L0CompactionThreshold: 4,
 		L0StopWritesThreshold: 24,
 		Logger:                pebbleLogger{o.Logger},
-		EventListener:         eventListener(o.Logger),
+		EventListener:         eventListener(o.Logger, stalls),
 	}
 	if !o.noValueSeparation {
 		// Batches are large values that are written once and deleted in
@@ -138,7 +139,9 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic("pebble: " + msg)
 }
 
-func eventListener(l *slog.Logger) *pebble.EventListener {
+// eventListener reports Pebble's events. Write stalls are routine under
+// bursts; they are counted in Stats and logged at debug level.
+func eventListener(l *slog.Logger, stalls *atomic.Int64) *pebble.EventListener {
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
 			l.Error("pebble background error", "err", err)
@@ -147,10 +150,11 @@ func eventListener(l *slog.Logger) *pebble.EventListener {
 			l.Error("pebble data corruption", "path", info.Path, "err", info.Details)
 		},
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			l.Warn("pebble write stall", "reason", info.Reason)
+			stalls.Add(1)
+			l.Debug("pebble write stall", "reason", info.Reason)
 		},
 		WriteStallEnd: func() {
-			l.Info("pebble write stall ended")
+			l.Debug("pebble write stall ended")
 		},
 		DiskSlow: func(info pebble.DiskSlowInfo) {
 			l.Warn("slow disk write", "path", info.Path, "duration", info.Duration)

@@ -35,6 +35,7 @@ type Store struct {
 	appends atomic.Int64
 	records atomic.Int64
 	bytes   atomic.Int64
+	stalls  atomic.Int64
 }
 
 // Stats are counters since Open.
@@ -50,6 +51,9 @@ type Stats struct {
 	// BytesWritten counts bytes written to all files: WAL, flushes and
 	// compactions. BytesWritten/Bytes is the write amplification.
 	BytesWritten int64
+	// WriteStalls counts the times Pebble held writes back to let flushes
+	// or compactions catch up.
+	WriteStalls int64
 }
 
 // Open opens or creates the store in dir.
@@ -66,7 +70,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		logs:  make(map[ID]*Log),
 		stop:  make(chan struct{}),
 	}
-	db, err := pebble.Open(dir, opts.pebbleOptions(s.fs, s.cache))
+	db, err := pebble.Open(dir, opts.pebbleOptions(s.fs, s.cache, &s.stalls))
 	if err != nil {
 		s.cache.Unref()
 		return nil, fmt.Errorf("log: open %s: %w", dir, err)
@@ -191,6 +195,7 @@ func (s *Store) Stats() Stats {
 		Bytes:        s.bytes.Load(),
 		WALBytes:     s.fs.walBytes.Load(),
 		BytesWritten: s.fs.bytesWritten.Load(),
+		WriteStalls:  s.stalls.Load(),
 	}
 }
 
