@@ -21,10 +21,16 @@ var transports = []struct {
 }
 
 // openBroker starts a broker on a temporary directory; addr "" serves it in
-// process only.
-func openBroker(t testing.TB, addr string) *broker.Broker {
+// process only. It closes when the test ends, after the clients opened
+// later.
+func openBroker(t testing.TB, addr string, opts ...broker.Options) *broker.Broker {
 	t.Helper()
-	b, err := broker.Open(t.TempDir(), broker.Options{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
+	var o broker.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o.Addr, o.Logger = addr, slog.New(slog.DiscardHandler)
+	b, err := broker.Open(t.TempDir(), o)
 	if err != nil {
 		t.Fatalf("open broker: %v", err)
 	}
