@@ -147,6 +147,7 @@ func TestConsumeEndsWithContext(t *testing.T) {
 	c := newClient(t, b)
 	createTopic(t, c, "t", 1, nil)
 	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
 	produceN(t, c, "t", 3, 3)
 	n := 0
 	for _, err := range c.Consume(ctx, "t", 0, client.Start()) {

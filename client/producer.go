@@ -136,6 +136,7 @@ type batch struct {
 	lingered bool         // Linger has passed since the first record
 	urgent   bool         // a ProduceSync waits for it
 	inflight bool
+	sentAt   time.Time
 	attempts int
 	lastErr  error
 }

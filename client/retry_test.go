@@ -200,3 +200,27 @@ func TestCloseFailsWhatItCannotFlush(t *testing.T) {
 		t.Fatalf("ProduceSync after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestProduceGivesUpOnSilentBroker: a broker that takes a request and never
+// answers costs a RequestTimeout, then the batch is sent again.
+func TestProduceGivesUpOnSilentBroker(t *testing.T) {
+	f := startFake(t, 1)
+	silent := make(chan struct{})
+	t.Cleanup(func() { close(silent) })
+	f.set(func(f *fakeBroker) {
+		f.onBatch = func(n int, _ *runnelpb.ProduceRequest) (*runnelpb.Error, error) {
+			if n == 0 {
+				<-silent
+			}
+			return nil, nil
+		}
+	})
+	c := fakeClient(t, f, client.RequestTimeout(50*time.Millisecond))
+	r := &client.Record{Topic: "t", Value: []byte("v")}
+	if err := c.ProduceSync(testContext(t), r); err != nil {
+		t.Fatalf("ProduceSync: %v", err)
+	}
+	if r.Offset != 0 {
+		t.Fatalf("offset %d", r.Offset)
+	}
+}

@@ -54,10 +54,21 @@ func (s *sink) run() {
 			st.fail(ErrClosed)
 		}
 	}()
+	// A broker that stops answering without breaking the stream would hold
+	// its batches forever; the watchdog gives up on such a stream after
+	// RequestTimeout and a grace period, and its batches are retried.
+	timeout := s.p.c.cfg.requestTimeout
+	watchdog := time.NewTicker(min(max(timeout/4, 10*time.Millisecond), time.Second))
+	defer watchdog.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-watchdog.C:
+			if st != nil {
+				st.expire(time.Now().Add(-timeout - timeout/4))
+			}
+			continue
 		case <-s.wake:
 		}
 		s.mu.Lock()
@@ -147,6 +158,7 @@ func (st *stream) send(id uint64, b *batch) {
 		return
 	}
 	st.inflight[id] = b
+	b.sentAt = time.Now()
 	st.mu.Unlock()
 	err := st.cs.Send(&runnelpb.ProduceRequest{
 		RequestId: id,
@@ -167,6 +179,27 @@ func (st *stream) send(id uint64, b *batch) {
 			p.retryOrFail(b, errStreamBroken(st.s.addr, err))
 		}
 		st.fail(errStreamBroken(st.s.addr, nil))
+	}
+}
+
+// expire fails the stream when a request sent before cutoff is still
+// unanswered.
+func (st *stream) expire(cutoff time.Time) {
+	st.mu.Lock()
+	stale := false
+	for _, b := range st.inflight {
+		if b.sentAt.Before(cutoff) {
+			stale = true
+			break
+		}
+	}
+	st.mu.Unlock()
+	if stale {
+		st.fail(&Error{
+			Kind:    ErrUnknownOutcome,
+			Reason:  "REQUEST_TIMEOUT",
+			Message: fmt.Sprintf("broker at %s did not answer a produce request within %v", st.s.addr, st.s.p.c.cfg.requestTimeout),
+		})
 	}
 }
 
