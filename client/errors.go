@@ -246,6 +246,11 @@ func fromStatus(err error, addr string) error {
 			return fmt.Errorf("call to %s: %w", addr, context.DeadlineExceeded)
 		case codes.Unavailable:
 			return &ConnectError{Addr: addr, Err: errors.New(st.Message())}
+		case codes.ResourceExhausted:
+			// Without runnel's details this is gRPC's own message size
+			// limit: retrying the same message cannot help.
+			return &Error{Kind: ErrInvalidArgument, Reason: "MESSAGE_TOO_LARGE",
+				Message: fmt.Sprintf("broker at %s refused the message: %s", addr, st.Message())}
 		case codes.Unimplemented, codes.Internal, codes.Unknown:
 			return &Error{Kind: ErrInternal, Message: fmt.Sprintf("broker at %s: %s", addr, st.Message())}
 		}

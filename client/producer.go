@@ -26,8 +26,10 @@ import (
 
 // Produce buffers r for sending to its topic and calls promise, from a
 // goroutine of the client, once r is acked (with r.Offset and r.Partition
-// set) or has failed. promise may be nil; it must be quick, as it runs on
-// the goroutine that reads broker answers.
+// set) or has failed. promise may be nil; it must be quick and must not
+// block, as it runs on the goroutine that reads broker answers (a Produce
+// from inside a promise can block on a full buffer that only that goroutine
+// would free).
 //
 // Produce blocks while the client's buffer is full (MaxBufferedBytes) and,
 // the first time it sees a topic, while it learns the topic's partition
