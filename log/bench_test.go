@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,7 +58,15 @@ func BenchmarkAppend(b *testing.B) {
 			}
 		}
 	}
+	// Many partitions on one node: keys of different logs interleave in
+	// every flush, so compactions rewrite what they cover.
+	b.Run("batch=64KiB/sync=true/appenders=16/logs=16", func(b *testing.B) {
+		benchAppendLogs(b, Options{}, 64<<10, 8, 16)
+	})
 	// Pebble tuning alternatives, for comparison with the defaults above.
+	b.Run("batch=64KiB/sync=true/appenders=16/logs=16/no-value-separation", func(b *testing.B) {
+		benchAppendLogs(b, Options{noValueSeparation: true}, 64<<10, 8, 16)
+	})
 	b.Run("batch=1MiB/sync=true/appenders=4/no-value-separation", func(b *testing.B) {
 		benchAppend(b, Options{noValueSeparation: true}, 1<<20, 2)
 	})
@@ -74,11 +83,21 @@ func sizeName(n int) string {
 }
 
 func benchAppend(b *testing.B, opts Options, size, par int) {
+	benchAppendLogs(b, opts, size, par, 1)
+}
+
+// benchAppendLogs appends to nlogs logs, each appender taking them in turn.
+func benchAppendLogs(b *testing.B, opts Options, size, par, nlogs int) {
 	s := benchStore(b, opts)
-	l, err := s.Log(ID{1, 0})
-	if err != nil {
-		b.Fatal(err)
+	logs := make([]*Log, nlogs)
+	for i := range logs {
+		l, err := s.Log(ID{1, uint32(i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		logs[i] = l
 	}
+	var turn atomic.Int64
 	proto := benchBatch(size)
 	b.SetBytes(int64(len(proto)))
 	b.SetParallelism(par)
@@ -87,7 +106,11 @@ func benchAppend(b *testing.B, opts Options, size, par int) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		batch := append(record.Batch(nil), proto...) // Append writes the base offset
+		l := logs[int(turn.Add(1))%nlogs]
 		for pb.Next() {
+			if nlogs > 1 {
+				l = logs[int(turn.Add(1))%nlogs]
+			}
 			if _, err := l.Append(batch); err != nil {
 				b.Error(err)
 				return
