@@ -87,10 +87,11 @@ func (s *sink) run() {
 					continue
 				}
 				if !time.Now().Before(b.deadline) {
-					err := fmt.Errorf("not sent within the delivery timeout %v", s.p.c.cfg.deliveryTimeout)
-					if b.lastErr != nil {
-						err = fmt.Errorf("%v: %w", err, b.lastErr)
+					cause := b.lastErr
+					if cause == nil {
+						cause = context.DeadlineExceeded
 					}
+					err := fmt.Errorf("not sent within the delivery timeout %v: %w", s.p.c.cfg.deliveryTimeout, cause)
 					s.p.finish(b, -1, b.wrap(err))
 					continue
 				}
