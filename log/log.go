@@ -84,8 +84,20 @@ func (l *Log) bounds() (start, end int64) {
 }
 
 // Wait returns a channel that is closed the next time End advances, or when
-// the log is dropped or its store closed. Long-poll readers wait on it and
-// on their context.
+// the log is dropped or its store closed. Long-poll readers take the channel
+// before they look at End, so no append slips between the two:
+//
+//	for {
+//		w := l.Wait()
+//		if from < l.End() {
+//			break // read
+//		}
+//		select {
+//		case <-w:
+//		case <-ctx.Done():
+//			return ctx.Err()
+//		}
+//	}
 func (l *Log) Wait() <-chan struct{} {
 	l.endMu.Lock()
 	defer l.endMu.Unlock()

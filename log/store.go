@@ -1,9 +1,12 @@
 package log
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,6 +187,53 @@ func (s *Store) Drop(id ID) error {
 		delete(s.logs, id)
 	}
 	return nil
+}
+
+// IDs returns, in order, the id of every log that has batches or metadata
+// on disk, whether opened or not. A broker can use it to find logs it no
+// longer needs.
+func (s *Store) IDs() ([]ID, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.mu.RUnlock()
+	seen := make(map[ID]bool)
+	for _, p := range []byte{prefixBatch, prefixMeta} {
+		lo, _ := logBounds(p, ID{})
+		_, hi := logBounds(p, ID{Topic: 1<<32 - 1, Partition: 1<<32 - 1})
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			return nil, fmt.Errorf("log: list: %w", err)
+		}
+		// One seek per log: skip to the next log after each one found.
+		for ok := it.First(); ok; {
+			k := it.Key()
+			if len(k) < logPrefixLen {
+				it.Close()
+				return nil, fmt.Errorf("log: list: %w", corruptf(ID{}, "key", fmt.Errorf("short key %x", k)))
+			}
+			id := ID{Topic: binary.BigEndian.Uint32(k[1:]), Partition: binary.BigEndian.Uint32(k[5:])}
+			seen[id] = true
+			_, next := logBounds(p, id)
+			ok = it.SeekGE(next)
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
+			return nil, fmt.Errorf("log: list: %w", err)
+		}
+	}
+	ids := make([]ID, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b ID) int {
+		if c := cmp.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Partition, b.Partition)
+	})
+	return ids, nil
 }
 
 // Stats returns counters since Open.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 )
 
@@ -127,5 +128,42 @@ func TestRetentionLoop(t *testing.T) {
 			t.Fatalf("retention loop did not run: start %d", l.Start())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestIDs(t *testing.T) {
+	fs := vfs.NewMem()
+	s := openStore(t, fs, testOptions(fs))
+	defer s.Close()
+	want := []ID{{0, 0}, {1, 0}, {1, 5}, {1<<32 - 1, 1<<32 - 1}}
+	for _, id := range want {
+		mustAppend(t, mustLog(t, s, id), batch("a", 1))
+		mustAppend(t, mustLog(t, s, id), batch("b", 1))
+	}
+	mustLog(t, s, ID{7, 7}) // opened, never written: not on disk
+	// Emptied by retention: still there, its start kept in metadata.
+	gone := mustLog(t, s, ID{2, 0})
+	mustAppend(t, gone, batch("a", 1))
+	gone.SetRetention(Retention{MaxBytes: 1})
+	if err := gone.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	want = []ID{{0, 0}, {1, 0}, {1, 5}, {2, 0}, {1<<32 - 1, 1<<32 - 1}}
+	got, err := s.IDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("IDs (-want +got):\n%s", diff)
+	}
+	if err := s.Drop(ID{1, 5}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.IDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]ID{{0, 0}, {1, 0}, {2, 0}, {1<<32 - 1, 1<<32 - 1}}, got); diff != "" {
+		t.Errorf("IDs after drop (-want +got):\n%s", diff)
 	}
 }
