@@ -22,7 +22,7 @@ import (
 // for retry. The sink sends at most MaxInFlight batches per partition.
 //
 // Lock order: producer.mu, then topicProducer.mu, then partProducer.mu;
-// sink.mu and stream.mu are never held with any of them.
+// sink.mu, stream.mu and producer.freeMu are never held with any of them.
 
 // Produce buffers r for sending to its topic and calls promise, from a
 // goroutine of the client, once r is acked (with r.Offset and r.Partition
@@ -81,7 +81,9 @@ func (c *Client) Flush(ctx context.Context) error {
 type producer struct {
 	c        *Client
 	flushing atomic.Int32
-	pool     sync.Pool // of *batch
+
+	freeMu sync.Mutex
+	free   []*batch // resolved batches for reuse
 
 	mu       sync.Mutex
 	closed   bool
@@ -148,7 +150,6 @@ func (p *producer) init(c *Client) {
 	p.topics = make(map[string]*topicProducer)
 	p.sinks = make(map[string]*sink)
 	p.parked = make(map[*partProducer]bool)
-	p.pool.New = func() any { return new(batch) }
 }
 
 func (p *producer) produce(ctx context.Context, r *Record, promise func(*Record, error), urgent bool) {
@@ -279,8 +280,23 @@ func (p *producer) release(bytes int64, n int) {
 	p.mu.Unlock()
 }
 
+// maxFreeBatches bounds the resolved batches kept for reuse, whose grown
+// buffers spare the next batches the cost of growing again. A sync.Pool
+// would drop them at every GC, which a busy producer triggers often.
+const maxFreeBatches = 8
+
 func (p *producer) newBatch(pp *partProducer) *batch {
-	b := p.pool.Get().(*batch)
+	var b *batch
+	p.freeMu.Lock()
+	if n := len(p.free); n > 0 {
+		b = p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+	}
+	p.freeMu.Unlock()
+	if b == nil {
+		b = new(batch)
+	}
 	b.pp = pp
 	b.deadline = time.Now().Add(p.c.cfg.deliveryTimeout)
 	return b
@@ -291,7 +307,11 @@ func (p *producer) recycle(b *batch) {
 	clear(b.recs)
 	*b = batch{b: b.b, recs: b.recs[:0]}
 	b.b.Reset()
-	p.pool.Put(b)
+	p.freeMu.Lock()
+	if len(p.free) < maxFreeBatches {
+		p.free = append(p.free, b)
+	}
+	p.freeMu.Unlock()
 }
 
 // append adds one record to the partition's open batch.
