@@ -52,6 +52,6 @@
 // loop, one sink per broker it produces to and one reader per produce
 // stream; Close ends and waits for all of them. Promises run on the reader
 // goroutines and must not block. Lock order inside: producer.mu, then
-// topicProducer.mu, then partProducer.mu; sink and stream locks are taken
-// alone.
+// topicProducer.mu, then partProducer.mu, then metadata.mu, which is
+// innermost; sink, stream and free-list locks are taken alone.
 package client

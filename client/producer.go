@@ -21,8 +21,9 @@ import (
 // that has lingered, one a ProduceSync or Flush waits for, or a batch due
 // for retry. The sink sends at most MaxInFlight batches per partition.
 //
-// Lock order: producer.mu, then topicProducer.mu, then partProducer.mu;
-// sink.mu, stream.mu and producer.freeMu are never held with any of them.
+// Lock order: producer.mu, then topicProducer.mu, then partProducer.mu,
+// then metadata.mu (innermost); sink.mu, stream.mu and producer.freeMu are
+// never held with any other.
 
 // Produce buffers r for sending to its topic and calls promise, from a
 // goroutine of the client, once r is acked (with r.Offset and r.Partition
