@@ -258,3 +258,36 @@ func TestRestartKeepsTopicsAndRecords(t *testing.T) {
 		t.Fatalf("health: %v %v", h, err)
 	}
 }
+
+// TestCloseEndsIdleStreams: Close does not wait for clients to hang up. With
+// an hour of ShutdownTimeout, a Close that waited on the idle streams would
+// hang the test.
+func TestCloseEndsIdleStreams(t *testing.T) {
+	ctx := context.Background()
+	b, c, _ := open(t, broker.Options{ShutdownTimeout: time.Hour})
+	createTopic(t, c, "idle", 1, nil)
+	ps, err := c.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ps.Send(&runnelpb.ProduceRequest{Topic: "idle", Batch: batchOf("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := c.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.Send(&runnelpb.FetchRequest{Topic: "idle", From: &runnelpb.Position{At: &runnelpb.Position_End{End: true}}, CreditBytes: 1 << 20})
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("produce stream after Close: %v, want UNAVAILABLE", err)
+	}
+	if _, err := fs.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("fetch stream after Close: %v, want UNAVAILABLE", err)
+	}
+}

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -53,11 +52,11 @@ func validateConfigs(set map[string]string) (topicConfig, error) {
 	for k, v := range set {
 		spec, ok := configSpecs[k]
 		if !ok {
-			return topicConfig{}, fmt.Errorf("%w: unknown config %q; known: %s", ErrInvalidConfig, k, strings.Join(slices.Sorted(maps.Keys(configSpecs)), ", "))
+			return topicConfig{}, errorf(ErrInvalidConfig, "unknown config %q; known: %s", k, strings.Join(slices.Sorted(maps.Keys(configSpecs)), ", "))
 		}
 		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 		if err != nil || n < spec.min || n > spec.max || (n == 0 && spec.min == -1) {
-			return topicConfig{}, fmt.Errorf("%w: %s=%q is not valid (%s)", ErrInvalidConfig, k, v, spec.help)
+			return topicConfig{}, errorf(ErrInvalidConfig, "config %s=%q is not valid (%s)", k, v, spec.help)
 		}
 		vals[k] = n
 	}

@@ -26,6 +26,21 @@ var (
 	ErrShuttingDown = errors.New("broker: shutting down")
 )
 
+// kindError is an error whose message is written for a person and whose
+// kind is one of the sentinels above, matched with errors.Is.
+type kindError struct {
+	kind error
+	msg  string
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+// errorf returns an error of the given kind with a formatted message.
+func errorf(kind error, format string, args ...any) error {
+	return &kindError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
 // TopicNotFoundError names the missing topic.
 type TopicNotFoundError struct{ Topic string }
 

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"sync"
 
@@ -63,7 +62,7 @@ func (s *service) Fetch(stream runnelpb.Broker_FetchServer) error {
 		return toStatus(err)
 	}
 	if first.CreditBytes <= 0 {
-		return toStatus(fmt.Errorf("%w: fetch of %s/%d grants no credit; send credit_bytes > 0", ErrInvalidRequest, first.Topic, first.Partition))
+		return toStatus(errorf(ErrInvalidRequest, "fetch of %s/%d grants no credit; send credit_bytes > 0", first.Topic, first.Partition))
 	}
 	maxBytes := s.b.opts.MaxFetchBytes
 	if first.MaxBytes > 0 && int(first.MaxBytes) < maxBytes {

@@ -42,7 +42,7 @@ func (s *service) admit(ctx context.Context, req *runnelpb.ProduceRequest) (part
 		return partition.Pending{}, 0, &BatchTooLargeError{Topic: req.Topic, Partition: req.Partition, Size: len(req.Batch), Limit: int(t.cfg.MaxMessageBytes)}
 	}
 	if len(req.Batch) == 0 {
-		return partition.Pending{}, 0, fmt.Errorf("%w: produce to %s/%d carries no batch", ErrInvalidRequest, req.Topic, req.Partition)
+		return partition.Pending{}, 0, errorf(ErrInvalidRequest, "produce to %s/%d carries no batch", req.Topic, req.Partition)
 	}
 	acks := toAcks(req.Acks)
 	start := time.Now()
@@ -113,23 +113,46 @@ func (s *service) ProduceStream(stream runnelpb.Broker_ProduceStreamServer) erro
 		}
 	}()
 
+	// Recv blocks, so it runs on its own goroutine; the handler can then
+	// also watch the broker closing and end an idle stream at once.
+	reqs := make(chan *runnelpb.ProduceRequest)
+	recvDone := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvDone <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				recvDone <- ctx.Err()
+				return
+			}
+		}
+	}()
+
 	var recvErr error
+loop:
 	for {
-		req, err := stream.Recv()
-		if err != nil {
+		select {
+		case req := <-reqs:
+			pd, acks, err := s.admit(ctx, req)
+			select {
+			case queue <- inflight{req: req, pd: pd, acks: acks, err: err}:
+			case <-ctx.Done():
+				recvErr = ctx.Err()
+				break loop
+			}
+		case err := <-recvDone:
 			if !errors.Is(err, io.EOF) {
 				recvErr = err
 			}
-			break
-		}
-		pd, acks, err := s.admit(ctx, req)
-		select {
-		case queue <- inflight{req: req, pd: pd, acks: acks, err: err}:
-		case <-ctx.Done():
-			recvErr = ctx.Err()
-		}
-		if recvErr != nil {
-			break
+			break loop
+		case <-s.b.closing:
+			recvErr = ErrShuttingDown
+			break loop
 		}
 	}
 	close(queue)

@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/runnel-dev/runnel/log"
 	"github.com/runnel-dev/runnel/partition"
@@ -136,7 +135,7 @@ func resolvePosition(topic string, part int32, p *partition.Partition, pos *runn
 		}
 		return at.Offset, nil
 	default:
-		return 0, fmt.Errorf("%w: unknown position %T", ErrInvalidRequest, at)
+		return 0, errorf(ErrInvalidRequest, "unknown position %T", at)
 	}
 }
 

@@ -23,7 +23,7 @@ var topicNameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
 func validateTopicName(name string) error {
 	if !topicNameRE.MatchString(name) || name == "." || name == ".." {
-		return fmt.Errorf("%w: %q; use 1 to 249 of the characters a-z A-Z 0-9 . _ -", ErrInvalidTopicName, name)
+		return errorf(ErrInvalidTopicName, "invalid topic name %q; use 1 to 249 of the characters a-z A-Z 0-9 . _ -", name)
 	}
 	return nil
 }
@@ -151,10 +151,10 @@ func (r *registry) create(name string, partitions, replicas int, configs map[str
 		return nil, err
 	}
 	if partitions < 1 || partitions > maxPartitions {
-		return nil, fmt.Errorf("%w: %d; a topic has 1 to %d partitions", ErrInvalidPartitions, partitions, maxPartitions)
+		return nil, errorf(ErrInvalidPartitions, "invalid partition count %d; a topic has 1 to %d partitions", partitions, maxPartitions)
 	}
 	if replicas != 1 {
-		return nil, fmt.Errorf("%w: replication factor %d; this node runs alone, so a topic has 1 replica", ErrInvalidConfig, replicas)
+		return nil, errorf(ErrInvalidConfig, "replication factor %d; this node runs alone, so a topic has 1 replica", replicas)
 	}
 	if _, err := validateConfigs(configs); err != nil {
 		return nil, err
@@ -162,7 +162,7 @@ func (r *registry) create(name string, partitions, replicas int, configs map[str
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.topics[name]; ok {
-		return nil, fmt.Errorf("%w: topic %q already exists; see it with: runnel topic describe %s", ErrTopicExists, name, name)
+		return nil, errorf(ErrTopicExists, "topic %q already exists; see it with: runnel topic describe %s", name, name)
 	}
 	m := topicMeta{Name: name, ID: r.nextID, Partitions: partitions, Replicas: replicas, Configs: maps.Clone(configs)}
 	t, err := r.openTopic(m)
@@ -215,7 +215,7 @@ func (r *registry) alter(name string, set map[string]string, del []string) (*top
 	}
 	for _, k := range del {
 		if _, ok := configSpecs[k]; !ok {
-			return nil, fmt.Errorf("%w: unknown config %q", ErrInvalidConfig, k)
+			return nil, errorf(ErrInvalidConfig, "unknown config %q", k)
 		}
 		delete(configs, k)
 	}
