@@ -28,7 +28,7 @@ func toAcks(a runnelpb.Acks) partition.Acks {
 }
 
 // admit checks a produce request and orders its batch in the partition.
-func (s *service) admit(ctx context.Context, req *runnelpb.ProduceRequest) (partition.Pending, partition.Acks, error) {
+func (s *service) admit(req *runnelpb.ProduceRequest) (partition.Pending, partition.Acks, error) {
 	select {
 	case <-s.b.closing:
 		return partition.Pending{}, 0, ErrShuttingDown
@@ -46,7 +46,7 @@ func (s *service) admit(ctx context.Context, req *runnelpb.ProduceRequest) (part
 	}
 	acks := toAcks(req.Acks)
 	start := time.Now()
-	pd, err := p.Append(ctx, record.Batch(req.Batch), acks)
+	pd, err := p.Append(record.Batch(req.Batch), acks)
 	if err != nil {
 		if errors.Is(err, record.ErrCorrupt) || errors.Is(err, record.ErrUnsupported) {
 			return pd, acks, fmt.Errorf("batch for %s/%d: %w", req.Topic, req.Partition, err)
@@ -58,11 +58,13 @@ func (s *service) admit(ctx context.Context, req *runnelpb.ProduceRequest) (part
 }
 
 func (s *service) Produce(ctx context.Context, req *runnelpb.ProduceRequest) (*runnelpb.ProduceResponse, error) {
-	pd, acks, err := s.admit(ctx, req)
-	if err == nil && acks != partition.AcksNone {
-		err = pd.Wait()
-	}
+	pd, acks, err := s.admit(req)
 	if err != nil {
+		return nil, toStatus(err)
+	}
+	// A unary answer leaves when the handler returns, so it waits for the
+	// batch whatever the acks; ProduceStream answers lower acks sooner.
+	if err := pd.Wait(); err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &runnelpb.ProduceResponse{RequestId: req.RequestId, Topic: req.Topic, Partition: req.Partition, BaseOffset: pd.Base}
@@ -90,25 +92,30 @@ func (s *service) ProduceStream(stream runnelpb.Broker_ProduceStreamServer) erro
 	sendErr := make(chan error, 1)
 	go func() {
 		defer close(sendErr)
+		var failed error
 		for f := range queue {
 			resp := &runnelpb.ProduceResponse{RequestId: f.req.RequestId, Topic: f.req.Topic, Partition: f.req.Partition, BaseOffset: f.pd.Base}
-			err := f.err
-			if err == nil && f.acks != partition.AcksNone {
-				err = f.pd.Wait()
+			err, waited := f.err, f.err != nil
+			if !waited && f.acks == partition.AcksAll {
+				err, waited = f.pd.Wait(), true
 			}
-			if f.acks == partition.AcksNone {
+			if err != nil || f.acks == partition.AcksNone {
 				resp.BaseOffset = -1
 			}
 			if err != nil {
-				resp.BaseOffset = -1
 				resp.Error = toProtoError(err)
 			}
-			if err := stream.Send(resp); err != nil {
-				sendErr <- err
-				// Keep draining so the reader never blocks on a full queue.
-				for range queue {
+			if failed == nil {
+				if failed = stream.Send(resp); failed != nil {
+					sendErr <- failed
 				}
-				return
+			}
+			// Every admitted batch is waited for exactly once, answered
+			// or not: lower acks are answered first.
+			if !waited {
+				if err := f.pd.Wait(); err != nil {
+					s.b.logger.Warn("append failed after it was acknowledged", "topic", f.req.Topic, "partition", f.req.Partition, "acks", f.acks, "err", err)
+				}
 			}
 		}
 	}()
@@ -138,10 +145,13 @@ loop:
 	for {
 		select {
 		case req := <-reqs:
-			pd, acks, err := s.admit(ctx, req)
+			pd, acks, err := s.admit(req)
 			select {
 			case queue <- inflight{req: req, pd: pd, acks: acks, err: err}:
 			case <-ctx.Done():
+				if err == nil {
+					pd.Wait() // admitted batches are always waited for
+				}
 				recvErr = ctx.Err()
 				break loop
 			}

@@ -145,21 +145,44 @@ func (l *Log) acquire() error {
 // Concurrent appends share fsyncs. A batch that fails validation returns an
 // error matching ErrCorrupt, or record.ErrUnsupported, and stores nothing.
 func (l *Log) Append(b record.Batch) (base int64, err error) {
-	if err := b.Validate(); err != nil {
-		if errors.Is(err, record.ErrCorrupt) {
-			return 0, corruptf(l.id, "append", err)
-		}
-		return 0, fmt.Errorf("log %s: append: %w", l.id, err)
-	}
-	if err := l.acquire(); err != nil {
+	base, wait, err := l.AppendAsync(b)
+	if err != nil {
 		return 0, err
 	}
-	defer l.s.mu.RUnlock()
+	if err := wait(); err != nil {
+		return 0, err
+	}
+	return base, nil
+}
+
+// AppendAsync is Append in two steps. It orders b in the log and returns at
+// once; wait blocks until the batch is durable (immediately with NoSync). A
+// caller that appends from one goroutine and waits on another keeps its
+// batches in order while their fsyncs overlap. wait must be called exactly
+// once: until then the batch holds the store open.
+func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err error) {
+	if err := b.Validate(); err != nil {
+		if errors.Is(err, record.ErrCorrupt) {
+			return 0, nil, corruptf(l.id, "append", err)
+		}
+		return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
+	}
+	if err := l.acquire(); err != nil {
+		return 0, nil, err
+	}
+	// Until wait is handed out, an error return must release the store and
+	// the Pebble batch.
+	handedOut := false
 
 	// Copy the batch into Pebble's batch outside the lock; the offsets are
 	// filled in under it.
 	pb := l.s.db.NewBatchWithSize(dataKeyLen + len(b) + batchKeyLen + batchValueLen + timeKeyLen + timeValueLen + 64)
-	defer pb.Close()
+	defer func() {
+		if !handedOut {
+			pb.Close()
+			l.s.mu.RUnlock()
+		}
+	}()
 	op := pb.SetDeferred(dataKeyLen, len(b))
 	key, value := op.Key, op.Value
 	copy(key, dataKey(l.id, 0))
@@ -170,11 +193,11 @@ func (l *Log) Append(b record.Batch) (base int64, err error) {
 	l.mu.Lock()
 	if l.dropped.Load() {
 		l.mu.Unlock()
-		return 0, ErrClosed
+		return 0, nil, ErrClosed
 	}
 	if l.failed != nil {
 		l.mu.Unlock()
-		return 0, l.failed
+		return 0, nil, l.failed
 	}
 	base = l.next
 	next := base + int64(b.Count())
@@ -184,11 +207,11 @@ func (l *Log) Append(b record.Batch) (base int64, err error) {
 	copy(key, dataKey(l.id, base))
 	if err := op.Finish(); err != nil {
 		l.mu.Unlock()
-		return 0, fmt.Errorf("log %s: append: %w", l.id, err)
+		return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
 	}
 	if err := pb.Set(batchKey(l.id, base), batchEntry{next: next, maxTS: maxTS, size: size, cum: cum}.encode(), nil); err != nil {
 		l.mu.Unlock()
-		return 0, fmt.Errorf("log %s: append: %w", l.id, err)
+		return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
 	}
 	runMax := max(l.runMax, maxTS)
 	sinceIndex := l.sinceIndex + size
@@ -196,7 +219,7 @@ func (l *Log) Append(b record.Batch) (base int64, err error) {
 		e := timeEntry{runMax: runMax, base: base, next: next, cum: cum}
 		if err := pb.Set(timeKey(l.id, runMax, base), e.encode(), nil); err != nil {
 			l.mu.Unlock()
-			return 0, fmt.Errorf("log %s: append: %w", l.id, err)
+			return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
 		}
 		sinceIndex = 0
 	}
@@ -207,7 +230,7 @@ func (l *Log) Append(b record.Batch) (base int64, err error) {
 	}
 	if err != nil {
 		l.mu.Unlock()
-		return 0, fmt.Errorf("log %s: append at %d: %w", l.id, base, err)
+		return 0, nil, fmt.Errorf("log %s: append at %d: %w", l.id, base, err)
 	}
 	l.next, l.cum, l.runMax, l.sinceIndex = next, cum, runMax, sinceIndex
 	if l.s.opts.NoSync {
@@ -215,26 +238,33 @@ func (l *Log) Append(b record.Batch) (base int64, err error) {
 	}
 	l.mu.Unlock()
 
-	if !l.s.opts.NoSync {
-		// Pebble syncs the write-ahead log for every batch waiting here at
-		// once. The log is sequential, so once this batch is durable every
-		// batch before it is too, and end may jump over appends that have
-		// not returned yet.
-		if err := pb.SyncWait(); err != nil {
-			err = fmt.Errorf("log %s: sync at %d: %w", l.id, base, err)
-			l.mu.Lock()
-			if l.failed == nil {
-				l.failed = err
+	count := int64(b.Count())
+	handedOut = true
+	wait = func() error {
+		defer l.s.mu.RUnlock()
+		defer pb.Close()
+		if !l.s.opts.NoSync {
+			// Pebble syncs the write-ahead log for every batch waiting here
+			// at once. The log is sequential, so once this batch is durable
+			// every batch before it is too, and end may jump over appends
+			// that have not returned yet.
+			if err := pb.SyncWait(); err != nil {
+				err = fmt.Errorf("log %s: sync at %d: %w", l.id, base, err)
+				l.mu.Lock()
+				if l.failed == nil {
+					l.failed = err
+				}
+				l.mu.Unlock()
+				return err
 			}
-			l.mu.Unlock()
-			return 0, err
+			l.advance(next, cum)
 		}
-		l.advance(next, cum)
+		l.s.appends.Add(1)
+		l.s.records.Add(count)
+		l.s.bytes.Add(size)
+		return nil
 	}
-	l.s.appends.Add(1)
-	l.s.records.Add(int64(b.Count()))
-	l.s.bytes.Add(size)
-	return base, nil
+	return base, wait, nil
 }
 
 // load reads log id's offsets from disk: the batch index gives start, end

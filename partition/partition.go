@@ -1,7 +1,6 @@
 package partition
 
 import (
-	"context"
 	"sync/atomic"
 	"time"
 
@@ -48,14 +47,15 @@ func New(l *log.Log, opts Options) *Partition {
 func (p *Partition) Log() *log.Log { return p.log }
 
 // Pending is an append that has been ordered but may not be durable yet.
+// Its Wait must be called exactly once, whatever the acks.
 type Pending struct {
 	// Base is the offset of the batch's first record.
 	Base int64
 	wait func() error
 }
 
-// Wait blocks until the append is done as its acks asked. An fsync cannot be
-// abandoned half way, so Wait does not take a context.
+// Wait blocks until the batch is durable. An fsync cannot be abandoned half
+// way, so Wait does not take a context.
 func (pd Pending) Wait() error {
 	if pd.wait == nil {
 		return nil
@@ -64,19 +64,26 @@ func (pd Pending) Wait() error {
 }
 
 // Append orders b after every batch appended before it and returns a Pending
-// to wait on. The batch is validated; a rejected batch leaves nothing behind.
-func (p *Partition) Append(ctx context.Context, b record.Batch, acks Acks) (Pending, error) {
+// to wait on; appends from one goroutine keep their order while their fsyncs
+// overlap. The batch is validated; a rejected batch leaves nothing behind.
+// acks is accepted for the replicated partition's sake: on one node every
+// acknowledgement level orders the batch the same way, and the caller
+// decides whether to answer before or after Wait.
+func (p *Partition) Append(b record.Batch, acks Acks) (Pending, error) {
 	n := int64(len(b))
 	if cur := p.pending.Add(n); cur > p.opts.MaxPendingBytes && cur != n {
 		p.pending.Add(-n)
 		return Pending{}, &BacklogError{Pending: cur - n, Limit: p.opts.MaxPendingBytes, RetryAfter: 50 * time.Millisecond}
 	}
-	base, err := p.log.Append(b)
-	p.pending.Add(-n)
+	base, wait, err := p.log.AppendAsync(b)
 	if err != nil {
+		p.pending.Add(-n)
 		return Pending{}, err
 	}
-	return Pending{Base: base}, nil
+	return Pending{Base: base, wait: func() error {
+		defer p.pending.Add(-n)
+		return wait()
+	}}, nil
 }
 
 // Read returns batches from offset from, below the high watermark.
