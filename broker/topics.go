@@ -78,12 +78,27 @@ func openRegistry(path string, store *log.Store, maxPending int64) (*registry, e
 		return nil, fmt.Errorf("parse topic registry %s: %w", path, err)
 	}
 	r.nextID = max(f.NextID, 1)
+	live := map[uint32]bool{}
 	for _, m := range f.Topics {
 		t, err := r.openTopic(m)
 		if err != nil {
 			return nil, err
 		}
 		r.topics[m.Name] = t
+		live[m.ID] = true
+	}
+	// A crash between removing a topic from the registry and dropping its
+	// data leaves logs no topic names; drop them now.
+	ids, err := store.IDs()
+	if err != nil {
+		return nil, fmt.Errorf("list logs: %w", err)
+	}
+	for _, id := range ids {
+		if !live[id.Topic] {
+			if err := store.Drop(id); err != nil {
+				return nil, fmt.Errorf("drop log %s of a deleted topic: %w", id, err)
+			}
+		}
 	}
 	return r, nil
 }
