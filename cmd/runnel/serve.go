@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +23,7 @@ func serveCmd() *cobra.Command {
 		httpAddr string
 		noSync   bool
 		logLevel string
+		retCheck time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -37,10 +39,11 @@ shuts it down cleanly.`,
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			b, err := broker.Open(dataDir, broker.Options{
-				Addr:     addr,
-				HTTPAddr: httpAddr,
-				NoSync:   noSync,
-				Logger:   logger,
+				Addr:              addr,
+				HTTPAddr:          httpAddr,
+				NoSync:            noSync,
+				Logger:            logger,
+				RetentionInterval: retCheck,
 			})
 			if err != nil {
 				return err
@@ -64,6 +67,7 @@ shuts it down cleanly.`,
 	f.StringVar(&addr, "addr", broker.DefaultAddr, "gRPC listen address HOST:PORT")
 	f.StringVar(&httpAddr, "http", "", "HTTP listen address for /metrics, /livez, /readyz (off when empty)")
 	f.BoolVar(&noSync, "no-sync", false, "acknowledge writes before fsync (faster; a machine crash can lose acknowledged records)")
+	f.DurationVar(&retCheck, "retention-check", time.Minute, "how often retention.ms and retention.bytes are enforced")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
