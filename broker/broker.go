@@ -140,6 +140,10 @@ func (b *Broker) HTTPAddr() string {
 	return ""
 }
 
+// Stats returns the storage counters: appends, records, bytes and fsyncs
+// since Open.
+func (b *Broker) Stats() log.Stats { return b.store.Stats() }
+
 // NodeID returns this node's id.
 func (b *Broker) NodeID() int32 { return b.opts.NodeID }
 
