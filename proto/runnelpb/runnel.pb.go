@@ -91,6 +91,447 @@ func (Acks) EnumDescriptor() ([]byte, []int) {
 	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{0}
 }
 
+type ClusterInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterInfoRequest) Reset() {
+	*x = ClusterInfoRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterInfoRequest) ProtoMessage() {}
+
+func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
+func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{0}
+}
+
+type RaftGroupInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// group is "controller" or "TOPIC/PARTITION".
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// state is Leader, Follower, Candidate or Shutdown.
+	State        string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Leader       int32  `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Term         uint64 `protobuf:"varint,4,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex  uint64 `protobuf:"varint,5,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// last_contact_ms is the time since the leader was last heard from; 0 on the leader.
+	LastContactMs int64 `protobuf:"varint,7,opt,name=last_contact_ms,json=lastContactMs,proto3" json:"last_contact_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftGroupInfo) Reset() {
+	*x = RaftGroupInfo{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftGroupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftGroupInfo) ProtoMessage() {}
+
+func (x *RaftGroupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftGroupInfo.ProtoReflect.Descriptor instead.
+func (*RaftGroupInfo) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RaftGroupInfo) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RaftGroupInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RaftGroupInfo) GetLeader() int32 {
+	if x != nil {
+		return x.Leader
+	}
+	return 0
+}
+
+func (x *RaftGroupInfo) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *RaftGroupInfo) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *RaftGroupInfo) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *RaftGroupInfo) GetLastContactMs() int64 {
+	if x != nil {
+		return x.LastContactMs
+	}
+	return 0
+}
+
+type ClusterInfoResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Nodes      []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Controller int32                  `protobuf:"varint,2,opt,name=controller,proto3" json:"controller,omitempty"`
+	// node is the id of the node that answered.
+	Node          int32            `protobuf:"varint,3,opt,name=node,proto3" json:"node,omitempty"`
+	Groups        []*RaftGroupInfo `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterInfoResponse) Reset() {
+	*x = ClusterInfoResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterInfoResponse) ProtoMessage() {}
+
+func (x *ClusterInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterInfoResponse.ProtoReflect.Descriptor instead.
+func (*ClusterInfoResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ClusterInfoResponse) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ClusterInfoResponse) GetController() int32 {
+	if x != nil {
+		return x.Controller
+	}
+	return 0
+}
+
+func (x *ClusterInfoResponse) GetNode() int32 {
+	if x != nil {
+		return x.Node
+	}
+	return 0
+}
+
+func (x *ClusterInfoResponse) GetGroups() []*RaftGroupInfo {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type AddNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddNodeRequest) Reset() {
+	*x = AddNodeRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddNodeRequest) ProtoMessage() {}
+
+func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddNodeRequest.ProtoReflect.Descriptor instead.
+func (*AddNodeRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AddNodeRequest) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type AddNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddNodeResponse) Reset() {
+	*x = AddNodeResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddNodeResponse) ProtoMessage() {}
+
+func (x *AddNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddNodeResponse.ProtoReflect.Descriptor instead.
+func (*AddNodeResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{4}
+}
+
+type RemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RemoveNodeRequest) GetId() int32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+type RemoveNodeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{6}
+}
+
+type ProposeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// command is a controller command, JSON as broker/cluster_state.go defines.
+	Command       []byte `protobuf:"bytes,1,opt,name=command,proto3" json:"command,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeRequest) Reset() {
+	*x = ProposeRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeRequest) ProtoMessage() {}
+
+func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
+func (*ProposeRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ProposeRequest) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+type ProposeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeResponse) Reset() {
+	*x = ProposeResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeResponse) ProtoMessage() {}
+
+func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
+func (*ProposeResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{8}
+}
+
 type Node struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    int32                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -104,7 +545,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[0]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -116,7 +557,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[0]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -129,7 +570,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{0}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Node) GetId() int32 {
@@ -169,7 +610,7 @@ type PartitionInfo struct {
 
 func (x *PartitionInfo) Reset() {
 	*x = PartitionInfo{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[1]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +622,7 @@ func (x *PartitionInfo) String() string {
 func (*PartitionInfo) ProtoMessage() {}
 
 func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[1]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +635,7 @@ func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionInfo.ProtoReflect.Descriptor instead.
 func (*PartitionInfo) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{1}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PartitionInfo) GetPartition() int32 {
@@ -243,7 +684,7 @@ type TopicInfo struct {
 
 func (x *TopicInfo) Reset() {
 	*x = TopicInfo{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[2]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +696,7 @@ func (x *TopicInfo) String() string {
 func (*TopicInfo) ProtoMessage() {}
 
 func (x *TopicInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[2]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +709,7 @@ func (x *TopicInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicInfo.ProtoReflect.Descriptor instead.
 func (*TopicInfo) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{2}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TopicInfo) GetName() string {
@@ -301,7 +742,7 @@ type MetadataRequest struct {
 
 func (x *MetadataRequest) Reset() {
 	*x = MetadataRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +754,7 @@ func (x *MetadataRequest) String() string {
 func (*MetadataRequest) ProtoMessage() {}
 
 func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +767,7 @@ func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataRequest.ProtoReflect.Descriptor instead.
 func (*MetadataRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{3}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MetadataRequest) GetTopics() []string {
@@ -347,7 +788,7 @@ type MetadataResponse struct {
 
 func (x *MetadataResponse) Reset() {
 	*x = MetadataResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +800,7 @@ func (x *MetadataResponse) String() string {
 func (*MetadataResponse) ProtoMessage() {}
 
 func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +813,7 @@ func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataResponse.ProtoReflect.Descriptor instead.
 func (*MetadataResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{4}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MetadataResponse) GetNodes() []*Node {
@@ -408,7 +849,7 @@ type CreateTopicRequest struct {
 
 func (x *CreateTopicRequest) Reset() {
 	*x = CreateTopicRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +861,7 @@ func (x *CreateTopicRequest) String() string {
 func (*CreateTopicRequest) ProtoMessage() {}
 
 func (x *CreateTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +874,7 @@ func (x *CreateTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTopicRequest.ProtoReflect.Descriptor instead.
 func (*CreateTopicRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{5}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateTopicRequest) GetName() string {
@@ -473,7 +914,7 @@ type CreateTopicResponse struct {
 
 func (x *CreateTopicResponse) Reset() {
 	*x = CreateTopicResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +926,7 @@ func (x *CreateTopicResponse) String() string {
 func (*CreateTopicResponse) ProtoMessage() {}
 
 func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +939,7 @@ func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTopicResponse.ProtoReflect.Descriptor instead.
 func (*CreateTopicResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{6}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateTopicResponse) GetTopic() *TopicInfo {
@@ -517,7 +958,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +970,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +983,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{7}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -560,7 +1001,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +1013,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +1026,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{8}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{17}
 }
 
 type ListTopicsRequest struct {
@@ -596,7 +1037,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +1049,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +1062,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{9}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{18}
 }
 
 type ListTopicsResponse struct {
@@ -633,7 +1074,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +1086,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +1099,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{10}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*TopicInfo {
@@ -677,7 +1118,7 @@ type DescribeTopicRequest struct {
 
 func (x *DescribeTopicRequest) Reset() {
 	*x = DescribeTopicRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +1130,7 @@ func (x *DescribeTopicRequest) String() string {
 func (*DescribeTopicRequest) ProtoMessage() {}
 
 func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +1143,7 @@ func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{11}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DescribeTopicRequest) GetName() string {
@@ -721,7 +1162,7 @@ type DescribeTopicResponse struct {
 
 func (x *DescribeTopicResponse) Reset() {
 	*x = DescribeTopicResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +1174,7 @@ func (x *DescribeTopicResponse) String() string {
 func (*DescribeTopicResponse) ProtoMessage() {}
 
 func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +1187,7 @@ func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{12}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DescribeTopicResponse) GetTopic() *TopicInfo {
@@ -769,7 +1210,7 @@ type AlterTopicConfigsRequest struct {
 
 func (x *AlterTopicConfigsRequest) Reset() {
 	*x = AlterTopicConfigsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1222,7 @@ func (x *AlterTopicConfigsRequest) String() string {
 func (*AlterTopicConfigsRequest) ProtoMessage() {}
 
 func (x *AlterTopicConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1235,7 @@ func (x *AlterTopicConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigsRequest.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{13}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AlterTopicConfigsRequest) GetName() string {
@@ -827,7 +1268,7 @@ type AlterTopicConfigsResponse struct {
 
 func (x *AlterTopicConfigsResponse) Reset() {
 	*x = AlterTopicConfigsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +1280,7 @@ func (x *AlterTopicConfigsResponse) String() string {
 func (*AlterTopicConfigsResponse) ProtoMessage() {}
 
 func (x *AlterTopicConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1293,7 @@ func (x *AlterTopicConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigsResponse.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{14}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AlterTopicConfigsResponse) GetTopic() *TopicInfo {
@@ -880,7 +1321,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1333,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1346,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{15}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ProduceRequest) GetRequestId() uint64 {
@@ -965,7 +1406,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1418,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1431,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{16}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ProduceResponse) GetRequestId() uint64 {
@@ -1047,7 +1488,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1500,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1513,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{17}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Error) GetCode() int32 {
@@ -1126,7 +1567,7 @@ type Position struct {
 
 func (x *Position) Reset() {
 	*x = Position{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1579,7 @@ func (x *Position) String() string {
 func (*Position) ProtoMessage() {}
 
 func (x *Position) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1592,7 @@ func (x *Position) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Position.ProtoReflect.Descriptor instead.
 func (*Position) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{18}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Position) GetAt() isPosition_At {
@@ -1246,7 +1687,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1258,7 +1699,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1271,7 +1712,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{19}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1325,7 +1766,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1778,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1791,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{20}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FetchResponse) GetBatches() [][]byte {
@@ -1392,7 +1833,7 @@ type ListOffsetsRequest struct {
 
 func (x *ListOffsetsRequest) Reset() {
 	*x = ListOffsetsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1845,7 @@ func (x *ListOffsetsRequest) String() string {
 func (*ListOffsetsRequest) ProtoMessage() {}
 
 func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1858,7 @@ func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{21}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListOffsetsRequest) GetTopic() string {
@@ -1452,7 +1893,7 @@ type ListOffsetsResponse struct {
 
 func (x *ListOffsetsResponse) Reset() {
 	*x = ListOffsetsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1905,7 @@ func (x *ListOffsetsResponse) String() string {
 func (*ListOffsetsResponse) ProtoMessage() {}
 
 func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1918,7 @@ func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{22}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListOffsetsResponse) GetOffset() int64 {
@@ -1505,7 +1946,32 @@ var File_runnel_v1_runnel_proto protoreflect.FileDescriptor
 
 const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\n" +
-	"\x16runnel/v1/runnel.proto\x12\trunnel.v1\">\n" +
+	"\x16runnel/v1/runnel.proto\x12\trunnel.v1\"\x14\n" +
+	"\x12ClusterInfoRequest\"\xd7\x01\n" +
+	"\rRaftGroupInfo\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\x05R\x06leader\x12\x12\n" +
+	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
+	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12&\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\"\xa2\x01\n" +
+	"\x13ClusterInfoResponse\x12%\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x0f.runnel.v1.NodeR\x05nodes\x12\x1e\n" +
+	"\n" +
+	"controller\x18\x02 \x01(\x05R\n" +
+	"controller\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\x05R\x04node\x120\n" +
+	"\x06groups\x18\x04 \x03(\v2\x18.runnel.v1.RaftGroupInfoR\x06groups\"5\n" +
+	"\x0eAddNodeRequest\x12#\n" +
+	"\x04node\x18\x01 \x01(\v2\x0f.runnel.v1.NodeR\x04node\"\x11\n" +
+	"\x0fAddNodeResponse\"#\n" +
+	"\x11RemoveNodeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x05R\x02id\"\x14\n" +
+	"\x12RemoveNodeResponse\"*\n" +
+	"\x0eProposeRequest\x12\x18\n" +
+	"\acommand\x18\x01 \x01(\fR\acommand\"\x11\n" +
+	"\x0fProposeResponse\">\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
@@ -1622,7 +2088,7 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x10ACKS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tACKS_NONE\x10\x01\x12\x0f\n" +
 	"\vACKS_LEADER\x10\x02\x12\f\n" +
-	"\bACKS_ALL\x10\x032\x84\x06\n" +
+	"\bACKS_ALL\x10\x032\xa1\b\n" +
 	"\x06Broker\x12C\n" +
 	"\bMetadata\x12\x1a.runnel.v1.MetadataRequest\x1a\x1b.runnel.v1.MetadataResponse\x12L\n" +
 	"\vCreateTopic\x12\x1d.runnel.v1.CreateTopicRequest\x1a\x1e.runnel.v1.CreateTopicResponse\x12L\n" +
@@ -1634,7 +2100,12 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\aProduce\x12\x19.runnel.v1.ProduceRequest\x1a\x1a.runnel.v1.ProduceResponse\x12J\n" +
 	"\rProduceStream\x12\x19.runnel.v1.ProduceRequest\x1a\x1a.runnel.v1.ProduceResponse(\x010\x01\x12>\n" +
 	"\x05Fetch\x12\x17.runnel.v1.FetchRequest\x1a\x18.runnel.v1.FetchResponse(\x010\x01\x12L\n" +
-	"\vListOffsets\x12\x1d.runnel.v1.ListOffsetsRequest\x1a\x1e.runnel.v1.ListOffsetsResponseB-Z+github.com/runnel-dev/runnel/proto/runnelpbb\x06proto3"
+	"\vListOffsets\x12\x1d.runnel.v1.ListOffsetsRequest\x1a\x1e.runnel.v1.ListOffsetsResponse\x12L\n" +
+	"\vClusterInfo\x12\x1d.runnel.v1.ClusterInfoRequest\x1a\x1e.runnel.v1.ClusterInfoResponse\x12@\n" +
+	"\aAddNode\x12\x19.runnel.v1.AddNodeRequest\x1a\x1a.runnel.v1.AddNodeResponse\x12I\n" +
+	"\n" +
+	"RemoveNode\x12\x1c.runnel.v1.RemoveNodeRequest\x1a\x1d.runnel.v1.RemoveNodeResponse\x12@\n" +
+	"\aPropose\x12\x19.runnel.v1.ProposeRequest\x1a\x1a.runnel.v1.ProposeResponseB-Z+github.com/runnel-dev/runnel/proto/runnelpbb\x06proto3"
 
 var (
 	file_runnel_v1_runnel_proto_rawDescOnce sync.Once
@@ -1649,78 +2120,98 @@ func file_runnel_v1_runnel_proto_rawDescGZIP() []byte {
 }
 
 var file_runnel_v1_runnel_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_runnel_v1_runnel_proto_goTypes = []any{
 	(Acks)(0),                         // 0: runnel.v1.Acks
-	(*Node)(nil),                      // 1: runnel.v1.Node
-	(*PartitionInfo)(nil),             // 2: runnel.v1.PartitionInfo
-	(*TopicInfo)(nil),                 // 3: runnel.v1.TopicInfo
-	(*MetadataRequest)(nil),           // 4: runnel.v1.MetadataRequest
-	(*MetadataResponse)(nil),          // 5: runnel.v1.MetadataResponse
-	(*CreateTopicRequest)(nil),        // 6: runnel.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),       // 7: runnel.v1.CreateTopicResponse
-	(*DeleteTopicRequest)(nil),        // 8: runnel.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),       // 9: runnel.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),         // 10: runnel.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),        // 11: runnel.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),      // 12: runnel.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),     // 13: runnel.v1.DescribeTopicResponse
-	(*AlterTopicConfigsRequest)(nil),  // 14: runnel.v1.AlterTopicConfigsRequest
-	(*AlterTopicConfigsResponse)(nil), // 15: runnel.v1.AlterTopicConfigsResponse
-	(*ProduceRequest)(nil),            // 16: runnel.v1.ProduceRequest
-	(*ProduceResponse)(nil),           // 17: runnel.v1.ProduceResponse
-	(*Error)(nil),                     // 18: runnel.v1.Error
-	(*Position)(nil),                  // 19: runnel.v1.Position
-	(*FetchRequest)(nil),              // 20: runnel.v1.FetchRequest
-	(*FetchResponse)(nil),             // 21: runnel.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),        // 22: runnel.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),       // 23: runnel.v1.ListOffsetsResponse
-	nil,                               // 24: runnel.v1.TopicInfo.ConfigsEntry
-	nil,                               // 25: runnel.v1.CreateTopicRequest.ConfigsEntry
-	nil,                               // 26: runnel.v1.AlterTopicConfigsRequest.SetEntry
-	nil,                               // 27: runnel.v1.Error.MetadataEntry
+	(*ClusterInfoRequest)(nil),        // 1: runnel.v1.ClusterInfoRequest
+	(*RaftGroupInfo)(nil),             // 2: runnel.v1.RaftGroupInfo
+	(*ClusterInfoResponse)(nil),       // 3: runnel.v1.ClusterInfoResponse
+	(*AddNodeRequest)(nil),            // 4: runnel.v1.AddNodeRequest
+	(*AddNodeResponse)(nil),           // 5: runnel.v1.AddNodeResponse
+	(*RemoveNodeRequest)(nil),         // 6: runnel.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),        // 7: runnel.v1.RemoveNodeResponse
+	(*ProposeRequest)(nil),            // 8: runnel.v1.ProposeRequest
+	(*ProposeResponse)(nil),           // 9: runnel.v1.ProposeResponse
+	(*Node)(nil),                      // 10: runnel.v1.Node
+	(*PartitionInfo)(nil),             // 11: runnel.v1.PartitionInfo
+	(*TopicInfo)(nil),                 // 12: runnel.v1.TopicInfo
+	(*MetadataRequest)(nil),           // 13: runnel.v1.MetadataRequest
+	(*MetadataResponse)(nil),          // 14: runnel.v1.MetadataResponse
+	(*CreateTopicRequest)(nil),        // 15: runnel.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),       // 16: runnel.v1.CreateTopicResponse
+	(*DeleteTopicRequest)(nil),        // 17: runnel.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),       // 18: runnel.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),         // 19: runnel.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),        // 20: runnel.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),      // 21: runnel.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),     // 22: runnel.v1.DescribeTopicResponse
+	(*AlterTopicConfigsRequest)(nil),  // 23: runnel.v1.AlterTopicConfigsRequest
+	(*AlterTopicConfigsResponse)(nil), // 24: runnel.v1.AlterTopicConfigsResponse
+	(*ProduceRequest)(nil),            // 25: runnel.v1.ProduceRequest
+	(*ProduceResponse)(nil),           // 26: runnel.v1.ProduceResponse
+	(*Error)(nil),                     // 27: runnel.v1.Error
+	(*Position)(nil),                  // 28: runnel.v1.Position
+	(*FetchRequest)(nil),              // 29: runnel.v1.FetchRequest
+	(*FetchResponse)(nil),             // 30: runnel.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),        // 31: runnel.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),       // 32: runnel.v1.ListOffsetsResponse
+	nil,                               // 33: runnel.v1.TopicInfo.ConfigsEntry
+	nil,                               // 34: runnel.v1.CreateTopicRequest.ConfigsEntry
+	nil,                               // 35: runnel.v1.AlterTopicConfigsRequest.SetEntry
+	nil,                               // 36: runnel.v1.Error.MetadataEntry
 }
 var file_runnel_v1_runnel_proto_depIdxs = []int32{
-	2,  // 0: runnel.v1.TopicInfo.partitions:type_name -> runnel.v1.PartitionInfo
-	24, // 1: runnel.v1.TopicInfo.configs:type_name -> runnel.v1.TopicInfo.ConfigsEntry
-	1,  // 2: runnel.v1.MetadataResponse.nodes:type_name -> runnel.v1.Node
-	3,  // 3: runnel.v1.MetadataResponse.topics:type_name -> runnel.v1.TopicInfo
-	25, // 4: runnel.v1.CreateTopicRequest.configs:type_name -> runnel.v1.CreateTopicRequest.ConfigsEntry
-	3,  // 5: runnel.v1.CreateTopicResponse.topic:type_name -> runnel.v1.TopicInfo
-	3,  // 6: runnel.v1.ListTopicsResponse.topics:type_name -> runnel.v1.TopicInfo
-	3,  // 7: runnel.v1.DescribeTopicResponse.topic:type_name -> runnel.v1.TopicInfo
-	26, // 8: runnel.v1.AlterTopicConfigsRequest.set:type_name -> runnel.v1.AlterTopicConfigsRequest.SetEntry
-	3,  // 9: runnel.v1.AlterTopicConfigsResponse.topic:type_name -> runnel.v1.TopicInfo
-	0,  // 10: runnel.v1.ProduceRequest.acks:type_name -> runnel.v1.Acks
-	18, // 11: runnel.v1.ProduceResponse.error:type_name -> runnel.v1.Error
-	27, // 12: runnel.v1.Error.metadata:type_name -> runnel.v1.Error.MetadataEntry
-	19, // 13: runnel.v1.FetchRequest.from:type_name -> runnel.v1.Position
-	19, // 14: runnel.v1.ListOffsetsRequest.at:type_name -> runnel.v1.Position
-	4,  // 15: runnel.v1.Broker.Metadata:input_type -> runnel.v1.MetadataRequest
-	6,  // 16: runnel.v1.Broker.CreateTopic:input_type -> runnel.v1.CreateTopicRequest
-	8,  // 17: runnel.v1.Broker.DeleteTopic:input_type -> runnel.v1.DeleteTopicRequest
-	10, // 18: runnel.v1.Broker.ListTopics:input_type -> runnel.v1.ListTopicsRequest
-	12, // 19: runnel.v1.Broker.DescribeTopic:input_type -> runnel.v1.DescribeTopicRequest
-	14, // 20: runnel.v1.Broker.AlterTopicConfigs:input_type -> runnel.v1.AlterTopicConfigsRequest
-	16, // 21: runnel.v1.Broker.Produce:input_type -> runnel.v1.ProduceRequest
-	16, // 22: runnel.v1.Broker.ProduceStream:input_type -> runnel.v1.ProduceRequest
-	20, // 23: runnel.v1.Broker.Fetch:input_type -> runnel.v1.FetchRequest
-	22, // 24: runnel.v1.Broker.ListOffsets:input_type -> runnel.v1.ListOffsetsRequest
-	5,  // 25: runnel.v1.Broker.Metadata:output_type -> runnel.v1.MetadataResponse
-	7,  // 26: runnel.v1.Broker.CreateTopic:output_type -> runnel.v1.CreateTopicResponse
-	9,  // 27: runnel.v1.Broker.DeleteTopic:output_type -> runnel.v1.DeleteTopicResponse
-	11, // 28: runnel.v1.Broker.ListTopics:output_type -> runnel.v1.ListTopicsResponse
-	13, // 29: runnel.v1.Broker.DescribeTopic:output_type -> runnel.v1.DescribeTopicResponse
-	15, // 30: runnel.v1.Broker.AlterTopicConfigs:output_type -> runnel.v1.AlterTopicConfigsResponse
-	17, // 31: runnel.v1.Broker.Produce:output_type -> runnel.v1.ProduceResponse
-	17, // 32: runnel.v1.Broker.ProduceStream:output_type -> runnel.v1.ProduceResponse
-	21, // 33: runnel.v1.Broker.Fetch:output_type -> runnel.v1.FetchResponse
-	23, // 34: runnel.v1.Broker.ListOffsets:output_type -> runnel.v1.ListOffsetsResponse
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 0: runnel.v1.ClusterInfoResponse.nodes:type_name -> runnel.v1.Node
+	2,  // 1: runnel.v1.ClusterInfoResponse.groups:type_name -> runnel.v1.RaftGroupInfo
+	10, // 2: runnel.v1.AddNodeRequest.node:type_name -> runnel.v1.Node
+	11, // 3: runnel.v1.TopicInfo.partitions:type_name -> runnel.v1.PartitionInfo
+	33, // 4: runnel.v1.TopicInfo.configs:type_name -> runnel.v1.TopicInfo.ConfigsEntry
+	10, // 5: runnel.v1.MetadataResponse.nodes:type_name -> runnel.v1.Node
+	12, // 6: runnel.v1.MetadataResponse.topics:type_name -> runnel.v1.TopicInfo
+	34, // 7: runnel.v1.CreateTopicRequest.configs:type_name -> runnel.v1.CreateTopicRequest.ConfigsEntry
+	12, // 8: runnel.v1.CreateTopicResponse.topic:type_name -> runnel.v1.TopicInfo
+	12, // 9: runnel.v1.ListTopicsResponse.topics:type_name -> runnel.v1.TopicInfo
+	12, // 10: runnel.v1.DescribeTopicResponse.topic:type_name -> runnel.v1.TopicInfo
+	35, // 11: runnel.v1.AlterTopicConfigsRequest.set:type_name -> runnel.v1.AlterTopicConfigsRequest.SetEntry
+	12, // 12: runnel.v1.AlterTopicConfigsResponse.topic:type_name -> runnel.v1.TopicInfo
+	0,  // 13: runnel.v1.ProduceRequest.acks:type_name -> runnel.v1.Acks
+	27, // 14: runnel.v1.ProduceResponse.error:type_name -> runnel.v1.Error
+	36, // 15: runnel.v1.Error.metadata:type_name -> runnel.v1.Error.MetadataEntry
+	28, // 16: runnel.v1.FetchRequest.from:type_name -> runnel.v1.Position
+	28, // 17: runnel.v1.ListOffsetsRequest.at:type_name -> runnel.v1.Position
+	13, // 18: runnel.v1.Broker.Metadata:input_type -> runnel.v1.MetadataRequest
+	15, // 19: runnel.v1.Broker.CreateTopic:input_type -> runnel.v1.CreateTopicRequest
+	17, // 20: runnel.v1.Broker.DeleteTopic:input_type -> runnel.v1.DeleteTopicRequest
+	19, // 21: runnel.v1.Broker.ListTopics:input_type -> runnel.v1.ListTopicsRequest
+	21, // 22: runnel.v1.Broker.DescribeTopic:input_type -> runnel.v1.DescribeTopicRequest
+	23, // 23: runnel.v1.Broker.AlterTopicConfigs:input_type -> runnel.v1.AlterTopicConfigsRequest
+	25, // 24: runnel.v1.Broker.Produce:input_type -> runnel.v1.ProduceRequest
+	25, // 25: runnel.v1.Broker.ProduceStream:input_type -> runnel.v1.ProduceRequest
+	29, // 26: runnel.v1.Broker.Fetch:input_type -> runnel.v1.FetchRequest
+	31, // 27: runnel.v1.Broker.ListOffsets:input_type -> runnel.v1.ListOffsetsRequest
+	1,  // 28: runnel.v1.Broker.ClusterInfo:input_type -> runnel.v1.ClusterInfoRequest
+	4,  // 29: runnel.v1.Broker.AddNode:input_type -> runnel.v1.AddNodeRequest
+	6,  // 30: runnel.v1.Broker.RemoveNode:input_type -> runnel.v1.RemoveNodeRequest
+	8,  // 31: runnel.v1.Broker.Propose:input_type -> runnel.v1.ProposeRequest
+	14, // 32: runnel.v1.Broker.Metadata:output_type -> runnel.v1.MetadataResponse
+	16, // 33: runnel.v1.Broker.CreateTopic:output_type -> runnel.v1.CreateTopicResponse
+	18, // 34: runnel.v1.Broker.DeleteTopic:output_type -> runnel.v1.DeleteTopicResponse
+	20, // 35: runnel.v1.Broker.ListTopics:output_type -> runnel.v1.ListTopicsResponse
+	22, // 36: runnel.v1.Broker.DescribeTopic:output_type -> runnel.v1.DescribeTopicResponse
+	24, // 37: runnel.v1.Broker.AlterTopicConfigs:output_type -> runnel.v1.AlterTopicConfigsResponse
+	26, // 38: runnel.v1.Broker.Produce:output_type -> runnel.v1.ProduceResponse
+	26, // 39: runnel.v1.Broker.ProduceStream:output_type -> runnel.v1.ProduceResponse
+	30, // 40: runnel.v1.Broker.Fetch:output_type -> runnel.v1.FetchResponse
+	32, // 41: runnel.v1.Broker.ListOffsets:output_type -> runnel.v1.ListOffsetsResponse
+	3,  // 42: runnel.v1.Broker.ClusterInfo:output_type -> runnel.v1.ClusterInfoResponse
+	5,  // 43: runnel.v1.Broker.AddNode:output_type -> runnel.v1.AddNodeResponse
+	7,  // 44: runnel.v1.Broker.RemoveNode:output_type -> runnel.v1.RemoveNodeResponse
+	9,  // 45: runnel.v1.Broker.Propose:output_type -> runnel.v1.ProposeResponse
+	32, // [32:46] is the sub-list for method output_type
+	18, // [18:32] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_runnel_v1_runnel_proto_init() }
@@ -1728,7 +2219,7 @@ func file_runnel_v1_runnel_proto_init() {
 	if File_runnel_v1_runnel_proto != nil {
 		return
 	}
-	file_runnel_v1_runnel_proto_msgTypes[18].OneofWrappers = []any{
+	file_runnel_v1_runnel_proto_msgTypes[27].OneofWrappers = []any{
 		(*Position_Offset)(nil),
 		(*Position_Start)(nil),
 		(*Position_End)(nil),
@@ -1740,7 +2231,7 @@ func file_runnel_v1_runnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_v1_runnel_proto_rawDesc), len(file_runnel_v1_runnel_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
