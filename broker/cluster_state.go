@@ -80,13 +80,7 @@ type leaderChangeCmd struct {
 	Term      uint64 `json:"term"`
 }
 
-func (c command) encode() []byte {
-	data, err := json.Marshal(c)
-	if err != nil {
-		panic(fmt.Sprintf("encode controller command: %v", err)) // plain structs always encode
-	}
-	return data
-}
+func (c command) encode() []byte { return mustJSON(c) }
 
 func decodeCommand(data []byte) (command, error) {
 	var c command
@@ -211,13 +205,19 @@ func assign(nodes []int32, topicID uint32, partitions, replicas int) []partition
 
 // clone returns a deep copy, for readers outside the FSM.
 func (s *clusterState) clone() *clusterState {
-	data, err := json.Marshal(s)
-	if err != nil {
-		panic(fmt.Sprintf("encode cluster state: %v", err))
-	}
 	var out clusterState
-	if err := json.Unmarshal(data, &out); err != nil {
+	if err := json.Unmarshal(mustJSON(s), &out); err != nil {
 		panic(fmt.Sprintf("decode cluster state: %v", err))
 	}
 	return &out
 }
+
+func mustJSON(v any) []byte {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("encode %T: %v", v, err))
+	}
+	return data
+}
+
+func unmarshalJSON(data []byte, v any) error { return json.Unmarshal(data, v) }

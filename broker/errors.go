@@ -24,6 +24,13 @@ var (
 	ErrInvalidRequest = errors.New("broker: invalid request")
 	// ErrShuttingDown is returned for requests that arrive while the broker closes.
 	ErrShuttingDown = errors.New("broker: shutting down")
+	// ErrNoLeader is returned when a raft group has no leader right now;
+	// retry shortly.
+	ErrNoLeader = errors.New("broker: no leader")
+	// ErrOutcomeUnknown is returned when a write may or may not have been
+	// committed, such as when leadership was lost during it. Retrying is
+	// safe for idempotent producers.
+	ErrOutcomeUnknown = errors.New("broker: outcome unknown")
 )
 
 // kindError is an error whose message is written for a person and whose

@@ -89,6 +89,10 @@ func describe(err error) grpcError {
 		g.metadata = map[string]string{"topic": oor.Topic, "partition": itoa(int64(oor.Partition)), "offset": itoa(oor.Offset), "start_offset": itoa(oor.Start), "end_offset": itoa(oor.End)}
 	case errors.As(err, &back):
 		g.code, g.reason, g.retryAfter = codes.ResourceExhausted, "BACKLOG_FULL", back.RetryAfter
+	case errors.Is(err, ErrOutcomeUnknown):
+		g.code, g.reason = codes.Unavailable, "OUTCOME_UNKNOWN"
+	case errors.Is(err, ErrNoLeader):
+		g.code, g.reason = codes.Unavailable, "NO_LEADER"
 	case errors.Is(err, ErrShuttingDown), errors.Is(err, log.ErrClosed), errors.Is(err, partition.ErrClosed):
 		g.code, g.reason = codes.Unavailable, "SHUTTING_DOWN"
 	case errors.Is(err, context.DeadlineExceeded):
