@@ -29,7 +29,7 @@ type Broker struct {
 	opts   Options
 	logger *slog.Logger
 	store  *log.Store
-	topics *registry
+	topics catalog
 	met    *metrics
 
 	grpc   *grpc.Server
@@ -75,7 +75,7 @@ func Open(dir string, opts Options) (*Broker, error) {
 		// An in-memory filesystem keeps the registry in memory too.
 		regPath = ""
 	}
-	b.topics, err = openRegistry(regPath, store, opts.MaxPendingBytes)
+	b.topics, err = openRegistry(opts.NodeID, regPath, store, opts.MaxPendingBytes)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("broker: %w", err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"github.com/runnel-dev/runnel/log"
-	"github.com/runnel-dev/runnel/partition"
 	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
 
@@ -19,14 +18,12 @@ var _ runnelpb.BrokerServer = (*service)(nil)
 
 func (s *service) topicInfo(t *topic) *runnelpb.TopicInfo {
 	info := &runnelpb.TopicInfo{Name: t.meta.Name, Configs: t.cfg.effective()}
-	for i, p := range t.parts {
-		info.Partitions = append(info.Partitions, &runnelpb.PartitionInfo{
-			Partition:   int32(i),
-			Leader:      s.b.opts.NodeID,
-			Replicas:    []int32{s.b.opts.NodeID},
-			StartOffset: p.Start(),
-			EndOffset:   p.End(),
-		})
+	for i, a := range t.assign {
+		pi := &runnelpb.PartitionInfo{Partition: int32(i), Leader: a.Leader, Replicas: a.Replicas, StartOffset: -1, EndOffset: -1}
+		if p := t.parts[i]; p != nil {
+			pi.StartOffset, pi.EndOffset = p.Start(), p.End()
+		}
+		info.Partitions = append(info.Partitions, pi)
 	}
 	return info
 }
@@ -61,7 +58,7 @@ func (s *service) CreateTopic(ctx context.Context, req *runnelpb.CreateTopicRequ
 	if partitions == 0 {
 		partitions = 1
 	}
-	t, err := s.b.topics.create(req.Name, partitions, replicas, req.Configs)
+	t, err := s.b.topics.create(ctx, req.Name, partitions, replicas, req.Configs)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -70,7 +67,7 @@ func (s *service) CreateTopic(ctx context.Context, req *runnelpb.CreateTopicRequ
 }
 
 func (s *service) DeleteTopic(ctx context.Context, req *runnelpb.DeleteTopicRequest) (*runnelpb.DeleteTopicResponse, error) {
-	if err := s.b.topics.delete(req.Name); err != nil {
+	if err := s.b.topics.delete(ctx, req.Name); err != nil {
 		return nil, toStatus(err)
 	}
 	s.b.logger.Info("topic deleted", "topic", req.Name)
@@ -94,7 +91,7 @@ func (s *service) DescribeTopic(ctx context.Context, req *runnelpb.DescribeTopic
 }
 
 func (s *service) AlterTopicConfigs(ctx context.Context, req *runnelpb.AlterTopicConfigsRequest) (*runnelpb.AlterTopicConfigsResponse, error) {
-	t, err := s.b.topics.alter(req.Name, req.Set, req.Delete)
+	t, err := s.b.topics.alter(ctx, req.Name, req.Set, req.Delete)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -115,7 +112,7 @@ func (s *service) ListOffsets(ctx context.Context, req *runnelpb.ListOffsetsRequ
 }
 
 // resolvePosition turns a Position into an offset within [Start, End].
-func resolvePosition(topic string, part int32, p *partition.Partition, pos *runnelpb.Position) (int64, error) {
+func resolvePosition(topic string, part int32, p replica, pos *runnelpb.Position) (int64, error) {
 	if pos == nil {
 		return p.Start(), nil
 	}

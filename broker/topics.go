@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/runnel-dev/runnel/log"
 	"github.com/runnel-dev/runnel/partition"
+	"github.com/runnel-dev/runnel/record"
 )
 
 // maxPartitions bounds the partitions of one topic.
@@ -37,16 +39,48 @@ type topicMeta struct {
 	Configs    map[string]string `json:"configs,omitempty"`
 }
 
-// topic is a live topic: its metadata and its open partitions.
+// topic is a live topic as this node sees it: its metadata, its effective
+// config and, per partition, the replicas, the leader and the local replica.
 type topic struct {
-	meta  topicMeta
-	cfg   topicConfig
-	parts []*partition.Partition
+	meta   topicMeta
+	cfg    topicConfig
+	assign []partitionMeta
+	// parts[p] is this node's replica of partition p, nil when it hosts none.
+	parts []replica
 }
+
+// replica is what the broker needs of a partition it hosts, replicated or
+// not. Append orders a batch and returns a Pending whose Wait must be called
+// exactly once.
+type replica interface {
+	Append(b record.Batch, acks partition.Acks) (partition.Pending, error)
+	Read(from int64, maxBytes int) ([]record.Batch, error)
+	Start() int64
+	End() int64
+	Wait() <-chan struct{}
+	OffsetForTime(ms int64) (int64, error)
+}
+
+// catalog is where the broker finds and changes topics: the topic registry
+// on a single node, the controller in a cluster.
+type catalog interface {
+	get(name string) (*topic, error)
+	// partition returns the topic and the local replica of partition p, or
+	// an error such as *PartitionNotFoundError or a not-leader error naming
+	// where the partition lives.
+	partition(name string, p int32) (*topic, replica, error)
+	list() []*topic
+	create(ctx context.Context, name string, partitions, replicas int, configs map[string]string) (*topic, error)
+	delete(ctx context.Context, name string) error
+	alter(ctx context.Context, name string, set map[string]string, del []string) (*topic, error)
+}
+
+var _ catalog = (*registry)(nil)
 
 // registry holds the topics of a single node and persists their metadata
 // in one JSON file, replaced atomically on every change.
 type registry struct {
+	nodeID     int32
 	path       string // "" keeps the registry in memory only
 	store      *log.Store
 	maxPending int64
@@ -61,8 +95,8 @@ type registryFile struct {
 	Topics []topicMeta `json:"topics"`
 }
 
-func openRegistry(path string, store *log.Store, maxPending int64) (*registry, error) {
-	r := &registry{path: path, store: store, maxPending: maxPending, topics: map[string]*topic{}, nextID: 1}
+func openRegistry(nodeID int32, path string, store *log.Store, maxPending int64) (*registry, error) {
+	r := &registry{nodeID: nodeID, path: path, store: store, maxPending: maxPending, topics: map[string]*topic{}, nextID: 1}
 	if path == "" {
 		return r, nil
 	}
@@ -110,6 +144,7 @@ func (r *registry) openTopic(m topicMeta) (*topic, error) {
 	}
 	t := &topic{meta: m, cfg: cfg}
 	for i := range m.Partitions {
+		t.assign = append(t.assign, partitionMeta{Replicas: []int32{r.nodeID}, Leader: r.nodeID})
 		l, err := r.store.Log(log.ID{Topic: m.ID, Partition: uint32(i)})
 		if err != nil {
 			return nil, fmt.Errorf("open %s/%d: %w", m.Name, i, err)
@@ -161,7 +196,7 @@ func (r *registry) saveLocked() error {
 	return dir.Sync()
 }
 
-func (r *registry) create(name string, partitions, replicas int, configs map[string]string) (*topic, error) {
+func (r *registry) create(_ context.Context, name string, partitions, replicas int, configs map[string]string) (*topic, error) {
 	if err := validateTopicName(name); err != nil {
 		return nil, err
 	}
@@ -194,7 +229,7 @@ func (r *registry) create(name string, partitions, replicas int, configs map[str
 	return t, nil
 }
 
-func (r *registry) delete(name string) error {
+func (r *registry) delete(_ context.Context, name string) error {
 	r.mu.Lock()
 	t, ok := r.topics[name]
 	if !ok {
@@ -217,7 +252,7 @@ func (r *registry) delete(name string) error {
 	return errors.Join(errs...)
 }
 
-func (r *registry) alter(name string, set map[string]string, del []string) (*topic, error) {
+func (r *registry) alter(_ context.Context, name string, set map[string]string, del []string) (*topic, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.topics[name]
@@ -240,7 +275,7 @@ func (r *registry) alter(name string, set map[string]string, del []string) (*top
 		return nil, err
 	}
 	old := *t
-	nt := &topic{meta: t.meta, cfg: cfg, parts: t.parts}
+	nt := &topic{meta: t.meta, cfg: cfg, assign: t.assign, parts: t.parts}
 	nt.meta.Configs = configs
 	r.topics[name] = nt
 	if err := r.saveLocked(); err != nil {
@@ -248,7 +283,7 @@ func (r *registry) alter(name string, set map[string]string, del []string) (*top
 		return nil, err
 	}
 	for _, p := range nt.parts {
-		p.Log().SetRetention(cfg.retention())
+		p.(*partition.Partition).Log().SetRetention(cfg.retention())
 	}
 	return nt, nil
 }
@@ -263,7 +298,7 @@ func (r *registry) get(name string) (*topic, error) {
 	return t, nil
 }
 
-func (r *registry) partition(name string, p int32) (*topic, *partition.Partition, error) {
+func (r *registry) partition(name string, p int32) (*topic, replica, error) {
 	t, err := r.get(name)
 	if err != nil {
 		return nil, nil, err
