@@ -1,0 +1,41 @@
+// Package raftmux puts a node's gRPC API and the traffic of all its raft
+// groups on one TCP listener, so that a node has one address.
+//
+// Split divides a listener in two: connections that open with a fixed magic
+// go to its Raft listener, every other connection (gRPC's HTTP/2 preface
+// among them) to its Apps listener, with the bytes read to decide replayed.
+// A Mux, made over the Raft listener, reads which raft group a connection is
+// for and hands it to that group's Layer, a raft.StreamLayer. NewTransport
+// makes a raft transport over a Layer, and NewLogger adapts a *slog.Logger to
+// the hclog.Logger raft logs to.
+//
+// # Wire header
+//
+// A Layer's Dial writes, before any raft byte:
+//
+//	+----------------------------+----------------+--------------+
+//	| magic "RNLRAFT\x01" (8 B)  | uvarint length | group name   |
+//	+----------------------------+----------------+--------------+
+//	 read by Split                 read by Mux: 1 to 1024 bytes
+//
+// The last magic byte is the version of this header. There is no reply: raft
+// traffic follows the header at once, and a node with no Layer for the group
+// closes the connection, which the dialing raft sees as a failed RPC and
+// retries. Nothing past the header is read by this package, so no raft byte
+// is buffered or replayed.
+//
+// Each side reads its part of a new connection under a deadline (5 s), in a
+// goroutine of its own, so a client that connects and sends nothing never
+// holds up others; a connection that fails is closed and logged at debug
+// level.
+//
+// # Concurrency
+//
+// Every method is safe for concurrent use, and Close methods may be called
+// more than once. A Splitter and a Mux each own one accept goroutine plus one
+// goroutine per connection whose prefix is being read; their Close closes the
+// listener under them and those connections, and waits for the goroutines.
+// A Layer owns no goroutine. Closing a Layer or one of a Splitter's
+// listeners never closes the listener they share. No lock is held while
+// another is taken.
+package raftmux
