@@ -1,0 +1,93 @@
+package raftstore
+
+import (
+	"strings"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// countingFS wraps the file system Pebble runs on and counts syncs of
+// write-ahead log files and bytes written, for Stats.
+type countingFS struct {
+	vfs.FS
+	walSyncs     atomic.Int64
+	walBytes     atomic.Int64
+	bytesWritten atomic.Int64
+}
+
+var _ vfs.FS = (*countingFS)(nil)
+
+// isWAL reports whether name is a Pebble write-ahead log file.
+func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
+
+func (fs *countingFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return f, err
+	}
+	return &countingFile{File: f, fs: fs, wal: isWAL(name)}, nil
+}
+
+func (fs *countingFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	return fs.wrap(name, f, err)
+}
+
+func (fs *countingFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	return fs.wrap(name, f, err)
+}
+
+func (fs *countingFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	return fs.wrap(newname, f, err)
+}
+
+// Unwrap returns the wrapped file system.
+func (fs *countingFS) Unwrap() vfs.FS { return fs.FS }
+
+type countingFile struct {
+	vfs.File
+	fs  *countingFS
+	wal bool
+}
+
+func (f *countingFile) wrote(n int) {
+	f.fs.bytesWritten.Add(int64(n))
+	if f.wal {
+		f.fs.walBytes.Add(int64(n))
+	}
+}
+
+func (f *countingFile) synced() {
+	if f.wal {
+		f.fs.walSyncs.Add(1)
+	}
+}
+
+func (f *countingFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	f.wrote(n)
+	return n, err
+}
+
+func (f *countingFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	f.wrote(n)
+	return n, err
+}
+
+func (f *countingFile) Sync() error {
+	f.synced()
+	return f.File.Sync()
+}
+
+func (f *countingFile) SyncData() error {
+	f.synced()
+	return f.File.SyncData()
+}
+
+func (f *countingFile) SyncTo(length int64) (bool, error) {
+	f.synced()
+	return f.File.SyncTo(length)
+}

@@ -1,0 +1,133 @@
+package raftstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configures a Store. The zero value works: Open fills in defaults.
+type Options struct {
+	// FS is the file system Pebble runs on; nil means vfs.Default. Tests
+	// use vfs.NewMem or vfs.NewCrashableMem.
+	FS vfs.FS
+	// Logger receives the Store's and Pebble's messages; nil means
+	// slog.Default. Pebble's routine messages go out at debug level.
+	Logger *slog.Logger
+	// NoSync makes writes return before they reach stable storage. Raft's
+	// safety rests on its log and stable store being durable, so this is for
+	// tests only: a crash can lose entries and votes raft believes kept.
+	NoSync bool
+
+	// noValueSeparation keeps entries inside sstables instead of blob files;
+	// the benchmark compares the two.
+	noValueSeparation bool
+}
+
+const (
+	cacheBytes   = 32 << 20
+	memTableSize = 64 << 20
+)
+
+// withDefaults returns o with defaults filled in.
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// writeOptions returns how writes are committed.
+func (o Options) writeOptions() *pebble.WriteOptions {
+	if o.NoSync {
+		return pebble.NoSync
+	}
+	return pebble.Sync
+}
+
+// pebbleOptions returns the Pebble configuration for raft logs: entries of
+// up to a few MiB appended in index order, read back soon after (by
+// followers' replication and by the FSM), and deleted in index order once a
+// snapshot covers them.
+func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache) *pebble.Options {
+	po := &pebble.Options{
+		FS:    fs,
+		Cache: cache,
+		// Value separation needs the newest format.
+		FormatMajorVersion: pebble.FormatNewest,
+		// A large memtable holds the recent entries that replication and
+		// the FSM read back, and makes fewer, larger flushes. Batches over
+		// half of it are committed as their own flushable memtable.
+		MemTableSize:                memTableSize,
+		MemTableStopWritesThreshold: 4,
+		// Each group writes keys in index order, so L0 files overlap only
+		// across groups; let L0 grow a little before stalling writes.
+		L0CompactionThreshold: 4,
+		L0StopWritesThreshold: 24,
+		Logger:                pebbleLogger{o.Logger},
+		EventListener:         eventListener(o.Logger),
+	}
+	if !o.noValueSeparation {
+		// Entries are large values written once and deleted in order; in
+		// blob files compactions move only keys and handles, and a blob
+		// file whose entries are all truncated is deleted whole.
+		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+			return pebble.ValueSeparationPolicy{
+				Enabled:               true,
+				MinimumSize:           1 << 10,
+				MaxBlobReferenceDepth: 10,
+				RewriteMinimumAge:     5 * time.Minute,
+				TargetGarbageRatio:    0.2,
+			}
+		}
+	}
+	return po
+}
+
+// pebbleLogger sends Pebble's messages to slog: routine ones at debug level,
+// errors at error level.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf logs and panics: Pebble calls it on a broken invariant, after which
+// the store must not go on.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}
+
+// eventListener reports Pebble's background errors, corruption and slow
+// disks.
+func eventListener(l *slog.Logger) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			l.Error("pebble background error", "err", err)
+		},
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			l.Error("pebble data corruption", "path", info.Path, "err", info.Details)
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			l.Debug("pebble write stall", "reason", info.Reason)
+		},
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			l.Warn("slow disk write", "path", info.Path, "duration", info.Duration)
+		},
+	}
+}
