@@ -31,19 +31,22 @@ type acceptor struct {
 	closing bool
 }
 
-// startAcceptor starts accepting from l. handle must call a.release(c)
-// before handing c on, and close c if it does not.
-func startAcceptor(l net.Listener, logger *slog.Logger, handle func(net.Conn)) *acceptor {
-	a := &acceptor{
+// newAcceptor returns an acceptor for l; start starts it. handle must call
+// a.release(c) before handing c on, and close c if it does not.
+func newAcceptor(l net.Listener, logger *slog.Logger, handle func(net.Conn)) *acceptor {
+	return &acceptor{
 		l:      l,
 		logger: logger,
 		handle: handle,
 		done:   make(chan struct{}),
 		held:   make(map[net.Conn]struct{}),
 	}
+}
+
+// start starts the accept loop.
+func (a *acceptor) start() {
 	a.wg.Add(1)
 	go a.run()
-	return a
 }
 
 func (a *acceptor) run() {

@@ -51,7 +51,8 @@ func newMux(l net.Listener, advertise string, logger *slog.Logger, timeout time.
 		timeout: timeout,
 		layers:  make(map[string]*Layer),
 	}
-	m.a = startAcceptor(l, logger, m.route)
+	m.a = newAcceptor(l, logger, m.route)
+	m.a.start()
 	return m, nil
 }
 

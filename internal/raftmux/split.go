@@ -38,7 +38,8 @@ func split(l net.Listener, logger *slog.Logger, timeout time.Duration) *Splitter
 	s := &Splitter{timeout: timeout}
 	s.apps = newSubListener(s, l.Addr())
 	s.raft = newSubListener(s, l.Addr())
-	s.a = startAcceptor(l, logger, s.sniff)
+	s.a = newAcceptor(l, logger, s.sniff)
+	s.a.start()
 	return s
 }
 
