@@ -43,7 +43,7 @@ func (f *setFSM) has(cmds []string) bool {
 }
 
 func (f *setFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, errors.New("no snapshots") }
-func (f *setFSM) Restore(io.ReadCloser) error        { return errors.New("no snapshots") }
+func (f *setFSM) Restore(io.ReadCloser) error         { return errors.New("no snapshots") }
 
 // replica is one node's member of one raft group.
 type replica struct {
