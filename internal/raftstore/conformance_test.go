@@ -73,7 +73,12 @@ func closeOnce(t *testing.T, closeFn func() error) func() {
 
 func TestConformance(t *testing.T) {
 	for _, im := range impls {
-		t.Run(im.name, func(t *testing.T) { testLogStableStore(t, im) })
+		t.Run(im.name, func(t *testing.T) {
+			if im.name == "raft-boltdb" && raceEnabled {
+				t.Skip("boltdb/bolt v1.3.1 fails the race detector's pointer checks; see race_test.go")
+			}
+			testLogStableStore(t, im)
+		})
 	}
 }
 
