@@ -19,6 +19,8 @@
 //	'b' topic:4 partition:4 base:8                    next:8 maxTS:8 size:4 cum:8
 //	't' topic:4 partition:4 runMax:8 base:8           next:8 cum:8
 //	'm' topic:4 partition:4                           start:8 cumStart:8
+//	'a' topic:4 partition:4                           applied:8
+//	's' topic:4 partition:4 key:…                     the owner's value
 //
 // 'd' holds the batches. base is the batch's first offset, next the one after
 // its last record.
@@ -37,7 +39,13 @@
 //
 // 'm' is written by retention: the new start offset and the cumulative bytes
 // before it. It is how Start, and End, survive a restart after retention
-// removed every batch.
+// removed every batch. Reset writes it too.
+//
+// 'a' and 's' serve a replicated owner (package partition's raft state
+// machine): 'a' is the index of the last write it applied, 's' its own small
+// key space (idempotent producer state). ApplyAt writes them in the same
+// Pebble batch as the batch it appends, so a crash never separates a batch
+// from the applied index and state that go with it.
 //
 // An append writes its 'd' and 'b' entries, and any 't' entry, in one Pebble
 // batch; retention deletes 'd', 'b' and 't' ranges and sets 'm' in one Pebble
@@ -59,6 +67,10 @@
 // after a sync, so a reader never sees a record a crash could take back.
 // With Options.NoSync, Append returns before the sync and End moves at once.
 //
+// ApplyAt, AppendRaw and Reset never wait for a sync, whatever the options:
+// their caller keeps the durable copy (the raft log) and calls Sync when it
+// needs the log's own copy durable, before raft may discard its entries.
+//
 // # Concurrency
 //
 // Store and Log methods are safe for concurrent use. Appends to one log are
@@ -71,7 +83,7 @@
 //
 //	Store.mu (read by every operation, write by Close)
 //	Store.logsMu
-//	Log.retainMu (retention and Drop)
+//	Log.retainMu (retention, Drop and Reset)
 //	Log.mu (appends)
 //	Log.endMu (Start, End, sizes, Wait)
 //

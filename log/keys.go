@@ -9,11 +9,16 @@ import (
 // running max timestamp and offset for the time index), so one seek finds
 // any position in a log. See doc.go for the layout.
 const (
-	prefixMeta  = 'm'
-	prefixBatch = 'b'
-	prefixData  = 'd'
-	prefixTime  = 't'
+	prefixMeta    = 'm'
+	prefixBatch   = 'b'
+	prefixData    = 'd'
+	prefixTime    = 't'
+	prefixApplied = 'a'
+	prefixState   = 's'
 )
+
+// allPrefixes lists every key space a log has, for Drop and IDs.
+var allPrefixes = []byte{prefixData, prefixBatch, prefixTime, prefixMeta, prefixApplied, prefixState}
 
 // logPrefixLen is the length of a prefix byte plus an ID.
 const logPrefixLen = 1 + 8
@@ -31,6 +36,8 @@ const (
 	timeValueLen = 8 + 8
 	// metaValueLen is start offset and cumulative bytes before it.
 	metaValueLen = 8 + 8
+	// appliedValueLen is the applied index.
+	appliedValueLen = 8
 )
 
 // ID names one log: a partition of a topic. Topic is the numeric id the
@@ -73,6 +80,14 @@ func offsetKey(prefix byte, id ID, off int64) []byte {
 func dataKey(id ID, base int64) []byte  { return offsetKey(prefixData, id, base) }
 func batchKey(id ID, base int64) []byte { return offsetKey(prefixBatch, id, base) }
 func metaKey(id ID) []byte              { return appendLogPrefix(make([]byte, 0, metaKeyLen), prefixMeta, id) }
+func appliedKey(id ID) []byte {
+	return appendLogPrefix(make([]byte, 0, logPrefixLen), prefixApplied, id)
+}
+
+// stateKey returns the key of the log's state entry k.
+func stateKey(id ID, k []byte) []byte {
+	return append(appendLogPrefix(make([]byte, 0, logPrefixLen+len(k)), prefixState, id), k...)
+}
 
 // timeKey returns a time index key. Timestamps are signed, so the sign bit is
 // flipped to keep big-endian order.

@@ -33,6 +33,8 @@ type Log struct {
 	// sinceIndex counts appended bytes since the last time index entry.
 	sinceIndex int64
 	retention  Retention
+	// applied is the index the last ApplyAt recorded; written under mu.
+	applied atomic.Uint64
 
 	// dropped is set under mu by Drop.
 	dropped atomic.Bool
@@ -191,13 +193,9 @@ func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err er
 	maxTS := b.MaxTimestamp()
 
 	l.mu.Lock()
-	if l.dropped.Load() {
+	if err := l.writableLocked(); err != nil {
 		l.mu.Unlock()
-		return 0, nil, ErrClosed
-	}
-	if l.failed != nil {
-		l.mu.Unlock()
-		return 0, nil, l.failed
+		return 0, nil, err
 	}
 	base = l.next
 	next := base + int64(b.Count())
@@ -209,19 +207,10 @@ func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err er
 		l.mu.Unlock()
 		return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
 	}
-	if err := pb.Set(batchKey(l.id, base), batchEntry{next: next, maxTS: maxTS, size: size, cum: cum}.encode(), nil); err != nil {
+	t, err := l.indexLocked(pb, base, next, size, maxTS)
+	if err != nil {
 		l.mu.Unlock()
 		return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
-	}
-	runMax := max(l.runMax, maxTS)
-	sinceIndex := l.sinceIndex + size
-	if sinceIndex >= l.s.opts.indexInterval {
-		e := timeEntry{runMax: runMax, base: base, next: next, cum: cum}
-		if err := pb.Set(timeKey(l.id, runMax, base), e.encode(), nil); err != nil {
-			l.mu.Unlock()
-			return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
-		}
-		sinceIndex = 0
 	}
 	if l.s.opts.NoSync {
 		err = l.s.db.Apply(pb, pebble.NoSync)
@@ -232,7 +221,7 @@ func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err er
 		l.mu.Unlock()
 		return 0, nil, fmt.Errorf("log %s: append at %d: %w", l.id, base, err)
 	}
-	l.next, l.cum, l.runMax, l.sinceIndex = next, cum, runMax, sinceIndex
+	l.setTailLocked(t)
 	if l.s.opts.NoSync {
 		l.advance(next, cum)
 	}
@@ -265,6 +254,46 @@ func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err er
 		return nil
 	}
 	return base, wait, nil
+}
+
+// writableLocked returns the error an append must fail with, if any: the
+// log was dropped or a write-ahead log sync failed. l.mu must be held.
+func (l *Log) writableLocked() error {
+	if l.dropped.Load() {
+		return ErrClosed
+	}
+	return l.failed
+}
+
+// tail is where the log ends after a staged append: the fields of Log that
+// only appends change.
+type tail struct {
+	next, cum, runMax, sinceIndex int64
+}
+
+// indexLocked stages the batch index entry of a batch of size bytes holding
+// [base, next) and, once per index interval, a time index entry. It returns
+// the log's tail after the batch, for setTailLocked once the Pebble batch is
+// applied. l.mu must be held.
+func (l *Log) indexLocked(pb *pebble.Batch, base, next, size, maxTS int64) (tail, error) {
+	cum := l.cum + size
+	if err := pb.Set(batchKey(l.id, base), batchEntry{next: next, maxTS: maxTS, size: size, cum: cum}.encode(), nil); err != nil {
+		return tail{}, err
+	}
+	t := tail{next: next, cum: cum, runMax: max(l.runMax, maxTS), sinceIndex: l.sinceIndex + size}
+	if t.sinceIndex >= l.s.opts.indexInterval {
+		e := timeEntry{runMax: t.runMax, base: base, next: next, cum: cum}
+		if err := pb.Set(timeKey(l.id, t.runMax, base), e.encode(), nil); err != nil {
+			return tail{}, err
+		}
+		t.sinceIndex = 0
+	}
+	return t, nil
+}
+
+// setTailLocked records an applied append's tail. l.mu must be held.
+func (l *Log) setTailLocked(t tail) {
+	l.next, l.cum, l.runMax, l.sinceIndex = t.next, t.cum, t.runMax, t.sinceIndex
 }
 
 // load reads log id's offsets from disk: the batch index gives start, end
@@ -344,5 +373,11 @@ func (s *Store) load(id ID) (*Log, error) {
 		return nil, fmt.Errorf("log %s: load: %w", id, err)
 	}
 	l.next, l.cum, l.sinceIndex = l.end, l.cumEnd, l.cumEnd-cumIndexed
+
+	applied, err := s.loadApplied(id)
+	if err != nil {
+		return nil, err
+	}
+	l.applied.Store(applied)
 	return l, nil
 }

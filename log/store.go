@@ -169,14 +169,11 @@ func (s *Store) Drop(id ID) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	for _, p := range []byte{prefixData, prefixBatch, prefixTime} {
+	for _, p := range allPrefixes {
 		lo, hi := logBounds(p, id)
 		if err := b.DeleteRange(lo, hi, nil); err != nil {
 			return fmt.Errorf("log %s: drop: %w", id, err)
 		}
-	}
-	if err := b.Delete(metaKey(id), nil); err != nil {
-		return fmt.Errorf("log %s: drop: %w", id, err)
 	}
 	if err := s.db.Apply(b, pebble.Sync); err != nil {
 		return fmt.Errorf("log %s: drop: %w", id, err)
@@ -189,16 +186,16 @@ func (s *Store) Drop(id ID) error {
 	return nil
 }
 
-// IDs returns, in order, the id of every log that has batches or metadata
-// on disk, whether opened or not. A broker can use it to find logs it no
-// longer needs.
+// IDs returns, in order, the id of every log that has batches, metadata,
+// an applied index or state on disk, whether opened or not. A broker can
+// use it to find logs it no longer needs.
 func (s *Store) IDs() ([]ID, error) {
 	if err := s.acquire(); err != nil {
 		return nil, err
 	}
 	defer s.mu.RUnlock()
 	seen := make(map[ID]bool)
-	for _, p := range []byte{prefixBatch, prefixMeta} {
+	for _, p := range []byte{prefixBatch, prefixMeta, prefixApplied, prefixState} {
 		lo, _ := logBounds(p, ID{})
 		_, hi := logBounds(p, ID{Topic: 1<<32 - 1, Partition: 1<<32 - 1})
 		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})

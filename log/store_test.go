@@ -46,7 +46,7 @@ func TestDrop(t *testing.T) {
 	check := func(s *Store) {
 		t.Helper()
 		// Nothing of the log is left.
-		for _, p := range []byte{prefixData, prefixBatch, prefixTime, prefixMeta} {
+		for _, p := range allPrefixes {
 			lo, hi := logBounds(p, id)
 			it, err := s.db.NewIter(nil)
 			if err != nil {

@@ -1,0 +1,252 @@
+package log
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/runnel-dev/runnel/record"
+)
+
+// This file holds what a replicated owner of a log needs: a state machine
+// that applies a replicated sequence of writes numbered by an index (a raft
+// log) and must apply each exactly once across restarts. The log knows
+// nothing of the sequence; it stores the index and the owner's state in the
+// same Pebble batch as the batch bytes, so after a crash both are from the
+// same write.
+
+// StateOp sets one key of a log's state to Value or, when Value is nil,
+// deletes it. A log's state is a small key space its owner stores next to
+// the batches (for example the idempotent producers' sequence numbers), so
+// that it changes in the same Pebble batch as the data.
+type StateOp struct {
+	Key, Value []byte
+}
+
+// Applied returns the index the last ApplyAt recorded, 0 for none. It is
+// loaded from disk when the log is opened.
+func (l *Log) Applied() uint64 { return l.applied.Load() }
+
+// ApplyAt appends b, when it is not nil, records index as the log's applied
+// index and applies the state operations, all in one Pebble batch. Like
+// Append it validates b and assigns it the next offsets, but it writes the
+// base offset only into its own copy: b is not modified, so it may be shared
+// with other readers. ApplyAt does not wait for the write-ahead log sync and
+// End covers the batch when ApplyAt returns: the caller keeps a durable copy
+// elsewhere (a raft log) and calls Sync before it depends on the log's.
+//
+// index must be at least Applied; ApplyAt does not interpret it otherwise.
+// A log written with ApplyAt must not also be written with Append.
+func (l *Log) ApplyAt(index uint64, b record.Batch, state ...StateOp) (base int64, err error) {
+	if b != nil {
+		if err := b.Validate(); err != nil {
+			if errors.Is(err, record.ErrCorrupt) {
+				return 0, corruptf(l.id, "apply", err)
+			}
+			return 0, fmt.Errorf("log %s: apply: %w", l.id, err)
+		}
+	}
+	if err := l.acquire(); err != nil {
+		return 0, err
+	}
+	defer l.s.mu.RUnlock()
+	size := 8 + appliedValueLen
+	for _, op := range state {
+		size += len(op.Key) + len(op.Value) + logPrefixLen + 8
+	}
+	if b != nil {
+		size += dataKeyLen + len(b) + batchKeyLen + batchValueLen + timeKeyLen + timeValueLen + 64
+	}
+	pb := l.s.db.NewBatchWithSize(size)
+	defer pb.Close()
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err := l.writableLocked(); err != nil {
+		return 0, err
+	}
+	if applied := l.applied.Load(); index < applied {
+		return 0, fmt.Errorf("log %s: apply index %d below applied index %d", l.id, index, applied)
+	}
+	base = l.next
+	var t tail
+	if b != nil {
+		if t, err = l.stageLocked(pb, b, base); err != nil {
+			return 0, fmt.Errorf("log %s: apply at %d: %w", l.id, base, err)
+		}
+	}
+	if err := pb.Set(appliedKey(l.id), binary.BigEndian.AppendUint64(nil, index), nil); err != nil {
+		return 0, fmt.Errorf("log %s: apply: %w", l.id, err)
+	}
+	if err := stageState(pb, l.id, state); err != nil {
+		return 0, fmt.Errorf("log %s: apply: %w", l.id, err)
+	}
+	if err := l.s.db.Apply(pb, pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("log %s: apply at %d: %w", l.id, base, err)
+	}
+	l.applied.Store(index)
+	if b != nil {
+		l.setTailLocked(t)
+		l.advance(t.next, t.cum)
+		l.s.appends.Add(1)
+		l.s.records.Add(int64(b.Count()))
+		l.s.bytes.Add(int64(len(b)))
+	}
+	return base, nil
+}
+
+// stageLocked stages b, with base offset base, and its index entries in pb,
+// without modifying b. l.mu must be held.
+func (l *Log) stageLocked(pb *pebble.Batch, b record.Batch, base int64) (tail, error) {
+	op := pb.SetDeferred(dataKeyLen, len(b))
+	copy(op.Key, dataKey(l.id, base))
+	copy(op.Value, b)
+	record.Batch(op.Value).SetBaseOffset(base)
+	if err := op.Finish(); err != nil {
+		return tail{}, err
+	}
+	next := base + int64(b.Count())
+	return l.indexLocked(pb, base, next, int64(len(b)), b.MaxTimestamp())
+}
+
+// stageState stages state operations in pb.
+func stageState(pb *pebble.Batch, id ID, state []StateOp) error {
+	for _, op := range state {
+		if len(op.Key) == 0 {
+			return errors.New("empty state key")
+		}
+		var err error
+		if op.Value == nil {
+			err = pb.Delete(stateKey(id, op.Key), nil)
+		} else {
+			err = pb.Set(stateKey(id, op.Key), op.Value, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// State calls fn for every key of the log's state, in key order, until fn
+// returns an error, which State returns. key and value are valid only
+// during the call.
+func (l *Log) State(fn func(key, value []byte) error) error {
+	if err := l.acquire(); err != nil {
+		return err
+	}
+	defer l.s.mu.RUnlock()
+	lo, hi := logBounds(prefixState, l.id)
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("log %s: state: %w", l.id, err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("log %s: state: %w", l.id, err)
+		}
+		if err := fn(it.Key()[logPrefixLen:], v); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("log %s: state: %w", l.id, err)
+	}
+	return nil
+}
+
+// Sync makes every write to the log's store so far durable: Pebble's
+// write-ahead log is sequential, so one sync covers all logs.
+func (l *Log) Sync() error {
+	if err := l.acquire(); err != nil {
+		return err
+	}
+	defer l.s.mu.RUnlock()
+	if err := l.s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("log %s: sync: %w", l.id, err)
+	}
+	return nil
+}
+
+// RangeSize returns the bytes of the stored batches that hold offsets from
+// from up to to. from and to must be batch boundaries in [Start, End]: the
+// base offset of a stored batch, or End.
+func (l *Log) RangeSize(from, to int64) (int64, error) {
+	if err := l.acquire(); err != nil {
+		return 0, err
+	}
+	defer l.s.mu.RUnlock()
+	start, end := l.bounds()
+	if from < start || to > end || from > to {
+		return 0, &OutOfRangeError{Offset: from, Start: start, End: end}
+	}
+	if from == to {
+		return 0, nil
+	}
+	lo, _ := logBounds(prefixBatch, l.id)
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: batchKey(l.id, to)})
+	if err != nil {
+		return 0, fmt.Errorf("log %s: range size: %w", l.id, err)
+	}
+	defer it.Close()
+	entry := func() (batchEntry, error) {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return batchEntry{}, fmt.Errorf("log %s: range size: %w", l.id, err)
+		}
+		e, err := decodeBatchEntry(it.Key(), v)
+		if err != nil {
+			return batchEntry{}, corruptf(l.id, "batch index", err)
+		}
+		return e, nil
+	}
+	if !it.SeekGE(batchKey(l.id, from)) {
+		return 0, l.rangeErr(it, from)
+	}
+	first, err := entry()
+	if err != nil {
+		return 0, err
+	}
+	if first.base != from {
+		return 0, fmt.Errorf("log %s: range size: offset %d is not a batch boundary", l.id, from)
+	}
+	if !it.Last() {
+		return 0, l.rangeErr(it, to)
+	}
+	last, err := entry()
+	if err != nil {
+		return 0, err
+	}
+	if last.next != to {
+		return 0, fmt.Errorf("log %s: range size: offset %d is not a batch boundary", l.id, to)
+	}
+	return last.cum - (first.cum - first.size), nil
+}
+
+func (l *Log) rangeErr(it *pebble.Iterator, off int64) error {
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("log %s: range size: %w", l.id, err)
+	}
+	// The batch was there when bounds were read: retention removed it since.
+	start, end := l.bounds()
+	return &OutOfRangeError{Offset: off, Start: start, End: end}
+}
+
+// loadApplied reads log id's applied index, 0 when there is none.
+func (s *Store) loadApplied(id ID) (uint64, error) {
+	v, closer, err := s.db.Get(appliedKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("log %s: load: %w", id, err)
+	}
+	defer closer.Close()
+	if len(v) != appliedValueLen {
+		return 0, corruptf(id, "load", fmt.Errorf("applied index: %d bytes, want %d", len(v), appliedValueLen))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
