@@ -98,6 +98,13 @@ func (a *acceptor) release(c net.Conn) bool {
 	return !a.closing
 }
 
+// reject releases and closes c, logging why at debug level.
+func (a *acceptor) reject(c net.Conn, msg string, args ...any) {
+	a.logger.Debug(msg, append(args, "remote", c.RemoteAddr().String())...)
+	a.release(c)
+	_ = c.Close()
+}
+
 // stop marks the accept loop stopped for err.
 func (a *acceptor) stop(err error) {
 	a.stopOnce.Do(func() {

@@ -1,10 +1,12 @@
 // Package raftmux puts a node's gRPC API and the traffic of all its raft
 // groups on one TCP listener, so that a node has one address.
 //
-// Split divides a listener in two: connections that open with a fixed magic
-// go to its Raft listener, every other connection (gRPC's HTTP/2 preface
-// among them) to its Apps listener, with the bytes read to decide replayed.
-// A Mux, made over the Raft listener, reads which raft group a connection is
+// Split divides a listener in two. A connection that opens with a fixed
+// magic goes to the Raft listener, the magic consumed; any other (gRPC's
+// HTTP/2 preface, say) goes to the Apps listener untouched. On unix Split
+// peeks at the first bytes (MSG_PEEK), so an app gets the *net.TCPConn it
+// would have accepted; elsewhere, or when the first bytes arrive in pieces,
+// Split reads them and the connection replays them. A Mux, made over the Raft listener, reads which raft group a connection is
 // for and hands it to that group's Layer, a raft.StreamLayer. NewTransport
 // makes a raft transport over a Layer, and NewLogger adapts a *slog.Logger to
 // the hclog.Logger raft logs to.
@@ -38,4 +40,9 @@
 // A Layer owns no goroutine. Closing a Layer or one of a Splitter's
 // listeners never closes the listener they share. No lock is held while
 // another is taken.
+//
+// Shut a node down top first: raft groups (Raft.Shutdown closes their
+// transport and Layer), then the Mux, then the gRPC server and the
+// Splitter. A transport whose Layer fails Accept before the transport is
+// closed logs an error every second.
 package raftmux

@@ -121,26 +121,19 @@ func (m *Mux) route(c net.Conn) {
 		err = c.SetReadDeadline(time.Time{})
 	}
 	if err != nil {
-		m.reject(c, "raftmux: closing raft connection with no valid header", "error", err)
+		m.a.reject(c, "raftmux: closing raft connection with no valid header", "error", err)
 		return
 	}
 	m.mu.Lock()
 	l := m.layers[group]
 	m.mu.Unlock()
 	if l == nil {
-		m.reject(c, "raftmux: closing raft connection for a group with no layer", "group", group)
+		m.a.reject(c, "raftmux: closing raft connection for a group with no layer", "group", group)
 		return
 	}
 	if m.a.release(c) {
 		l.deliver(c)
 	}
-}
-
-// reject closes c, logging why at debug level.
-func (m *Mux) reject(c net.Conn, msg string, args ...any) {
-	m.a.logger.Debug(msg, append(args, "remote", c.RemoteAddr().String())...)
-	m.a.release(c)
-	_ = c.Close()
 }
 
 // unregister removes l from m if it is the Layer registered for its group.

@@ -9,8 +9,7 @@ import (
 
 // Splitter divides the connections of one listener between two: those that
 // open with the raft magic go to Raft, with the magic consumed, and all
-// others to Apps, with the bytes read to tell them apart replayed. Make one
-// with Split.
+// others to Apps, untouched. Make one with Split.
 type Splitter struct {
 	a    *acceptor
 	apps *subListener
@@ -65,35 +64,48 @@ func (s *Splitter) Close() error {
 // hands it to the listener they name.
 func (s *Splitter) sniff(c net.Conn) {
 	var buf [len(magic)]byte
-	n := 0
 	err := c.SetReadDeadline(time.Now().Add(s.timeout))
+
+	// Peek first, where the platform can: the first bytes of a client that
+	// is not raft almost always show it, and the app then gets the
+	// connection as it is. (gRPC, for one, sets TCP_USER_TIMEOUT only on a
+	// *net.TCPConn.)
+	var n int
+	if err == nil {
+		n, err = peek(c, buf[:])
+	}
+	if err == nil && string(buf[:n]) != magic[:n] {
+		s.hand(c, s.apps, c)
+		return
+	}
+
+	n = 0
 	for err == nil && n < len(buf) && string(buf[:n]) == magic[:n] {
 		var m int
 		m, err = c.Read(buf[n:])
 		n += m
 	}
-	isRaft := n == len(magic) && string(buf[:]) == magic
-	if string(buf[:n]) != magic[:n] {
-		err = nil // not raft: the client's own error, if any, is the app's
+	switch {
+	case string(buf[:n]) != magic[:n]:
+		// Not raft; an error the read met along the way is the app's.
+		s.hand(c, s.apps, &replayConn{Conn: c, head: buf[:n]})
+	case err != nil:
+		s.a.reject(c, "raftmux: closing connection that sent no complete prefix", "read", n, "error", err)
+	default:
+		s.hand(c, s.raft, c)
 	}
-	if err == nil {
-		err = c.SetReadDeadline(time.Time{})
-	}
-	if err != nil {
-		s.a.logger.Debug("raftmux: closing connection that sent no complete prefix",
-			"remote", c.RemoteAddr().String(), "read", n, "error", err)
-		s.a.release(c)
-		_ = c.Close()
+}
+
+// hand clears c's read deadline and hands conn, c or a wrapper of it, to
+// the listener to.
+func (s *Splitter) hand(c net.Conn, to *subListener, conn net.Conn) {
+	if err := c.SetReadDeadline(time.Time{}); err != nil {
+		s.a.reject(c, "raftmux: closing connection", "error", err)
 		return
 	}
-	if !s.a.release(c) {
-		return
+	if s.a.release(c) {
+		to.deliver(conn)
 	}
-	if isRaft {
-		s.raft.deliver(c)
-		return
-	}
-	s.apps.deliver(&replayConn{Conn: c, head: buf[:n]})
 }
 
 // replayConn returns head before reading on from Conn.

@@ -2,9 +2,11 @@ package raftmux
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -54,28 +56,52 @@ func TestSplitServesGRPCAndRaftOnOnePort(t *testing.T) {
 }
 
 func TestSplitReplaysWhatItRead(t *testing.T) {
-	for _, sent := range []string{
-		"G",
-		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-		"RNLRXYZ, a near miss",
-		"RNLRAFT\x02, another version",
-	} {
-		t.Run("", func(t *testing.T) {
-			l := listen(t)
-			sp := Split(l, testLogger(t, slog.LevelDebug))
-			t.Cleanup(func() { sp.Close() })
-			c := dial(t, l.Addr().String())
-			if _, err := c.Write([]byte(sent)); err != nil {
-				t.Fatal(err)
-			}
-			if err := c.(*net.TCPConn).CloseWrite(); err != nil {
-				t.Fatal(err)
-			}
-			if got := readAll(t, accept(t, sp.Apps())); got != sent {
-				t.Fatalf("apps listener read %q, want %q", got, sent)
-			}
-		})
+	for _, peekable := range []bool{true, false} {
+		for _, sent := range []string{
+			"G",
+			"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+			"RNLRXYZ, a near miss",
+			"RNLRAFT\x02, another version",
+		} {
+			t.Run(fmt.Sprintf("peekable=%v/%.8q", peekable, sent), func(t *testing.T) {
+				var l net.Listener = listen(t)
+				addr := l.Addr().String()
+				if !peekable {
+					l = noPeekListener{l}
+				}
+				sp := Split(l, testLogger(t, slog.LevelDebug))
+				t.Cleanup(func() { sp.Close() })
+				c := dial(t, addr)
+				if _, err := c.Write([]byte(sent)); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				ac := accept(t, sp.Apps())
+				// Where Split could peek, it read nothing and the app gets
+				// the connection as it is.
+				if _, raw := ac.(*net.TCPConn); raw != (peekable && runtime.GOOS == "linux") {
+					t.Errorf("apps listener returned a %T", ac)
+				}
+				if got := readAll(t, ac); got != sent {
+					t.Fatalf("apps listener read %q, want %q", got, sent)
+				}
+			})
+		}
 	}
+}
+
+// noPeekListener hides the sockets it accepts, so Split cannot peek at
+// them and reads instead.
+type noPeekListener struct{ net.Listener }
+
+func (l noPeekListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return struct{ net.Conn }{c}, nil
 }
 
 func TestSplitClosesConnectionsWithoutPrefix(t *testing.T) {
