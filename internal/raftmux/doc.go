@@ -41,8 +41,8 @@
 // listeners never closes the listener they share. No lock is held while
 // another is taken.
 //
-// Shut a node down top first: raft groups (Raft.Shutdown closes their
-// transport and Layer), then the Mux, then the gRPC server and the
-// Splitter. A transport whose Layer fails Accept before the transport is
-// closed logs an error every second.
+// Shut a node down top first: raft groups (Raft.Shutdown().Error() closes
+// their transport and Layer; Shutdown alone does not), then the Mux, then
+// the gRPC server and the Splitter. A transport whose Layer fails Accept
+// before the transport is closed logs an error every second.
 package raftmux

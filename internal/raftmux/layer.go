@@ -89,7 +89,7 @@ func (l *Layer) Addr() net.Addr { return l.m.addr }
 // connections the Layer dialed and ends reading on those it accepted: their
 // readers see io.EOF, the quiet end raft's transport expects, and close
 // them. It never closes the Mux's listener. raft's NetworkTransport.Close,
-// hence Raft.Shutdown, calls it.
+// hence Raft.Shutdown().Error(), calls it.
 func (l *Layer) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closed)

@@ -10,12 +10,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// NewLogger returns an hclog.Logger, what raft.Config.Logger and raft's
+// NewLogger returns an hclog.Logger, the kind raft.Config.Logger and raft's
 // transport take, that writes to l (nil means slog.Default). raft reports
-// routine events at Info, so Trace and Debug map to slog below Debug and
-// Debug, Info to Debug except a node becoming leader, which stays Info, and
-// Warn and Error to Warn and Error. The name set by Named goes out as the
-// attribute "logger". SetLevel does nothing: l's handler decides.
+// routine events at Info, so its levels map down: Trace to slog.LevelDebug-4,
+// Debug and Info to slog.LevelDebug, except that a node becoming leader stays
+// at slog.LevelInfo, and Warn and Error to slog.LevelWarn and
+// slog.LevelError. The name set by Named goes out as the attribute
+// "logger". SetLevel does nothing: l's handler decides.
 func NewLogger(l *slog.Logger) hclog.Logger {
 	if l == nil {
 		l = slog.Default()

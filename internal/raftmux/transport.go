@@ -20,8 +20,8 @@ const (
 // Layer, keeping up to 3 idle connections per peer, with a 10 s I/O
 // timeout, and logging to logger through NewLogger (nil means
 // slog.Default). Give the logger the group, as logger.With("group", g), to
-// tell groups apart. Closing the transport, as Raft.Shutdown does, closes
-// layer.
+// tell groups apart. Closing the transport, as Raft.Shutdown().Error()
+// does, closes layer.
 func NewTransport(layer raft.StreamLayer, logger *slog.Logger) *raft.NetworkTransport {
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  layer,
