@@ -29,16 +29,22 @@ type StateOp struct {
 func (l *Log) Applied() uint64 { return l.applied.Load() }
 
 // ApplyAt appends b, when it is not nil, records index as the log's applied
-// index and applies the state operations, all in one Pebble batch. Like
-// Append it validates b and assigns it the next offsets, but it writes the
-// base offset only into its own copy: b is not modified, so it may be shared
-// with other readers. ApplyAt does not wait for the write-ahead log sync and
-// End covers the batch when ApplyAt returns: the caller keeps a durable copy
-// elsewhere (a raft log) and calls Sync before it depends on the log's.
+// index and applies the state operations state returns, all in one Pebble
+// batch. Like Append it validates b and assigns it the next offsets, but it
+// writes the base offset only into its own copy: b is not modified, so it
+// may be shared with other readers. ApplyAt does not wait for the
+// write-ahead log sync and End covers the batch when ApplyAt returns: the
+// caller keeps a durable copy elsewhere (a raft log) and calls Sync before
+// it depends on the log's.
+//
+// state, when not nil, is called once b is validated, with the base offset
+// b gets (End when b is nil), and with the log locked: it must not call the
+// log. If ApplyAt fails after calling it, the log is unchanged but for a
+// failure of the store itself.
 //
 // index must be at least Applied; ApplyAt does not interpret it otherwise.
 // A log written with ApplyAt must not also be written with Append.
-func (l *Log) ApplyAt(index uint64, b record.Batch, state ...StateOp) (base int64, err error) {
+func (l *Log) ApplyAt(index uint64, b record.Batch, state func(base int64) []StateOp) (base int64, err error) {
 	if b != nil {
 		if err := b.Validate(); err != nil {
 			if errors.Is(err, record.ErrCorrupt) {
@@ -51,12 +57,9 @@ func (l *Log) ApplyAt(index uint64, b record.Batch, state ...StateOp) (base int6
 		return 0, err
 	}
 	defer l.s.mu.RUnlock()
-	size := 8 + appliedValueLen
-	for _, op := range state {
-		size += len(op.Key) + len(op.Value) + logPrefixLen + 8
-	}
+	size := logPrefixLen + appliedValueLen + 256
 	if b != nil {
-		size += dataKeyLen + len(b) + batchKeyLen + batchValueLen + timeKeyLen + timeValueLen + 64
+		size += dataKeyLen + len(b) + batchKeyLen + batchValueLen + timeKeyLen + timeValueLen
 	}
 	pb := l.s.db.NewBatchWithSize(size)
 	defer pb.Close()
@@ -79,8 +82,10 @@ func (l *Log) ApplyAt(index uint64, b record.Batch, state ...StateOp) (base int6
 	if err := pb.Set(appliedKey(l.id), binary.BigEndian.AppendUint64(nil, index), nil); err != nil {
 		return 0, fmt.Errorf("log %s: apply: %w", l.id, err)
 	}
-	if err := stageState(pb, l.id, state); err != nil {
-		return 0, fmt.Errorf("log %s: apply: %w", l.id, err)
+	if state != nil {
+		if err := stageState(pb, l.id, state(base)); err != nil {
+			return 0, fmt.Errorf("log %s: apply: %w", l.id, err)
+		}
 	}
 	if err := l.s.db.Apply(pb, pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("log %s: apply at %d: %w", l.id, base, err)

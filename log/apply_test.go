@@ -12,6 +12,11 @@ import (
 	"github.com/runnel-dev/runnel/record"
 )
 
+// ops returns a state function that writes the given operations.
+func ops(state ...StateOp) func(int64) []StateOp {
+	return func(int64) []StateOp { return state }
+}
+
 // stateOf returns a log's state as a map.
 func stateOf(t testing.TB, l *Log) map[string]string {
 	t.Helper()
@@ -36,7 +41,7 @@ func TestApplyAt(t *testing.T) {
 
 	b := batch("a", 1, 2, 3)
 	orig := append(record.Batch(nil), b...)
-	base, err := l.ApplyAt(5, b, StateOp{Key: []byte("p1"), Value: []byte("one")}, StateOp{Key: []byte("p2"), Value: []byte("two")})
+	base, err := l.ApplyAt(5, b, ops(StateOp{Key: []byte("p1"), Value: []byte("one")}, StateOp{Key: []byte("p2"), Value: []byte("two")}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +49,10 @@ func TestApplyAt(t *testing.T) {
 		t.Fatalf("base %d end %d applied %d, want 0 3 5", base, l.End(), l.Applied())
 	}
 	// A state-only write: no batch, one key deleted.
-	if _, err := l.ApplyAt(6, nil, StateOp{Key: []byte("p1")}); err != nil {
+	if _, err := l.ApplyAt(6, nil, ops(StateOp{Key: []byte("p1")})); err != nil {
 		t.Fatal(err)
 	}
-	base, err = l.ApplyAt(9, b)
+	base, err = l.ApplyAt(9, b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,13 +62,18 @@ func TestApplyAt(t *testing.T) {
 	if !bytes.Equal(b, orig) {
 		t.Fatal("ApplyAt modified its argument")
 	}
-	if _, err := l.ApplyAt(8, b); err == nil {
+	if _, err := l.ApplyAt(8, b, nil); err == nil {
 		t.Fatal("ApplyAt below the applied index succeeded")
 	}
 	corrupt := append(record.Batch(nil), b...)
 	corrupt[len(corrupt)-1] ^= 1
-	if _, err := l.ApplyAt(10, corrupt); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("corrupt batch: %v", err)
+	called := false
+	if _, err := l.ApplyAt(10, corrupt, func(int64) []StateOp { called = true; return nil }); !errors.Is(err, ErrCorrupt) || called {
+		t.Fatalf("corrupt batch: %v, state function called: %v", err, called)
+	}
+	var gotBase int64 = -1
+	if _, err := l.ApplyAt(9, nil, func(base int64) []StateOp { gotBase = base; return nil }); err != nil || gotBase != 6 {
+		t.Fatalf("state-only apply: %v, state function saw base %d, want 6", err, gotBase)
 	}
 	if l.Applied() != 9 || l.End() != 6 {
 		t.Fatalf("after rejected writes: applied %d end %d, want 9 6", l.Applied(), l.End())
@@ -113,7 +123,7 @@ func TestApplyAtCrash(t *testing.T) {
 				recs[j] = record.Record{Value: bytes.Repeat([]byte{byte(i)}, rng.IntN(4<<10))}
 			}
 			b := record.Encode(recs...)
-			if _, err := l.ApplyAt(uint64(i+1), b, StateOp{Key: []byte("last"), Value: []byte(fmt.Sprint(i + 1))}); err != nil {
+			if _, err := l.ApplyAt(uint64(i+1), b, ops(StateOp{Key: []byte("last"), Value: []byte(fmt.Sprint(i + 1))})); err != nil {
 				t.Fatal(err)
 			}
 			ends = append(ends, l.End())
@@ -159,7 +169,7 @@ func TestResetAndAppendRaw(t *testing.T) {
 	id := ID{2, 0}
 	l := mustLog(t, s, id)
 	for i := range 3 {
-		if _, err := l.ApplyAt(uint64(i+1), batch("old", 1, 2), StateOp{Key: []byte("k"), Value: []byte("v")}); err != nil {
+		if _, err := l.ApplyAt(uint64(i+1), batch("old", 1, 2), ops(StateOp{Key: []byte("k"), Value: []byte("v")})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -171,7 +181,7 @@ func TestResetAndAppendRaw(t *testing.T) {
 	}
 	var copies []record.Batch
 	for i := range 4 {
-		if _, err := src.ApplyAt(uint64(50+i), batch(fmt.Sprint("new", i), 10, 20, 30)); err != nil {
+		if _, err := src.ApplyAt(uint64(50+i), batch(fmt.Sprint("new", i), 10, 20, 30), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,7 +211,7 @@ func TestResetAndAppendRaw(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := l.ApplyAt(53, nil, StateOp{Key: []byte("k2"), Value: []byte("v2")}); err != nil {
+	if _, err := l.ApplyAt(53, nil, ops(StateOp{Key: []byte("k2"), Value: []byte("v2")})); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Sync(); err != nil {
@@ -240,7 +250,7 @@ func TestResetAndAppendRaw(t *testing.T) {
 	check(l)
 
 	// Appends go on after the copy.
-	if base, err := l.ApplyAt(54, batch("more", 40)); err != nil || base != 112 {
+	if base, err := l.ApplyAt(54, batch("more", 40), nil); err != nil || base != 112 {
 		t.Fatalf("apply after reset: %d, %v", base, err)
 	}
 }
@@ -254,7 +264,7 @@ func TestRangeSize(t *testing.T) {
 	for i := range 5 {
 		b := batch(fmt.Sprint(i), make([]int64, i+1)...)
 		sizes = append(sizes, int64(len(b)))
-		if _, err := l.ApplyAt(uint64(i+1), b); err != nil {
+		if _, err := l.ApplyAt(uint64(i+1), b, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -287,7 +297,7 @@ func TestDropRemovesAppliedAndState(t *testing.T) {
 	defer s.Close()
 	id := ID{4, 4}
 	l := mustLog(t, s, id)
-	if _, err := l.ApplyAt(3, nil, StateOp{Key: []byte("x"), Value: []byte("y")}); err != nil {
+	if _, err := l.ApplyAt(3, nil, ops(StateOp{Key: []byte("x"), Value: []byte("y")})); err != nil {
 		t.Fatal(err)
 	}
 	ids, err := s.IDs()

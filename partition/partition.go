@@ -47,18 +47,33 @@ func New(l *log.Log, opts Options) *Partition {
 func (p *Partition) Log() *log.Log { return p.log }
 
 // Pending is an append that has been ordered but may not be durable yet.
-// Its Wait must be called exactly once, whatever the acks.
+// Either Wait or WaitOffset must be called exactly once, whatever the acks.
 type Pending struct {
-	// Base is the offset of the batch's first record.
+	// Base is the offset of the batch's first record when Append knows it
+	// at once, as a Partition does. A Replica assigns offsets when the batch
+	// is committed and applied, so its Pendings have Base -1 and WaitOffset
+	// returns the offset.
 	Base int64
-	wait func() error
+	wait func() (int64, error)
+	// w is the replica's waiter, for tests.
+	w *waiter
 }
 
-// Wait blocks until the batch is durable. An fsync cannot be abandoned half
-// way, so Wait does not take a context.
+// Wait blocks until the batch is durable: fsynced on a Partition,
+// committed by a quorum and applied on a Replica. An fsync cannot be
+// abandoned half way, and a raft outcome is bounded by the election
+// timeout, so Wait does not take a context.
 func (pd Pending) Wait() error {
+	_, err := pd.WaitOffset()
+	return err
+}
+
+// WaitOffset is Wait that also returns the batch's base offset. For a
+// batch an idempotent producer sent before (see Replica), that is the
+// offset of the first copy.
+func (pd Pending) WaitOffset() (int64, error) {
 	if pd.wait == nil {
-		return nil
+		return pd.Base, nil
 	}
 	return pd.wait()
 }
@@ -80,9 +95,9 @@ func (p *Partition) Append(b record.Batch, acks Acks) (Pending, error) {
 		p.pending.Add(-n)
 		return Pending{}, err
 	}
-	return Pending{Base: base, wait: func() error {
+	return Pending{Base: base, wait: func() (int64, error) {
 		defer p.pending.Add(-n)
-		return wait()
+		return base, wait()
 	}}, nil
 }
 

@@ -1,0 +1,645 @@
+package partition
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/record"
+)
+
+// Server is one member of a partition's raft group.
+type Server struct {
+	// ID is the member's raft server id: unique in the group and stable
+	// across restarts (the broker's node id).
+	ID string
+	// Addr is the member's address on the raft transport.
+	Addr string
+}
+
+// ReplicaConfig configures a Replica. Log, LogStore, StableStore, Transport,
+// SnapshotDir and ID are required; zero values elsewhere mean the defaults
+// below.
+type ReplicaConfig struct {
+	// ID is this replica's raft server id.
+	ID string
+	// Log is the partition's log. The Replica owns its content from Open to
+	// Close: nothing else may append to it. Its store may be opened with
+	// NoSync, which Append's plain appends need; the replica's own writes
+	// never wait for fsync, since the raft log is the durable copy.
+	Log *log.Log
+	// LogStore and StableStore hold raft's log, term and vote. They must be
+	// durable (fsynced) and keep raft.Log's Extensions.
+	LogStore    raft.LogStore
+	StableStore raft.StableStore
+	// Transport carries this group's raft RPCs; its LocalAddr is this
+	// replica's address. Close closes it if it implements raft.WithClose.
+	Transport raft.Transport
+	// SnapshotDir is a directory of this partition's own, for raft
+	// snapshots. Snapshots taken here hold only a small header; one
+	// received from a leader holds the partition's batches until two newer
+	// snapshots replace it.
+	SnapshotDir string
+	// Bootstrap is the group's first membership, this replica included.
+	// It is used only when the stores hold no raft state yet; give every
+	// first member the same list. A replica that joins a running group
+	// leaves it empty and is added with AddVoter on the leader.
+	Bootstrap []Server
+
+	// MaxPendingBytes bounds the bytes proposed but not yet waited for.
+	// Zero means 64 MiB.
+	MaxPendingBytes int64
+	// MaxProducers bounds the idempotent producers remembered; the least
+	// recently used is forgotten first. Zero means 10,000.
+	MaxProducers int
+	// MsgIDWindow is how long, in record timestamps, a message id is
+	// remembered. Zero means 2 minutes.
+	MsgIDWindow time.Duration
+	// MaxMsgIDs bounds the message ids remembered; the oldest go first.
+	// Zero means 100,000.
+	MaxMsgIDs int
+
+	// Raft timing; see DefaultRaftTimings for the defaults and why.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotInterval is how often raft checks whether to snapshot, and
+	// SnapshotThreshold how many new entries make it do so. TrailingLogs is
+	// how many entries it keeps after a snapshot, so that a follower that
+	// fell a little behind catches up from the log instead of a snapshot.
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	// MaxAppendEntries bounds the entries (batches) in one AppendEntries
+	// RPC and in one group commit.
+	MaxAppendEntries int
+
+	// Logger receives the replica's and raft's messages; nil means
+	// slog.Default.
+	Logger *slog.Logger
+}
+
+// Defaults of ReplicaConfig. Snapshots cost a header and one write-ahead
+// log sync, so they are taken often and keep raft's own log short: the raft
+// log holds the same batches as the partition's log, and 1,024 trailing
+// entries are at most ~1 GiB with 1 MiB batches, usually far less. The
+// timeouts are raft's defaults: fail-over in one to two seconds without
+// elections on a busy laptop; CommitTimeout is also how often an idle
+// leader sends followers the commit index, so it bounds how far a
+// follower's readers lag behind the leader's when writes pause.
+const (
+	defaultHeartbeatTimeout   = time.Second
+	defaultElectionTimeout    = time.Second
+	defaultLeaderLeaseTimeout = 500 * time.Millisecond
+	defaultCommitTimeout      = 50 * time.Millisecond
+	defaultSnapshotInterval   = 30 * time.Second
+	defaultSnapshotThreshold  = 1024
+	defaultTrailingLogs       = 1024
+	// 16 entries of up to ~1 MiB keep an AppendEntries RPC within ~16 MiB.
+	defaultMaxAppendEntries = 16
+
+	defaultMaxPendingBytes = 64 << 20
+	defaultMaxProducers    = 10_000
+	defaultMsgIDWindow     = 2 * time.Minute
+	defaultMaxMsgIDs       = 100_000
+
+	// retainSnapshots is how many snapshots the store keeps.
+	retainSnapshots = 2
+)
+
+func (c ReplicaConfig) withDefaults() (ReplicaConfig, error) {
+	switch {
+	case c.ID == "":
+		return c, errors.New("partition: replica needs an ID")
+	case c.Log == nil:
+		return c, errors.New("partition: replica needs a Log")
+	case c.LogStore == nil || c.StableStore == nil:
+		return c, errors.New("partition: replica needs a LogStore and a StableStore")
+	case c.Transport == nil:
+		return c, errors.New("partition: replica needs a Transport")
+	case c.SnapshotDir == "":
+		return c, errors.New("partition: replica needs a SnapshotDir")
+	case c.MaxPendingBytes < 0 || c.MaxProducers < 0 || c.MaxMsgIDs < 0 || c.MsgIDWindow < 0:
+		return c, errors.New("partition: negative replica limit")
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.HeartbeatTimeout, defaultHeartbeatTimeout)
+	def(&c.ElectionTimeout, defaultElectionTimeout)
+	def(&c.LeaderLeaseTimeout, defaultLeaderLeaseTimeout)
+	def(&c.CommitTimeout, defaultCommitTimeout)
+	def(&c.SnapshotInterval, defaultSnapshotInterval)
+	def(&c.MsgIDWindow, defaultMsgIDWindow)
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = defaultSnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = defaultTrailingLogs
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = defaultMaxAppendEntries
+	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = defaultMaxPendingBytes
+	}
+	if c.MaxProducers == 0 {
+		c.MaxProducers = defaultMaxProducers
+	}
+	if c.MaxMsgIDs == 0 {
+		c.MaxMsgIDs = defaultMaxMsgIDs
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// raftConfig returns raft's configuration for the replica.
+func (c ReplicaConfig) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.ID)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.TrailingLogs = c.TrailingLogs
+	rc.MaxAppendEntries = c.MaxAppendEntries
+	// Append hands proposals over without waiting for the leader loop,
+	// which takes up to MaxAppendEntries of them per disk write.
+	rc.BatchApplyCh = true
+	// The log already holds everything up to its applied index; restoring
+	// the newest snapshot on start would rewrite the whole partition.
+	// raft still sets its applied index to the snapshot's and replays the
+	// entries after it, which the state machine skips up to the log's.
+	rc.NoSnapshotRestoreOnStart = true
+	rc.Logger = newRaftLogger(c.Logger)
+	return rc
+}
+
+// Replica is one replica of a partition: a member of the partition's raft
+// group whose state machine appends committed batches to the partition's
+// log. Only the leader accepts appends; every replica serves reads of
+// committed records. All methods are safe for concurrent use.
+//
+// Offsets are assigned when a batch is applied, in commit order: base is the
+// log's end at that moment, the same on every replica.
+//
+// # Idempotent producers
+//
+// A batch with a producer id (record.Builder.SetProducer) is checked
+// against the producer's state: the epoch and last sequence number, and the
+// sequence numbers and offsets of its last 5 batches. A batch with the same
+// sequence numbers as one of those is a duplicate: nothing is written and
+// the original base offset is returned. A base sequence after last+1 fails
+// with ErrOutOfOrderSequence, an older one not among the last 5 with
+// ErrDuplicateSequence, a lower epoch with ErrProducerFenced; a higher epoch
+// starts the producer afresh. A producer the partition does not know (new,
+// or forgotten) may start at any sequence number. The state is kept for the
+// MaxProducers most recently active producers: a retry from a producer
+// forgotten since, or older than its last 5 batches, is not recognized.
+//
+// # Message ids
+//
+// A batch in which every record carries the MsgIDHeader header is a
+// duplicate when every one of those ids was written within the window, and
+// is then not written again; its answer is the offset where the first id
+// was written. A batch with ids that are not all in the window is written
+// whole, and its new ids enter the window: the broker never re-encodes a
+// batch, so it cannot drop part of one. Producers that need the guarantee
+// (the cron publisher) send each record with an id as its own batch.
+// Batches with a record without an id are never deduplicated by id. The
+// window is MsgIDWindow of record (producer) timestamps: an id leaves it
+// when the largest timestamp seen in batches with ids is more than
+// MsgIDWindow after its own, or when more than MaxMsgIDs newer ids came.
+// Ids longer than 256 bytes are not remembered.
+type Replica struct {
+	cfg    ReplicaConfig
+	log    *log.Log
+	raft   *raft.Raft
+	fsm    *fsm
+	ws     *waiters
+	logger *slog.Logger
+
+	pending atomic.Int64
+
+	// closeMu is held for reading by Append and for writing by Close, so
+	// Close waits for proposals being handed to raft.
+	closeMu sync.RWMutex
+	closed  bool
+	// propMu orders proposals: a proposal's sequence number and its place
+	// in raft's queue are taken together.
+	propMu sync.Mutex
+
+	observer *raft.Observer
+	obsCh    chan raft.Observation
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
+	shutOnce   sync.Once
+	shutFuture raft.Future
+
+	leaderMu sync.Mutex
+	leader   Server
+	leaderCh chan struct{}
+}
+
+// OpenReplica starts the replica: it recovers the log from the newest
+// snapshot if a crash interrupted installing it, bootstraps the group if
+// asked to and the stores are empty, and starts raft. Close stops it.
+func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	rc := cfg.raftConfig()
+	files, err := raft.NewFileSnapshotStoreWithLogger(cfg.SnapshotDir, retainSnapshots, rc.Logger.Named("snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("partition %s: snapshot store: %w", cfg.Log.ID(), err)
+	}
+	snaps := &snapshotStore{files: files, log: cfg.Log}
+	if err := recoverSnapshot(cfg.Log, snaps); err != nil {
+		return nil, fmt.Errorf("partition %s: %w", cfg.Log.ID(), err)
+	}
+	d := newDedupe(cfg.MaxProducers, cfg.MsgIDWindow.Milliseconds(), cfg.MaxMsgIDs)
+	if err := d.load(cfg.Log); err != nil {
+		return nil, fmt.Errorf("partition %s: %w", cfg.Log.ID(), err)
+	}
+	ws := newWaiters()
+	f := &fsm{log: cfg.Log, dedupe: d, ws: ws, logger: cfg.Logger, failCh: make(chan struct{})}
+
+	if len(cfg.Bootstrap) > 0 {
+		has, err := raft.HasExistingState(cfg.LogStore, cfg.StableStore, snaps)
+		if err != nil {
+			return nil, fmt.Errorf("partition %s: %w", cfg.Log.ID(), err)
+		}
+		if !has {
+			var conf raft.Configuration
+			for _, s := range cfg.Bootstrap {
+				conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.Addr)})
+			}
+			if err := raft.BootstrapCluster(rc, cfg.LogStore, cfg.StableStore, snaps, cfg.Transport, conf); err != nil {
+				return nil, fmt.Errorf("partition %s: bootstrap: %w", cfg.Log.ID(), err)
+			}
+		}
+	}
+	ra, err := raft.NewRaft(rc, f, cfg.LogStore, cfg.StableStore, snaps, cfg.Transport)
+	if err != nil {
+		return nil, fmt.Errorf("partition %s: start raft: %w", cfg.Log.ID(), err)
+	}
+	r := &Replica{
+		cfg:      cfg,
+		log:      cfg.Log,
+		raft:     ra,
+		fsm:      f,
+		ws:       ws,
+		logger:   cfg.Logger,
+		obsCh:    make(chan raft.Observation, 16),
+		stop:     make(chan struct{}),
+		leaderCh: make(chan struct{}),
+	}
+	r.observer = raft.NewObserver(r.obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	ra.RegisterObserver(r.observer)
+	r.wg.Add(1)
+	go r.watch()
+	return r, nil
+}
+
+// recoverSnapshot finishes installing the newest snapshot if the log is
+// behind it: raft saved it, but a crash stopped the state machine's Restore
+// before the end (which leaves the log's applied index at 0). raft itself
+// restores nothing on start (NoSnapshotRestoreOnStart).
+func recoverSnapshot(l *log.Log, snaps *snapshotStore) error {
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	_, rc, err := snaps.files.Open(metas[0].ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s: %w", metas[0].ID, err)
+	}
+	defer rc.Close()
+	br := bufio.NewReaderSize(rc, 1<<20)
+	hdr, _, err := readHeader(br)
+	if err != nil {
+		return fmt.Errorf("snapshot %s: %w", metas[0].ID, err)
+	}
+	if hdr.applied <= l.Applied() {
+		return nil
+	}
+	if !hdr.inline {
+		return fmt.Errorf("log applied index %d is behind snapshot %s, taken here at %d: the log lost synced writes",
+			l.Applied(), metas[0].ID, hdr.applied)
+	}
+	return restoreLog(l, hdr, br)
+}
+
+// watch follows raft's leadership and term for the waiters and
+// LeaderChanged, and shuts raft down if the state machine fails. The
+// observer may drop observations, so a ticker backs it up.
+func (r *Replica) watch() {
+	defer r.wg.Done()
+	tick := time.NewTicker(r.cfg.HeartbeatTimeout)
+	defer tick.Stop()
+	failed := r.fsm.failCh
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.obsCh:
+		case <-tick.C:
+		case <-failed:
+			failed = nil
+			r.shutdown()
+		}
+		r.ws.failBefore(r.raft.CurrentTerm())
+		r.noteLeader()
+	}
+}
+
+// shutdown stops raft once and returns the future that waits for it.
+func (r *Replica) shutdown() raft.Future {
+	r.shutOnce.Do(func() { r.shutFuture = r.raft.Shutdown() })
+	return r.shutFuture
+}
+
+func (r *Replica) noteLeader() {
+	s, _ := r.Leader()
+	r.leaderMu.Lock()
+	defer r.leaderMu.Unlock()
+	if s != r.leader {
+		r.leader = s
+		close(r.leaderCh)
+		r.leaderCh = make(chan struct{})
+	}
+}
+
+// Close stops raft and the replica's goroutine. Appends still waiting end
+// with ErrOutcomeUnknown. The log, stores and snapshot directory stay as
+// they are, for a later OpenReplica. Close closes the transport if it
+// implements raft.WithClose.
+func (r *Replica) Close() error {
+	r.closeMu.Lock()
+	if r.closed {
+		r.closeMu.Unlock()
+		return ErrClosed
+	}
+	r.closed = true
+	r.closeMu.Unlock()
+	err := r.shutdown().Error()
+	r.raft.DeregisterObserver(r.observer)
+	close(r.stop)
+	r.wg.Wait()
+	r.ws.failAll(errClosedInFlight)
+	r.leaderMu.Lock()
+	close(r.leaderCh)
+	r.leaderMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("partition %s: close: %w", r.log.ID(), err)
+	}
+	return nil
+}
+
+// Log returns the partition's log.
+func (r *Replica) Log() *log.Log { return r.log }
+
+// Append proposes b to the group and returns a Pending whose WaitOffset
+// returns the offset the batch got once it is committed and applied on
+// this replica (Base is -1 until then). Call Append from one goroutine per
+// produce stream: batches are proposed, and so committed, in the order of
+// the calls. b is validated first and copied; the caller may reuse it.
+//
+// Append fails at once with a *NotLeaderError on a follower, a
+// *BacklogError over MaxPendingBytes, an error matching record.ErrCorrupt
+// or record.ErrUnsupported for a bad batch, and ErrClosed after Close.
+// Wait's errors are described in errors.go: the state machine's verdicts
+// (ErrOutOfOrderSequence, ErrDuplicateSequence, ErrProducerFenced) are
+// definite; ErrOutcomeUnknown means the batch may or may not be committed.
+//
+// acks does not change how a replica proposes: raft tells the leader
+// nothing between accepting an entry and committing it, so AcksLeader waits
+// as AcksAll does; the caller decides whether to answer before Wait.
+func (r *Replica) Append(b record.Batch, acks Acks) (Pending, error) {
+	if err := b.Validate(); err != nil {
+		return Pending{}, fmt.Errorf("partition %s: append: %w", r.log.ID(), err)
+	}
+	if b.ProducerID() >= 0 {
+		if err := checkProducerFields(b); err != nil {
+			return Pending{}, fmt.Errorf("partition %s: append: %w", r.log.ID(), err)
+		}
+	}
+	r.closeMu.RLock()
+	defer r.closeMu.RUnlock()
+	if r.closed {
+		return Pending{}, ErrClosed
+	}
+	select {
+	case <-r.fsm.failCh:
+		return Pending{}, ErrReplicaFailed
+	default:
+	}
+	n := int64(len(b))
+	if cur := r.pending.Add(n); cur > r.cfg.MaxPendingBytes && cur != n {
+		r.pending.Add(-n)
+		return Pending{}, &BacklogError{Pending: cur - n, Limit: r.cfg.MaxPendingBytes, RetryAfter: 50 * time.Millisecond}
+	}
+	data := make([]byte, 1+len(b))
+	data[0] = entryBatch
+	copy(data[1:], b)
+
+	r.propMu.Lock()
+	// The term is read before the state: a proposal can only be made in
+	// this term or a later one, so failBefore never ends one too late.
+	term := r.raft.CurrentTerm()
+	if r.raft.State() != raft.Leader {
+		r.propMu.Unlock()
+		r.pending.Add(-n)
+		return Pending{}, r.notLeader()
+	}
+	w, token := r.ws.add(term)
+	// No enqueue timeout: raft's loop in every state takes proposals at
+	// once (a follower's answers ErrNotLeader, which the term check turns
+	// into ErrOutcomeUnknown). The future is not waited on; see waiters.
+	r.raft.ApplyLog(raft.Log{Data: data, Extensions: token}, 0)
+	r.propMu.Unlock()
+
+	return Pending{Base: -1, w: w, wait: func() (int64, error) {
+		<-w.done
+		r.pending.Add(-n)
+		if w.res.err != nil {
+			return -1, w.res.err
+		}
+		return w.res.base, nil
+	}}, nil
+}
+
+func (r *Replica) notLeader() error {
+	addr, id := r.raft.LeaderWithID()
+	return &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+}
+
+// Read returns batches from offset from, below the high watermark: on any
+// replica, only committed records.
+func (r *Replica) Read(from int64, maxBytes int) ([]record.Batch, error) {
+	return r.log.Read(from, maxBytes)
+}
+
+// Start returns the first offset still stored.
+func (r *Replica) Start() int64 { return r.log.Start() }
+
+// End returns the high watermark: the offset after the last committed record
+// this replica has applied. A follower's may lag the leader's by a commit
+// timeout.
+func (r *Replica) End() int64 { return r.log.End() }
+
+// Wait returns a channel closed when the high watermark next moves.
+func (r *Replica) Wait() <-chan struct{} { return r.log.Wait() }
+
+// OffsetForTime returns the first offset with a timestamp at or after ms.
+func (r *Replica) OffsetForTime(ms int64) (int64, error) { return r.log.OffsetForTime(ms) }
+
+// Leader returns the group's leader as this replica knows it, and false
+// when it knows none.
+func (r *Replica) Leader() (Server, bool) {
+	addr, id := r.raft.LeaderWithID()
+	return Server{ID: string(id), Addr: string(addr)}, id != ""
+}
+
+// IsLeader reports whether this replica is the leader.
+func (r *Replica) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// LeaderChanged returns a channel closed when the leader this replica knows
+// next changes (including to none), or at Close. Take the channel before
+// reading Leader, as with log.Log.Wait. Changes are noticed within
+// HeartbeatTimeout.
+func (r *Replica) LeaderChanged() <-chan struct{} {
+	r.leaderMu.Lock()
+	defer r.leaderMu.Unlock()
+	return r.leaderCh
+}
+
+// LeadershipTransfer hands leadership to another voter and returns once one
+// has taken it, or fails.
+func (r *Replica) LeadershipTransfer() error {
+	return r.adminErr("leadership transfer", r.raft.LeadershipTransfer().Error())
+}
+
+// AddVoter adds s to the group as a voter, on the leader; it returns once
+// the change is committed. s catches up from the log or a snapshot.
+func (r *Replica) AddVoter(s Server) error {
+	f := r.raft.AddVoter(raft.ServerID(s.ID), raft.ServerAddress(s.Addr), 0, r.cfg.ElectionTimeout)
+	return r.adminErr("add voter", f.Error())
+}
+
+// RemoveServer removes server id from the group, on the leader; it returns
+// once the change is committed. A removed replica shuts its raft down.
+func (r *Replica) RemoveServer(id string) error {
+	f := r.raft.RemoveServer(raft.ServerID(id), 0, r.cfg.ElectionTimeout)
+	return r.adminErr("remove server", f.Error())
+}
+
+// Servers returns the group's latest membership.
+func (r *Replica) Servers() ([]Server, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, r.adminErr("configuration", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{ID: string(s.ID), Addr: string(s.Address)})
+	}
+	return out, nil
+}
+
+// Snapshot takes a raft snapshot now (raft takes them on its own too), so
+// raft can drop its log entries up to the applied index minus TrailingLogs.
+func (r *Replica) Snapshot() error {
+	err := r.raft.Snapshot().Error()
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil
+	}
+	return r.adminErr("snapshot", err)
+}
+
+func (r *Replica) adminErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader):
+		return fmt.Errorf("partition %s: %s: %w", r.log.ID(), op, r.notLeader())
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("partition %s: %s: %w: %w", r.log.ID(), op, ErrOutcomeUnknown, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("partition %s: %s: %w", r.log.ID(), op, ErrClosed)
+	}
+	return fmt.Errorf("partition %s: %s: %w", r.log.ID(), op, err)
+}
+
+// Stats describe a replica's raft state.
+type Stats struct {
+	// State is raft's state: Follower, Candidate, Leader or Shutdown.
+	State string
+	Term  uint64
+	// Leader is the leader this replica knows; empty when none.
+	Leader Server
+	// LastLogIndex, CommitIndex and AppliedIndex are raft's: the last
+	// entry in its log, the last known committed, the last handed to the
+	// state machine.
+	LastLogIndex, CommitIndex, AppliedIndex uint64
+	// LogApplied is the raft index the partition's log last recorded.
+	LogApplied uint64
+	// LastSnapshotIndex is the raft index of the newest snapshot.
+	LastSnapshotIndex uint64
+	// LastContact is when a follower last heard from the leader (zero on a
+	// leader).
+	LastContact time.Time
+	// SnapshotsRestored counts snapshots installed from a leader since
+	// OpenReplica.
+	SnapshotsRestored int64
+	// Failed is set when the state machine stopped on a log write error.
+	Failed bool
+}
+
+// Stats returns the replica's raft state.
+func (r *Replica) Stats() Stats {
+	leader, _ := r.Leader()
+	snap, _ := strconv.ParseUint(r.raft.Stats()["last_snapshot_index"], 10, 64)
+	s := Stats{
+		State:             r.raft.State().String(),
+		Term:              r.raft.CurrentTerm(),
+		Leader:            leader,
+		LastLogIndex:      r.raft.LastIndex(),
+		CommitIndex:       r.raft.CommitIndex(),
+		AppliedIndex:      r.raft.AppliedIndex(),
+		LogApplied:        r.log.Applied(),
+		LastSnapshotIndex: snap,
+		SnapshotsRestored: r.fsm.restores.Load(),
+	}
+	if s.State != raft.Leader.String() {
+		s.LastContact = r.raft.LastContact()
+	}
+	select {
+	case <-r.fsm.failCh:
+		s.Failed = true
+	default:
+	}
+	return s
+}

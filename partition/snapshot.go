@@ -1,0 +1,327 @@
+package partition
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/record"
+)
+
+// Snapshots hold no copy of the partition's batches until one has to leave
+// the node.
+//
+// A snapshot is a header followed, when it is inline, by the batches
+// [start, end) as the log stores them:
+//
+//	magic "RNS1"  bodyLen:4  body  crc32c(body):4  [batches…]
+//	body: flags:1 applied:8 start:8 end:8 n:4 n×(keyLen:2 key valueLen:4 value)
+//
+// flags bit 0 says the batches follow (inline). applied is the log's applied
+// raft index, start and end its bounds, and the key/value pairs the
+// producer state (the log's state keys) at the snapshot.
+//
+// The state machine's Persist writes only the header (not inline) into a
+// raft.FileSnapshotStore. When raft opens that snapshot to send it to a
+// follower, snapshotStore.Open streams a fresh header, now inline and with
+// start moved up to the log's current start, then the batches read from the
+// live log in chunks. Below the captured end the log never changes, except
+// that retention may drop batches from its front, which the stream skips.
+// A follower receives the stream through the store's sink, so it lands in
+// the file in full, and its state machine's Restore reads it from there:
+// one batch in memory at a time.
+
+const (
+	snapshotMagic  = "RNS1"
+	flagInline     = 1
+	maxStateKeyLen = 1<<16 - 1
+	// maxSnapshotBatch bounds one batch read from a snapshot stream.
+	maxSnapshotBatch = 1 << 30
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// header is a snapshot's header.
+type header struct {
+	inline     bool
+	applied    uint64
+	start, end int64
+	state      []log.StateOp
+}
+
+func (h header) encode() []byte {
+	body := make([]byte, 0, 1+8+8+8+4+64*len(h.state))
+	var flags byte
+	if h.inline {
+		flags |= flagInline
+	}
+	body = append(body, flags)
+	body = binary.BigEndian.AppendUint64(body, h.applied)
+	body = binary.BigEndian.AppendUint64(body, uint64(h.start))
+	body = binary.BigEndian.AppendUint64(body, uint64(h.end))
+	body = binary.BigEndian.AppendUint32(body, uint32(len(h.state)))
+	for _, op := range h.state {
+		body = binary.BigEndian.AppendUint16(body, uint16(len(op.Key)))
+		body = append(body, op.Key...)
+		body = binary.BigEndian.AppendUint32(body, uint32(len(op.Value)))
+		body = append(body, op.Value...)
+	}
+	out := make([]byte, 0, 8+len(body)+4)
+	out = append(out, snapshotMagic...)
+	out = binary.BigEndian.AppendUint32(out, uint32(len(body)))
+	out = append(out, body...)
+	return binary.BigEndian.AppendUint32(out, crc32.Checksum(body, castagnoli))
+}
+
+// readHeader reads a header from r and returns it with its bytes.
+func readHeader(r io.Reader) (header, []byte, error) {
+	var h header
+	pre := make([]byte, 8)
+	if _, err := io.ReadFull(r, pre); err != nil {
+		return h, nil, fmt.Errorf("snapshot header: %w", err)
+	}
+	if string(pre[:4]) != snapshotMagic {
+		return h, nil, fmt.Errorf("snapshot header: magic %q, want %q", pre[:4], snapshotMagic)
+	}
+	n := binary.BigEndian.Uint32(pre[4:])
+	if n > 1<<30 {
+		return h, nil, fmt.Errorf("snapshot header: %d bytes", n)
+	}
+	raw := make([]byte, 8+int(n)+4)
+	copy(raw, pre)
+	if _, err := io.ReadFull(r, raw[8:]); err != nil {
+		return h, nil, fmt.Errorf("snapshot header: %w", err)
+	}
+	body := raw[8 : 8+n]
+	if got, want := crc32.Checksum(body, castagnoli), binary.BigEndian.Uint32(raw[8+n:]); got != want {
+		return h, nil, fmt.Errorf("snapshot header: crc %08x, want %08x", got, want)
+	}
+	short := errors.New("snapshot header: truncated")
+	if len(body) < 29 {
+		return h, nil, short
+	}
+	h.inline = body[0]&flagInline != 0
+	h.applied = binary.BigEndian.Uint64(body[1:])
+	h.start = int64(binary.BigEndian.Uint64(body[9:]))
+	h.end = int64(binary.BigEndian.Uint64(body[17:]))
+	count := binary.BigEndian.Uint32(body[25:])
+	p := body[29:]
+	for range count {
+		if len(p) < 2 {
+			return h, nil, short
+		}
+		kl := int(binary.BigEndian.Uint16(p))
+		if len(p) < 2+kl+4 {
+			return h, nil, short
+		}
+		key := p[2 : 2+kl]
+		vl := int(binary.BigEndian.Uint32(p[2+kl:]))
+		p = p[2+kl+4:]
+		if len(p) < vl {
+			return h, nil, short
+		}
+		h.state = append(h.state, log.StateOp{Key: key, Value: p[:vl:vl]})
+		p = p[vl:]
+	}
+	if len(p) != 0 || h.start > h.end || h.start < 0 {
+		return h, nil, errors.New("snapshot header: malformed")
+	}
+	return h, raw, nil
+}
+
+// readBatch reads the next batch of a snapshot stream into buf's memory,
+// or returns io.EOF at the end.
+func readBatch(r io.Reader, buf []byte) (record.Batch, error) {
+	var pre [12]byte
+	if n, err := io.ReadFull(r, pre[:]); err != nil {
+		if n == 0 && errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("snapshot batch: %w", io.ErrUnexpectedEOF)
+	}
+	n := 12 + int(binary.BigEndian.Uint32(pre[8:]))
+	if n < record.HeaderSize || n > maxSnapshotBatch {
+		return nil, fmt.Errorf("snapshot batch: %w: %d bytes", record.ErrCorrupt, n)
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	copy(buf, pre[:])
+	if _, err := io.ReadFull(r, buf[12:]); err != nil {
+		return nil, fmt.Errorf("snapshot batch: %w", io.ErrUnexpectedEOF)
+	}
+	return record.Batch(buf), nil
+}
+
+// restoreLog replaces l's content with the snapshot whose header is hdr and
+// whose batches r holds, then makes it durable.
+func restoreLog(l *log.Log, hdr header, r io.Reader) error {
+	if !hdr.inline {
+		return errors.New("restore: the snapshot holds no batches")
+	}
+	if err := l.Reset(hdr.start); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	var buf []byte
+	for {
+		b, err := readBatch(r, buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("restore at %d: %w", l.End(), err)
+		}
+		buf = b
+		if err := l.AppendRaw(b); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+	}
+	if l.End() != hdr.end {
+		return fmt.Errorf("restore: batches end at %d, snapshot says %d", l.End(), hdr.end)
+	}
+	if _, err := l.ApplyAt(hdr.applied, nil, func(int64) []log.StateOp { return hdr.state }); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := l.Sync(); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return nil
+}
+
+// snapshotStore is raft's snapshot store for one partition: a
+// raft.FileSnapshotStore whose Open streams a header-only snapshot's
+// batches from the log.
+type snapshotStore struct {
+	files *raft.FileSnapshotStore
+	log   *log.Log
+}
+
+var _ raft.SnapshotStore = (*snapshotStore)(nil)
+
+func (s *snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	return s.files.Create(version, index, term, configuration, configurationIndex, trans)
+}
+
+func (s *snapshotStore) List() ([]*raft.SnapshotMeta, error) { return s.files.List() }
+
+// Open returns the snapshot as a follower's Restore reads it: an inline
+// snapshot (one received from a leader) as stored, a header-only one (taken
+// here) with its batches streamed from the log. The meta's Size is the
+// stream's.
+func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := s.files.Open(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReader(rc)
+	hdr, raw, err := readHeader(br)
+	if err != nil {
+		rc.Close()
+		return nil, nil, fmt.Errorf("snapshot %s: %w", id, err)
+	}
+	if hdr.inline {
+		return meta, readCloser{io.MultiReader(bytes.NewReader(raw), br), rc}, nil
+	}
+	rc.Close()
+	stream, size, err := newLogStream(s.log, hdr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("snapshot %s: %w", id, err)
+	}
+	m := *meta
+	m.Size = size
+	return &m, stream, nil
+}
+
+// header reads the header of snapshot id.
+func (s *snapshotStore) header(id string) (header, error) {
+	_, rc, err := s.files.Open(id)
+	if err != nil {
+		return header{}, err
+	}
+	defer rc.Close()
+	hdr, _, err := readHeader(rc)
+	return hdr, err
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// streamChunk is how many bytes of batches a logStream reads at a time.
+const streamChunk = 1 << 20
+
+// logStream streams an inline snapshot: the header, then the batches
+// [start, end) read from the log in chunks.
+type logStream struct {
+	log       *log.Log
+	buf       []byte         // unread bytes of the header or current batch
+	batches   []record.Batch // read but not yet streamed
+	next, end int64          // offsets still to read
+	left      int64          // batch bytes still to stream
+}
+
+// newLogStream returns the stream for header-only snapshot hdr and its
+// size.
+func newLogStream(l *log.Log, hdr header) (*logStream, int64, error) {
+	if hdr.end > l.End() {
+		return nil, 0, fmt.Errorf("snapshot ends at %d, after the log's end %d", hdr.end, l.End())
+	}
+	// Retention may have moved the start since.
+	hdr.start = min(max(hdr.start, l.Start()), hdr.end)
+	hdr.inline = true
+	n, err := l.RangeSize(hdr.start, hdr.end)
+	if err != nil {
+		return nil, 0, err
+	}
+	raw := hdr.encode()
+	return &logStream{log: l, buf: raw, next: hdr.start, end: hdr.end, left: n}, int64(len(raw)) + n, nil
+}
+
+func (s *logStream) Read(p []byte) (int, error) {
+	for len(s.buf) == 0 {
+		if len(s.batches) > 0 {
+			s.buf, s.batches = s.batches[0], s.batches[1:]
+			s.left -= int64(len(s.buf))
+			continue
+		}
+		if s.next >= s.end {
+			if s.left != 0 {
+				return 0, fmt.Errorf("snapshot stream: %d bytes short", s.left)
+			}
+			return 0, io.EOF
+		}
+		bs, err := s.log.Read(s.next, streamChunk)
+		if err != nil {
+			// Retention dropped batches the stream had yet to send; raft
+			// retries with a new stream later.
+			return 0, fmt.Errorf("snapshot stream: %w", err)
+		}
+		for _, b := range bs {
+			if b.BaseOffset() >= s.end {
+				break
+			}
+			if b.BaseOffset() != s.next {
+				return 0, fmt.Errorf("snapshot stream: batch at %d, want %d", b.BaseOffset(), s.next)
+			}
+			s.batches = append(s.batches, b)
+			s.next = b.NextOffset()
+		}
+		if len(s.batches) == 0 {
+			return 0, fmt.Errorf("snapshot stream: no batch at %d", s.next)
+		}
+	}
+	n := copy(p, s.buf)
+	s.buf = s.buf[n:]
+	return n, nil
+}
+
+func (s *logStream) Close() error { return nil }
