@@ -31,6 +31,8 @@ type Broker struct {
 	store  *log.Store
 	topics catalog
 	met    *metrics
+	// cluster is set when the node runs in a cluster.
+	cluster *clusterNode
 
 	grpc   *grpc.Server
 	health *health.Server
@@ -60,9 +62,12 @@ func Open(dir string, opts Options) (*Broker, error) {
 	}
 	b := &Broker{opts: opts, logger: opts.Logger, closing: make(chan struct{})}
 
+	clustered := len(opts.Cluster) > 0
 	store, err := log.Open(filepath.Join(dir, "log"), log.Options{
-		FS:                opts.FS,
-		NoSync:            opts.NoSync,
+		FS: opts.FS,
+		// In a cluster the raft log is the durable copy of every batch; the
+		// partition logs are rebuilt from it after a crash.
+		NoSync:            opts.NoSync || clustered,
 		RetentionInterval: opts.RetentionInterval,
 		Logger:            opts.Logger,
 	})
@@ -70,15 +75,34 @@ func Open(dir string, opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("broker: open storage: %w", err)
 	}
 	b.store = store
-	regPath := filepath.Join(dir, "topics.json")
-	if opts.FS != nil {
-		// An in-memory filesystem keeps the registry in memory too.
-		regPath = ""
+	fail := func(err error) (*Broker, error) {
+		b.Close()
+		return nil, err
 	}
-	b.topics, err = openRegistry(opts.NodeID, regPath, store, opts.MaxPendingBytes)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("broker: %w", err)
+
+	if opts.Addr != "" {
+		b.lis, err = net.Listen("tcp", opts.Addr)
+		if err != nil {
+			return fail(fmt.Errorf("broker: listen on %s: %w", opts.Addr, err))
+		}
+	}
+	apps := b.lis
+	if clustered {
+		if apps, err = b.openCluster(dir); err != nil {
+			return fail(err)
+		}
+	} else {
+		regPath := filepath.Join(dir, "topics.json")
+		if opts.FS != nil {
+			// An in-memory filesystem keeps the registry in memory too.
+			regPath = ""
+		}
+		reg, err := openRegistry(opts.NodeID, regPath, store, opts.MaxPendingBytes)
+		if err != nil {
+			return fail(fmt.Errorf("broker: %w", err))
+		}
+		reg.self = nodeMeta{ID: opts.NodeID, Addr: b.Addr(), HTTP: opts.HTTPAddr}
+		b.topics = reg
 	}
 	b.met = newMetrics(b)
 
@@ -93,19 +117,16 @@ func Open(dir string, opts Options) (*Broker, error) {
 
 	b.inproc = bufconn.Listen(1 << 20)
 	b.serveGRPC(b.inproc)
-	if opts.Addr != "" {
-		b.lis, err = net.Listen("tcp", opts.Addr)
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("broker: listen on %s: %w", opts.Addr, err)
-		}
-		b.serveGRPC(b.lis)
+	if apps != nil {
+		b.serveGRPC(apps)
 	}
 	if opts.HTTPAddr != "" {
 		if err := b.startHTTP(opts.HTTPAddr); err != nil {
-			b.Close()
-			return nil, err
+			return fail(err)
 		}
+	}
+	if clustered {
+		b.cluster.start()
 	}
 	b.ready.Store(true)
 	b.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -178,6 +199,11 @@ func (b *Broker) Close() error {
 			}
 		}
 		b.wg.Wait()
+		if b.cluster != nil {
+			if err := b.cluster.close(); err != nil {
+				b.logger.Warn("closing the cluster node", "err", err)
+			}
+		}
 		if b.store != nil {
 			b.closeErr = b.store.Close()
 		}

@@ -170,21 +170,22 @@ func (c *controller) leader() (int32, string) {
 	return int32(n), string(addr)
 }
 
-// applyLocal proposes cmd on this node, which must be the leader. It
-// returns the command's own error (such as ErrTopicExists) or a raft error.
-func (c *controller) applyLocal(ctx context.Context, cmd command) error {
+// applyLocal proposes cmd on this node, which must be the leader, and
+// returns the index it was applied at. It returns the command's own error
+// (such as ErrTopicExists) or a raft error.
+func (c *controller) applyLocal(ctx context.Context, cmd command) (uint64, error) {
 	timeout := 10 * time.Second
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
 	f := c.raft.Apply(cmd.encode(), timeout)
 	if err := f.Error(); err != nil {
-		return raftError(err)
+		return 0, raftError(err)
 	}
 	if err, ok := f.Response().(error); ok {
-		return err
+		return 0, err
 	}
-	return nil
+	return f.Index(), nil
 }
 
 // waitApplied waits until this node's FSM has applied index, so that a

@@ -77,15 +77,15 @@ func TestControllerReplicatesState(t *testing.T) {
 	cs, trans, dirs, stores := inmemControllers(t, 3)
 	leader := waitLeader(t, cs)
 	for id := int32(1); id <= 3; id++ {
-		if err := leader.applyLocal(ctx, command{AddNode: &nodeMeta{ID: id, Addr: fmt.Sprintf("node%d", id)}}); err != nil {
+		if _, err := leader.applyLocal(ctx, command{AddNode: &nodeMeta{ID: id, Addr: fmt.Sprintf("node%d", id)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := leader.applyLocal(ctx, command{CreateTopic: &createTopicCmd{Name: "t", Partitions: 6, Replicas: 3}}); err != nil {
+	if _, err := leader.applyLocal(ctx, command{CreateTopic: &createTopicCmd{Name: "t", Partitions: 6, Replicas: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	// A refused command comes back as its own error.
-	err := leader.applyLocal(ctx, command{CreateTopic: &createTopicCmd{Name: "t", Partitions: 1, Replicas: 1}})
+	_, err := leader.applyLocal(ctx, command{CreateTopic: &createTopicCmd{Name: "t", Partitions: 1, Replicas: 1}})
 	if !errors.Is(err, ErrTopicExists) {
 		t.Fatalf("second create: %v, want ErrTopicExists", err)
 	}

@@ -24,6 +24,8 @@ var (
 	ErrInvalidRequest = errors.New("broker: invalid request")
 	// ErrShuttingDown is returned for requests that arrive while the broker closes.
 	ErrShuttingDown = errors.New("broker: shutting down")
+	// ErrNotLeader is matched by *NotLeaderError.
+	ErrNotLeader = errors.New("broker: not the leader")
 	// ErrNoLeader is returned when a raft group has no leader right now;
 	// retry shortly.
 	ErrNoLeader = errors.New("broker: no leader")
@@ -71,6 +73,22 @@ func (e *PartitionNotFoundError) Error() string {
 
 // Is reports whether target is ErrPartitionNotFound.
 func (e *PartitionNotFoundError) Is(target error) bool { return target == ErrPartitionNotFound }
+
+// NotLeaderError says which node leads a partition this node cannot serve.
+// It matches ErrNotLeader.
+type NotLeaderError struct {
+	Topic      string
+	Partition  int32
+	LeaderID   int32
+	LeaderAddr string
+}
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("this node does not lead %s/%d; node %d at %s does", e.Topic, e.Partition, e.LeaderID, e.LeaderAddr)
+}
+
+// Is reports whether target is ErrNotLeader.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
 // BatchTooLargeError says which limit a batch broke.
 type BatchTooLargeError struct {

@@ -25,6 +25,11 @@ type Options struct {
 	HTTPAddr string
 	// NodeID is this node's id. Zero means 1.
 	NodeID int32
+	// Cluster lists the cluster's nodes by id, this one included, with the
+	// address each serves gRPC and raft on. Empty runs a single node
+	// without raft. A new cluster bootstraps from it; a node restarted on
+	// its data rejoins with what its data says.
+	Cluster map[int32]string
 	// NoSync acknowledges writes before they are fsynced. Faster; a crash of
 	// the machine can lose acknowledged records.
 	NoSync bool
@@ -56,6 +61,9 @@ type Options struct {
 func (o *Options) ensureDefaults() {
 	if o.NodeID == 0 {
 		o.NodeID = 1
+	}
+	if o.Addr == "" && len(o.Cluster) > 0 {
+		o.Addr = o.Cluster[o.NodeID]
 	}
 	if o.MaxRecvMessageBytes == 0 {
 		o.MaxRecvMessageBytes = 16 << 20
@@ -90,6 +98,14 @@ func (o *Options) validate() error {
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("broker: %s %q: %v; use HOST:PORT", name, addr, err)
+		}
+	}
+	if len(o.Cluster) > 0 {
+		if _, ok := o.Cluster[o.NodeID]; !ok {
+			return fmt.Errorf("broker: node id %d is not in the cluster list; add %d=HOST:PORT to --cluster", o.NodeID, o.NodeID)
+		}
+		if o.FS != nil {
+			return fmt.Errorf("broker: a cluster node keeps its raft logs on the OS filesystem; leave FS unset")
 		}
 	}
 	if o.MaxRecvMessageBytes < 1<<20 {

@@ -50,10 +50,7 @@ func (s *service) Metadata(ctx context.Context, req *runnelpb.MetadataRequest) (
 }
 
 func (s *service) CreateTopic(ctx context.Context, req *runnelpb.CreateTopicRequest) (*runnelpb.CreateTopicResponse, error) {
-	replicas := int(req.Replicas)
-	if replicas == 0 {
-		replicas = 1
-	}
+	replicas := int(req.Replicas) // 0: the catalog's default
 	partitions := int(req.Partitions)
 	if partitions == 0 {
 		partitions = 1

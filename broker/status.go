@@ -62,6 +62,7 @@ func describe(err error) grpcError {
 		btl  *BatchTooLargeError
 		oor  *OffsetOutOfRangeError
 		back *partition.BacklogError
+		nl   *NotLeaderError
 	)
 	switch {
 	case errors.As(err, &tnf):
@@ -89,6 +90,9 @@ func describe(err error) grpcError {
 		g.metadata = map[string]string{"topic": oor.Topic, "partition": itoa(int64(oor.Partition)), "offset": itoa(oor.Offset), "start_offset": itoa(oor.Start), "end_offset": itoa(oor.End)}
 	case errors.As(err, &back):
 		g.code, g.reason, g.retryAfter = codes.ResourceExhausted, "BACKLOG_FULL", back.RetryAfter
+	case errors.As(err, &nl):
+		g.code, g.reason = codes.FailedPrecondition, "NOT_LEADER"
+		g.metadata = map[string]string{"topic": nl.Topic, "partition": itoa(int64(nl.Partition)), "leader_id": itoa(int64(nl.LeaderID)), "leader_addr": nl.LeaderAddr}
 	case errors.Is(err, ErrOutcomeUnknown):
 		g.code, g.reason = codes.Unavailable, "OUTCOME_UNKNOWN"
 	case errors.Is(err, ErrNoLeader):

@@ -73,6 +73,8 @@ type catalog interface {
 	create(ctx context.Context, name string, partitions, replicas int, configs map[string]string) (*topic, error)
 	delete(ctx context.Context, name string) error
 	alter(ctx context.Context, name string, set map[string]string, del []string) (*topic, error)
+	// nodes returns the cluster's nodes and the controller leader's id.
+	nodes() ([]nodeMeta, int32)
 }
 
 var _ catalog = (*registry)(nil)
@@ -81,6 +83,7 @@ var _ catalog = (*registry)(nil)
 // in one JSON file, replaced atomically on every change.
 type registry struct {
 	nodeID     int32
+	self       nodeMeta
 	path       string // "" keeps the registry in memory only
 	store      *log.Store
 	maxPending int64
@@ -203,6 +206,9 @@ func (r *registry) create(_ context.Context, name string, partitions, replicas i
 	if partitions < 1 || partitions > maxPartitions {
 		return nil, errorf(ErrInvalidPartitions, "invalid partition count %d; a topic has 1 to %d partitions", partitions, maxPartitions)
 	}
+	if replicas == 0 {
+		replicas = 1
+	}
 	if replicas != 1 {
 		return nil, errorf(ErrInvalidConfig, "replication factor %d; this node runs alone, so a topic has 1 replica", replicas)
 	}
@@ -317,4 +323,9 @@ func (r *registry) list() []*topic {
 		out = append(out, r.topics[name])
 	}
 	return out
+}
+
+// selfNode describes this node; set by the broker once it listens.
+func (r *registry) nodes() ([]nodeMeta, int32) {
+	return []nodeMeta{r.self}, r.nodeID
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,6 +26,8 @@ func serveCmd() *cobra.Command {
 		noSync   bool
 		logLevel string
 		retCheck time.Duration
+		nodeID   int
+		cluster  string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -38,7 +42,16 @@ shuts it down cleanly.`,
 				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
 			}
 			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			peers, err := parseCluster(cluster)
+			if err != nil {
+				return err
+			}
+			if len(peers) > 0 && !cmd.Flags().Changed("addr") {
+				addr = "" // the node's entry in --cluster
+			}
 			b, err := broker.Open(dataDir, broker.Options{
+				NodeID:            int32(nodeID),
+				Cluster:           peers,
 				Addr:              addr,
 				HTTPAddr:          httpAddr,
 				NoSync:            noSync,
@@ -65,9 +78,34 @@ shuts it down cleanly.`,
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "runnel-data", "data directory")
 	f.StringVar(&addr, "addr", broker.DefaultAddr, "gRPC listen address HOST:PORT")
+	f.IntVar(&nodeID, "id", 1, "this node's id in --cluster")
+	f.StringVar(&cluster, "cluster", "", "the cluster's nodes, ID=HOST:PORT,... (this node included); empty runs a single node")
 	f.StringVar(&httpAddr, "http", "", "HTTP listen address for /metrics, /livez, /readyz (off when empty)")
 	f.BoolVar(&noSync, "no-sync", false, "acknowledge writes before fsync (faster; a machine crash can lose acknowledged records)")
 	f.DurationVar(&retCheck, "retention-check", time.Minute, "how often retention.ms and retention.bytes are enforced")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
+}
+
+// parseCluster parses --cluster: "1=host:port,2=host:port,...".
+func parseCluster(s string) (map[int32]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[int32]string{}
+	for _, part := range strings.Split(s, ",") {
+		idStr, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		id, err := strconv.Atoi(idStr)
+		if !ok || err != nil || id <= 0 || addr == "" {
+			return nil, fmt.Errorf("--cluster %q: each entry is ID=HOST:PORT with ID > 0, as in 1=127.0.0.1:7070,2=127.0.0.1:7071", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--cluster: node %d address %q: %v", id, addr, err)
+		}
+		if _, dup := out[int32(id)]; dup {
+			return nil, fmt.Errorf("--cluster: node id %d appears twice", id)
+		}
+		out[int32(id)] = addr
+	}
+	return out, nil
 }

@@ -41,8 +41,8 @@ func topicCreateCmd() *cobra.Command {
 			if partitions < 1 {
 				return fmt.Errorf("--partitions %d: a topic needs 1 or more", partitions)
 			}
-			if replicas < 1 {
-				return fmt.Errorf("--replicas %d: a partition needs 1 or more", replicas)
+			if replicas < 0 {
+				return fmt.Errorf("--replicas %d: a partition needs 1 or more (0 for the cluster default)", replicas)
 			}
 			cfg, err := parseKV("config", configs)
 			if err != nil {
@@ -67,7 +67,7 @@ func topicCreateCmd() *cobra.Command {
 	f.addBrokersFlag(cmd)
 	f.addFormatFlag(cmd, "table", "json")
 	cmd.Flags().IntVarP(&partitions, "partitions", "p", 1, "number of partitions")
-	cmd.Flags().IntVarP(&replicas, "replicas", "r", 1, "replicas per partition")
+	cmd.Flags().IntVarP(&replicas, "replicas", "r", 0, "replicas per partition (0: 3, or every node when there are fewer)")
 	cmd.Flags().StringArrayVar(&configs, "config", nil, "topic config KEY=VALUE (repeatable), such as retention.ms=3600000")
 	return cmd
 }

@@ -1,0 +1,333 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/runnel-dev/runnel/internal/raftmux"
+	"github.com/runnel-dev/runnel/internal/raftstore"
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// defaultReplicas is the replication factor of a topic created without one,
+// capped at the number of nodes.
+const defaultReplicas = 3
+
+// clusterNode is the part of a Broker that exists only in a cluster: the
+// raft plumbing shared by every group on this node, the controller member,
+// and connections to the other nodes.
+type clusterNode struct {
+	b     *Broker
+	self  nodeMeta
+	mux   *raftmux.Mux
+	split *raftmux.Splitter
+	rafts *raftstore.Store
+	ctrl  *controller
+	logs  *log.Store
+
+	peersMu sync.Mutex
+	peers   map[string]*grpc.ClientConn
+
+	catalog *clusterCatalog
+}
+
+// propose hands cmd to the controller leader, here or on another node, and
+// waits until this node's copy of the cluster state includes it. It retries
+// while there is no leader, until ctx ends.
+func (n *clusterNode) propose(ctx context.Context, cmd command) error {
+	backoff := 20 * time.Millisecond
+	for {
+		index, err := n.proposeOnce(ctx, cmd)
+		if err == nil {
+			return n.ctrl.waitApplied(ctx, index)
+		}
+		if !errors.Is(err, ErrNoLeader) && status.Code(err) != codes.Unavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: controller: %v", ErrNoLeader, err)
+		case <-n.b.closing:
+			return ErrShuttingDown
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+func (n *clusterNode) proposeOnce(ctx context.Context, cmd command) (uint64, error) {
+	if n.ctrl.raft.State() == raft.Leader {
+		return n.ctrl.applyLocal(ctx, cmd)
+	}
+	id, addr := n.ctrl.leader()
+	if addr == "" || id == n.self.ID {
+		return 0, errorf(ErrNoLeader, "the controller has no leader yet")
+	}
+	conn, err := n.peer(addr)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := runnelpb.NewBrokerClient(conn).Propose(ctx, &runnelpb.ProposeRequest{Command: cmd.encode()})
+	if err != nil {
+		return 0, err // a status: its code and details reach the caller unchanged
+	}
+	return resp.Index, nil
+}
+
+// peer returns a connection to another node.
+func (n *clusterNode) peer(addr string) (*grpc.ClientConn, error) {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	if c, ok := n.peers[addr]; ok {
+		return c, nil
+	}
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to node at %s: %w", addr, err)
+	}
+	n.peers[addr] = c
+	return c, nil
+}
+
+// register adds this node to the cluster state (with its HTTP address),
+// retrying until the controller has a leader or the broker closes.
+func (n *clusterNode) register() {
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := n.propose(ctx, command{AddNode: &n.self})
+		cancel()
+		if err == nil {
+			n.b.logger.Info("node registered with the controller", "node", n.self.ID)
+			return
+		}
+		select {
+		case <-n.b.closing:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (n *clusterNode) close() error {
+	var errs []error
+	errs = append(errs, n.ctrl.close())
+	n.peersMu.Lock()
+	for _, c := range n.peers {
+		c.Close()
+	}
+	n.peers = nil
+	n.peersMu.Unlock()
+	errs = append(errs, n.mux.Close(), n.split.Close(), n.rafts.Close())
+	return errors.Join(errs...)
+}
+
+// clusterCatalog is the catalog of a cluster node: topics come from the
+// controller's replicated state; changes go through the controller leader.
+type clusterCatalog struct {
+	n *clusterNode
+	// hosted holds this node's replicas, keyed by topic id and partition.
+	mu     sync.Mutex
+	hosted map[log.ID]replica
+}
+
+var _ catalog = (*clusterCatalog)(nil)
+
+func (c *clusterCatalog) topicView(ct clusterTopic) *topic {
+	cfg, _ := validateConfigs(ct.Configs) // validated before it was committed
+	t := &topic{
+		meta:   topicMeta{Name: ct.Name, ID: ct.ID, Partitions: len(ct.Partitions), Configs: ct.Configs},
+		cfg:    cfg,
+		assign: ct.Partitions,
+		parts:  make([]replica, len(ct.Partitions)),
+	}
+	if len(ct.Partitions) > 0 {
+		t.meta.Replicas = len(ct.Partitions[0].Replicas)
+	}
+	c.mu.Lock()
+	for p := range ct.Partitions {
+		t.parts[p] = c.hosted[log.ID{Topic: ct.ID, Partition: uint32(p)}]
+	}
+	c.mu.Unlock()
+	return t
+}
+
+func (c *clusterCatalog) get(name string) (*topic, error) {
+	st, _ := c.n.ctrl.fsm.view()
+	ct, ok := st.Topics[name]
+	if !ok {
+		return nil, &TopicNotFoundError{Topic: name}
+	}
+	return c.topicView(ct), nil
+}
+
+func (c *clusterCatalog) list() []*topic {
+	st, _ := c.n.ctrl.fsm.view()
+	out := make([]*topic, 0, len(st.Topics))
+	for _, name := range slices.Sorted(maps.Keys(st.Topics)) {
+		out = append(out, c.topicView(st.Topics[name]))
+	}
+	return out
+}
+
+func (c *clusterCatalog) partition(name string, p int32) (*topic, replica, error) {
+	st, _ := c.n.ctrl.fsm.view()
+	ct, ok := st.Topics[name]
+	if !ok {
+		return nil, nil, &TopicNotFoundError{Topic: name}
+	}
+	if p < 0 || int(p) >= len(ct.Partitions) {
+		return nil, nil, &PartitionNotFoundError{Topic: name, Partition: p, Partitions: len(ct.Partitions)}
+	}
+	t := c.topicView(ct)
+	if r := t.parts[p]; r != nil {
+		return t, r, nil
+	}
+	leader := ct.Partitions[p].Leader
+	if node, ok := st.Nodes[leader]; ok && leader != 0 {
+		return nil, nil, &NotLeaderError{Topic: name, Partition: p, LeaderID: leader, LeaderAddr: node.Addr}
+	}
+	return nil, nil, errorf(ErrNoLeader, "%s/%d has no leader yet; retry shortly", name, p)
+}
+
+func (c *clusterCatalog) create(ctx context.Context, name string, partitions, replicas int, configs map[string]string) (*topic, error) {
+	if replicas == 0 {
+		st, _ := c.n.ctrl.fsm.view()
+		replicas = min(defaultReplicas, max(len(st.Nodes), 1))
+	}
+	if err := c.n.propose(ctx, command{CreateTopic: &createTopicCmd{Name: name, Partitions: partitions, Replicas: replicas, Configs: configs}}); err != nil {
+		return nil, err
+	}
+	// Answer once every partition has a leader, so the caller can produce
+	// at once; after the deadline, answer anyway with what is known.
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		st, changed := c.n.ctrl.fsm.view()
+		ct, ok := st.Topics[name]
+		if !ok {
+			return nil, &TopicNotFoundError{Topic: name} // deleted meanwhile
+		}
+		led := true
+		for _, pm := range ct.Partitions {
+			led = led && pm.Leader != 0
+		}
+		if led {
+			return c.topicView(ct), nil
+		}
+		select {
+		case <-changed:
+		case <-wait.Done():
+			return c.topicView(ct), nil
+		}
+	}
+}
+
+func (c *clusterCatalog) delete(ctx context.Context, name string) error {
+	return c.n.propose(ctx, command{DeleteTopic: &name})
+}
+
+func (c *clusterCatalog) alter(ctx context.Context, name string, set map[string]string, del []string) (*topic, error) {
+	if err := c.n.propose(ctx, command{AlterConfigs: &alterConfigsCmd{Name: name, Set: set, Delete: del}}); err != nil {
+		return nil, err
+	}
+	return c.get(name)
+}
+
+// nodeIDString is a node id as raft spells server ids.
+func nodeIDString(id int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(id))) }
+
+func (c *clusterCatalog) nodes() ([]nodeMeta, int32) {
+	st, _ := c.n.ctrl.fsm.view()
+	leader, _ := c.n.ctrl.leader()
+	out := make([]nodeMeta, 0, len(st.Nodes))
+	for _, id := range slices.Sorted(maps.Keys(st.Nodes)) {
+		out = append(out, st.Nodes[id])
+	}
+	return out, leader
+}
+
+// toControllerLeader returns a client for the controller leader when it is
+// another node (ok), or ok false when this node leads.
+func (n *clusterNode) toControllerLeader() (runnelpb.BrokerClient, bool, error) {
+	if n.ctrl.raft.State() == raft.Leader {
+		return nil, false, nil
+	}
+	id, addr := n.ctrl.leader()
+	if addr == "" || id == n.self.ID {
+		return nil, false, errorf(ErrNoLeader, "the controller has no leader yet; retry shortly")
+	}
+	conn, err := n.peer(addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return runnelpb.NewBrokerClient(conn), true, nil
+}
+
+// openCluster sets up this node's part of the cluster on b.lis: it splits
+// the listener between gRPC and raft, opens the raft store, starts the
+// controller member and installs the cluster catalog. It returns the
+// listener gRPC serves on.
+func (b *Broker) openCluster(dir string) (net.Listener, error) {
+	o := b.opts
+	self := nodeMeta{ID: o.NodeID, Addr: o.Cluster[o.NodeID], HTTP: o.HTTPAddr}
+	n := &clusterNode{b: b, self: self, logs: b.store, peers: map[string]*grpc.ClientConn{}}
+	n.split = raftmux.Split(b.lis, b.logger)
+	var err error
+	n.mux, err = raftmux.New(n.split.Raft(), self.Addr, b.logger)
+	if err != nil {
+		n.split.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	n.rafts, err = raftstore.Open(filepath.Join(dir, "raft"), raftstore.Options{NoSync: o.NoSync, Logger: b.logger})
+	if err != nil {
+		n.mux.Close()
+		return nil, fmt.Errorf("broker: open raft store: %w", err)
+	}
+	layer, err := n.mux.Layer(controllerGroup)
+	if err != nil {
+		n.mux.Close()
+		n.rafts.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	glog := b.logger.With("group", controllerGroup)
+	n.ctrl, err = openController(filepath.Join(dir, "controller"), o.NodeID, raftmux.NewTransport(layer, glog), o.Cluster,
+		n.rafts.Group(controllerGroup), raftmux.NewLogger(glog), b.logger)
+	if err != nil {
+		n.mux.Close()
+		n.rafts.Close()
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	n.catalog = &clusterCatalog{n: n, hosted: map[log.ID]replica{}}
+	b.cluster = n
+	b.topics = n.catalog
+	return n.split.Apps(), nil
+}
+
+// start runs the node's background work: registering with the controller.
+func (n *clusterNode) start() {
+	n.b.wg.Add(1)
+	go func() {
+		defer n.b.wg.Done()
+		n.register()
+	}()
+}
+
+// groupInfos describes the raft groups of the partitions hosted here.
+func (c *clusterCatalog) groupInfos() []*runnelpb.RaftGroupInfo {
+	return nil
+}

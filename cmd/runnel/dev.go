@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// devNode is one node of a `runnel dev` cluster, as written to cluster.json.
+type devNode struct {
+	ID   int      `json:"id"`
+	Addr string   `json:"addr"`
+	HTTP string   `json:"http"`
+	PID  int      `json:"pid"`
+	Data string   `json:"data"`
+	Cmd  []string `json:"cmd"`
+}
+
+// devCluster is DIR/cluster.json.
+type devCluster struct {
+	Brokers string    `json:"brokers"`
+	Nodes   []devNode `json:"nodes"`
+}
+
+func devCmd() *cobra.Command {
+	var (
+		nodes   int
+		dataDir string
+		port    int
+		noSync  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a local cluster of runnel serve processes on 127.0.0.1",
+		Long: `Start NODES runnel serve processes on 127.0.0.1 forming one cluster, print
+RUNNEL_BROKERS=a,b,c and write DIR/cluster.json with each node's id, addresses,
+pid, data folder and the argv that starts it again. Ctrl-C stops them all.
+A node that dies is not restarted: run its "cmd" from cluster.json to bring
+it back. --port 0 picks free ports.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if nodes < 1 || nodes > 9 {
+				return fmt.Errorf("--nodes %d: use 1 to 9", nodes)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find the runnel binary: %w", err)
+			}
+			if err := os.MkdirAll(dataDir, 0o755); err != nil {
+				return err
+			}
+			addrs, https, err := devPorts(nodes, port)
+			if err != nil {
+				return err
+			}
+			var peers []string
+			for i, a := range addrs {
+				peers = append(peers, fmt.Sprintf("%d=%s", i+1, a))
+			}
+			cluster := devCluster{Brokers: strings.Join(addrs, ",")}
+			var procs []*exec.Cmd
+			stopAll := func() {
+				for _, p := range procs {
+					p.Process.Signal(syscall.SIGTERM)
+				}
+				for _, p := range procs {
+					p.Wait()
+				}
+			}
+			for i := range nodes {
+				data, err := filepath.Abs(filepath.Join(dataDir, fmt.Sprintf("node%d", i+1)))
+				if err != nil {
+					return err
+				}
+				argv := []string{self, "serve", "--id", strconv.Itoa(i + 1), "--addr", addrs[i], "--http", https[i],
+					"--data", data, "--cluster", strings.Join(peers, ",")}
+				if noSync {
+					argv = append(argv, "--no-sync")
+				}
+				logf, err := os.OpenFile(filepath.Join(dataDir, fmt.Sprintf("node%d.log", i+1)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+				if err != nil {
+					stopAll()
+					return err
+				}
+				p := exec.Command(argv[0], argv[1:]...)
+				p.Stdout, p.Stderr = logf, logf
+				if err := p.Start(); err != nil {
+					stopAll()
+					return fmt.Errorf("start node %d: %w", i+1, err)
+				}
+				procs = append(procs, p)
+				cluster.Nodes = append(cluster.Nodes, devNode{ID: i + 1, Addr: addrs[i], HTTP: https[i], PID: p.Process.Pid, Data: data, Cmd: argv})
+			}
+			data, _ := json.MarshalIndent(cluster, "", "  ")
+			if err := os.WriteFile(filepath.Join(dataDir, "cluster.json"), append(data, '\n'), 0o644); err != nil {
+				stopAll()
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			if err := waitReady(ctx, https, 60*time.Second); err != nil {
+				stopAll()
+				return fmt.Errorf("%w; see the node logs in %s", err, dataDir)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "RUNNEL_BROKERS=%s\n", cluster.Brokers)
+			fmt.Fprintf(cmd.ErrOrStderr(), "%d nodes ready; cluster.json and node logs in %s; Ctrl-C stops them\n", nodes, dataDir)
+			<-ctx.Done()
+			fmt.Fprintln(cmd.ErrOrStderr(), "stopping the nodes")
+			stopAll()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&nodes, "nodes", 3, "number of nodes")
+	f.StringVar(&dataDir, "data", "runnel-dev", "folder for the nodes' data, logs and cluster.json")
+	f.IntVar(&port, "port", 7070, "gRPC port of node 1; node N listens on PORT+N-1 and serves HTTP on PORT+100+N-1; 0 picks free ports")
+	f.BoolVar(&noSync, "no-sync", false, "run the nodes with --no-sync")
+	return cmd
+}
+
+// devPorts returns the gRPC and HTTP addresses of n nodes.
+func devPorts(n, base int) (addrs, https []string, err error) {
+	for i := range n {
+		if base == 0 {
+			a, err := freePort()
+			if err != nil {
+				return nil, nil, err
+			}
+			h, err := freePort()
+			if err != nil {
+				return nil, nil, err
+			}
+			addrs, https = append(addrs, a), append(https, h)
+			continue
+		}
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", base+i))
+		https = append(https, fmt.Sprintf("127.0.0.1:%d", base+100+i))
+	}
+	return addrs, https, nil
+}
+
+// freePort asks the OS for a free port on 127.0.0.1.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// waitReady polls every node's /readyz until all answer 200.
+func waitReady(ctx context.Context, https []string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	client := &http.Client{Timeout: time.Second}
+	for _, h := range https {
+		for {
+			resp, err := client.Get("http://" + h + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return fmt.Errorf("node at %s not ready within %s", h, limit)
+				}
+				return ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
