@@ -179,6 +179,9 @@ func (b *Broker) DialContext(ctx context.Context, _ string) (net.Conn, error) {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.ready.Store(false)
+		if b.cluster != nil {
+			b.cluster.catalog.handOff()
+		}
 		close(b.closing)
 		if b.health != nil {
 			b.health.Shutdown()

@@ -44,6 +44,7 @@ type clusterNode struct {
 	peers   map[string]*grpc.ClientConn
 
 	catalog *clusterCatalog
+	dir     string
 }
 
 // propose hands cmd to the controller leader, here or on another node, and
@@ -125,7 +126,7 @@ func (n *clusterNode) register() {
 
 func (n *clusterNode) close() error {
 	var errs []error
-	errs = append(errs, n.ctrl.close())
+	errs = append(errs, n.catalog.closeAll(), n.ctrl.close())
 	n.peersMu.Lock()
 	for _, c := range n.peers {
 		c.Close()
@@ -285,7 +286,7 @@ func (n *clusterNode) toControllerLeader() (runnelpb.BrokerClient, bool, error) 
 func (b *Broker) openCluster(dir string) (net.Listener, error) {
 	o := b.opts
 	self := nodeMeta{ID: o.NodeID, Addr: o.Cluster[o.NodeID], HTTP: o.HTTPAddr}
-	n := &clusterNode{b: b, self: self, logs: b.store, peers: map[string]*grpc.ClientConn{}}
+	n := &clusterNode{b: b, self: self, logs: b.store, dir: dir, peers: map[string]*grpc.ClientConn{}}
 	n.split = raftmux.Split(b.lis, b.logger)
 	var err error
 	n.mux, err = raftmux.New(n.split.Raft(), self.Addr, b.logger)
@@ -318,16 +319,17 @@ func (b *Broker) openCluster(dir string) (net.Listener, error) {
 	return n.split.Apps(), nil
 }
 
-// start runs the node's background work: registering with the controller.
+// start runs the node's background work: registering with the controller
+// and hosting the partition replicas assigned to this node.
 func (n *clusterNode) start() {
-	n.b.wg.Add(1)
+	n.b.wg.Add(2)
 	go func() {
 		defer n.b.wg.Done()
 		n.register()
 	}()
+	go func() {
+		defer n.b.wg.Done()
+		n.catalog.reconcileLoop()
+	}()
 }
 
-// groupInfos describes the raft groups of the partitions hosted here.
-func (c *clusterCatalog) groupInfos() []*runnelpb.RaftGroupInfo {
-	return nil
-}

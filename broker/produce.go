@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/runnel-dev/runnel/partition"
@@ -47,6 +48,14 @@ func (s *service) admit(req *runnelpb.ProduceRequest) (partition.Pending, partit
 	acks := toAcks(req.Acks)
 	start := time.Now()
 	pd, err := p.Append(record.Batch(req.Batch), acks)
+	var pnl *partition.NotLeaderError
+	if errors.As(err, &pnl) {
+		if pnl.LeaderID == "" {
+			return pd, acks, errorf(ErrNoLeader, "%s/%d has no leader right now; retry shortly", req.Topic, req.Partition)
+		}
+		id, _ := strconv.Atoi(pnl.LeaderID)
+		return pd, acks, &NotLeaderError{Topic: req.Topic, Partition: req.Partition, LeaderID: int32(id), LeaderAddr: pnl.LeaderAddr}
+	}
 	if err != nil {
 		if errors.Is(err, record.ErrCorrupt) || errors.Is(err, record.ErrUnsupported) {
 			return pd, acks, fmt.Errorf("batch for %s/%d: %w", req.Topic, req.Partition, err)

@@ -29,9 +29,10 @@ func (s *service) topicInfo(t *topic) *runnelpb.TopicInfo {
 }
 
 func (s *service) Metadata(ctx context.Context, req *runnelpb.MetadataRequest) (*runnelpb.MetadataResponse, error) {
-	resp := &runnelpb.MetadataResponse{
-		Nodes:      []*runnelpb.Node{{Id: s.b.opts.NodeID, Addr: s.b.Addr(), Http: s.b.HTTPAddr()}},
-		Controller: s.b.opts.NodeID,
+	nodes, ctrl := s.b.topics.nodes()
+	resp := &runnelpb.MetadataResponse{Controller: ctrl}
+	for _, n := range nodes {
+		resp.Nodes = append(resp.Nodes, &runnelpb.Node{Id: n.ID, Addr: n.Addr, Http: n.HTTP})
 	}
 	if len(req.Topics) == 0 {
 		for _, t := range s.b.topics.list() {

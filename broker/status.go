@@ -93,7 +93,13 @@ func describe(err error) grpcError {
 	case errors.As(err, &nl):
 		g.code, g.reason = codes.FailedPrecondition, "NOT_LEADER"
 		g.metadata = map[string]string{"topic": nl.Topic, "partition": itoa(int64(nl.Partition)), "leader_id": itoa(int64(nl.LeaderID)), "leader_addr": nl.LeaderAddr}
-	case errors.Is(err, ErrOutcomeUnknown):
+	case errors.Is(err, partition.ErrOutOfOrderSequence):
+		g.code, g.reason = codes.FailedPrecondition, "OUT_OF_ORDER_SEQUENCE"
+	case errors.Is(err, partition.ErrProducerFenced):
+		g.code, g.reason = codes.FailedPrecondition, "PRODUCER_FENCED"
+	case errors.Is(err, partition.ErrDuplicateSequence):
+		g.code, g.reason = codes.AlreadyExists, "DUPLICATE_SEQUENCE"
+	case errors.Is(err, ErrOutcomeUnknown), errors.Is(err, partition.ErrOutcomeUnknown), errors.Is(err, partition.ErrReplicaFailed):
 		g.code, g.reason = codes.Unavailable, "OUTCOME_UNKNOWN"
 	case errors.Is(err, ErrNoLeader):
 		g.code, g.reason = codes.Unavailable, "NO_LEADER"

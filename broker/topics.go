@@ -327,5 +327,9 @@ func (r *registry) list() []*topic {
 
 // selfNode describes this node; set by the broker once it listens.
 func (r *registry) nodes() ([]nodeMeta, int32) {
-	return []nodeMeta{r.self}, r.nodeID
+	self := r.self
+	if self.Addr == "" {
+		self.Addr = "inprocess"
+	}
+	return []nodeMeta{self}, r.nodeID
 }

@@ -1,0 +1,264 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/runnel-dev/runnel/internal/raftmux"
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/partition"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// hostedReplica is a partition replica this node runs, with what is needed
+// to stop it again.
+type hostedReplica struct {
+	*partition.Replica
+	topic string
+	group string
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// groupName is the raft group of a partition. It names the topic by id, so
+// a topic deleted and created again under the same name is a new group.
+func groupName(id log.ID) string { return fmt.Sprintf("p/%d/%d", id.Topic, id.Partition) }
+
+// reconcileLoop keeps the replicas this node runs in line with the cluster
+// state: it starts the replicas assigned to this node, stops and deletes
+// those no longer assigned, and applies config changes.
+func (c *clusterCatalog) reconcileLoop() {
+	for {
+		st, changed := c.n.ctrl.fsm.view()
+		retry := c.reconcile(st)
+		var again <-chan time.Time
+		if retry {
+			again = time.After(time.Second)
+		}
+		select {
+		case <-changed:
+		case <-again:
+		case <-c.n.b.closing:
+			return
+		}
+	}
+}
+
+// reconcile does one pass and reports whether something failed and should
+// be tried again.
+func (c *clusterCatalog) reconcile(st *clusterState) (retry bool) {
+	want := map[log.ID]clusterTopic{}
+	for _, t := range st.Topics {
+		for p, pm := range t.Partitions {
+			for _, r := range pm.Replicas {
+				if r == c.n.self.ID {
+					want[log.ID{Topic: t.ID, Partition: uint32(p)}] = t
+				}
+			}
+		}
+	}
+	c.mu.Lock()
+	var stale []*hostedReplica
+	var staleIDs []log.ID
+	for id, r := range c.hosted {
+		if _, ok := want[id]; !ok {
+			stale = append(stale, r.(*hostedReplica))
+			staleIDs = append(staleIDs, id)
+			delete(c.hosted, id)
+		}
+	}
+	c.mu.Unlock()
+	for i, r := range stale {
+		if err := c.drop(staleIDs[i], r); err != nil {
+			c.n.b.logger.Error("delete partition replica", "group", r.group, "err", err)
+		}
+	}
+	for id, t := range want {
+		cfg, _ := validateConfigs(t.Configs)
+		c.mu.Lock()
+		r, ok := c.hosted[id]
+		c.mu.Unlock()
+		if ok {
+			r.(*hostedReplica).Log().SetRetention(cfg.retention())
+			continue
+		}
+		h, err := c.host(st, t, id)
+		if err != nil {
+			c.n.b.logger.Error("start partition replica", "topic", t.Name, "partition", id.Partition, "err", err)
+			retry = true
+			continue
+		}
+		h.Log().SetRetention(cfg.retention())
+		c.mu.Lock()
+		c.hosted[id] = h
+		c.mu.Unlock()
+	}
+	return retry
+}
+
+// host starts this node's replica of partition id.
+func (c *clusterCatalog) host(st *clusterState, t clusterTopic, id log.ID) (*hostedReplica, error) {
+	n := c.n
+	group := groupName(id)
+	var boot []partition.Server
+	for _, r := range t.Partitions[id.Partition].Replicas {
+		node, ok := st.Nodes[r]
+		if !ok {
+			return nil, fmt.Errorf("replica node %d is not in the cluster", r)
+		}
+		boot = append(boot, partition.Server{ID: strconv.Itoa(int(r)), Addr: node.Addr})
+	}
+	l, err := n.logs.Log(id)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := n.mux.Layer(group)
+	if err != nil {
+		return nil, err
+	}
+	glog := n.b.logger.With("group", group, "topic", t.Name, "partition", id.Partition)
+	rg := n.rafts.Group(group)
+	rep, err := partition.OpenReplica(partition.ReplicaConfig{
+		ID:              strconv.Itoa(int(n.self.ID)),
+		Log:             l,
+		LogStore:        rg,
+		StableStore:     rg,
+		Transport:       raftmux.NewTransport(layer, glog),
+		SnapshotDir:     filepath.Join(n.dir, "snapshots", fmt.Sprintf("%d-%d", id.Topic, id.Partition)),
+		Bootstrap:       boot,
+		MaxPendingBytes: n.b.opts.MaxPendingBytes,
+		Logger:          glog,
+	})
+	if err != nil {
+		layer.Close()
+		return nil, err
+	}
+	h := &hostedReplica{Replica: rep, topic: t.Name, group: group, stop: make(chan struct{}), done: make(chan struct{})}
+	go c.watchLeader(h, t, id)
+	return h, nil
+}
+
+// watchLeader reports this replica's leadership to the controller, and
+// hands leadership to the preferred replica (the first in the assignment)
+// when it leads in its place, so leaders spread over the nodes.
+func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID) {
+	defer close(h.done)
+	preferred := t.Partitions[id.Partition].Replicas[0]
+	for {
+		changed := h.LeaderChanged()
+		if h.IsLeader() {
+			st := h.Stats()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := c.n.propose(ctx, command{LeaderChange: &leaderChangeCmd{Topic: t.Name, TopicID: t.ID, Partition: int(id.Partition), Leader: c.n.self.ID, Term: st.Term}})
+			cancel()
+			if err != nil && !errors.Is(err, ErrShuttingDown) {
+				c.n.b.logger.Warn("report partition leader", "group", h.group, "err", err)
+			}
+			if preferred != c.n.self.ID {
+				c.transferToPreferred(h, preferred)
+			}
+		}
+		select {
+		case <-changed:
+		case <-h.stop:
+			return
+		case <-c.n.b.closing:
+			return
+		}
+	}
+}
+
+// transferToPreferred hands leadership to the preferred replica once it has
+// caught up; if it is not a voter that has caught up, leadership stays.
+func (c *clusterCatalog) transferToPreferred(h *hostedReplica, preferred int32) {
+	st, _ := c.n.ctrl.fsm.view()
+	node, ok := st.Nodes[preferred]
+	if !ok {
+		return
+	}
+	if err := h.TransferLeadershipTo(partition.Server{ID: strconv.Itoa(int(preferred)), Addr: node.Addr}); err != nil {
+		c.n.b.logger.Debug("hand partition leadership to the preferred replica", "group", h.group, "to", preferred, "err", err)
+	}
+}
+
+// drop stops a replica no longer assigned here and deletes its data.
+func (c *clusterCatalog) drop(id log.ID, h *hostedReplica) error {
+	close(h.stop)
+	err := h.Close()
+	<-h.done
+	return errors.Join(err,
+		c.n.rafts.DropGroup(h.group),
+		c.n.logs.Drop(id),
+		os.RemoveAll(filepath.Join(c.n.dir, "snapshots", fmt.Sprintf("%d-%d", id.Topic, id.Partition))))
+}
+
+// handOff hands the leadership of every partition this node leads to
+// another replica, so writes move on before the node stops.
+func (c *clusterCatalog) handOff() {
+	c.mu.Lock()
+	var leading []*hostedReplica
+	for _, r := range c.hosted {
+		if h := r.(*hostedReplica); h.IsLeader() {
+			leading = append(leading, h)
+		}
+	}
+	c.mu.Unlock()
+	for _, h := range leading {
+		if err := h.LeadershipTransfer(); err != nil {
+			c.n.b.logger.Warn("hand away partition leadership on shutdown", "group", h.group, "err", err)
+		}
+	}
+}
+
+// closeAll stops every replica.
+func (c *clusterCatalog) closeAll() error {
+	c.mu.Lock()
+	hosted := c.hosted
+	c.hosted = map[log.ID]replica{}
+	c.mu.Unlock()
+	var errs []error
+	for _, r := range hosted {
+		h := r.(*hostedReplica)
+		close(h.stop)
+		errs = append(errs, h.Close())
+		<-h.done
+	}
+	return errors.Join(errs...)
+}
+
+// groupInfos describes the raft groups of the partitions hosted here.
+func (c *clusterCatalog) groupInfos() []*runnelpb.RaftGroupInfo {
+	st, _ := c.n.ctrl.fsm.view()
+	names := map[uint32]string{}
+	for _, t := range st.Topics {
+		names[t.ID] = t.Name
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*runnelpb.RaftGroupInfo
+	for id, r := range c.hosted {
+		s := r.(*hostedReplica).Stats()
+		leader, _ := strconv.Atoi(s.Leader.ID)
+		info := &runnelpb.RaftGroupInfo{
+			Group:        fmt.Sprintf("%s/%d", names[id.Topic], id.Partition),
+			State:        s.State,
+			Leader:       int32(leader),
+			Term:         s.Term,
+			CommitIndex:  s.CommitIndex,
+			AppliedIndex: s.AppliedIndex,
+		}
+		if !s.LastContact.IsZero() {
+			info.LastContactMs = time.Since(s.LastContact).Milliseconds()
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b *runnelpb.RaftGroupInfo) int { return strings.Compare(a.Group, b.Group) })
+	return out
+}
