@@ -92,9 +92,11 @@ type producer struct {
 	records  int64         // number of them
 	space    chan struct{} // closed when bytes are released; nil when no one waits
 	idle     chan struct{} // closed when records drops to 0; nil when no one waits
-	topics   map[string]*topicProducer
-	sinks    map[string]*sink       // by broker address
-	parked   map[*partProducer]bool // partitions waiting for a leader
+	// id is this client's idempotent producer id, random per client.
+	id     int64
+	topics map[string]*topicProducer
+	sinks  map[string]*sink       // by broker address
+	parked map[*partProducer]bool // partitions waiting for a leader
 }
 
 // topicProducer holds a topic's partitioner and partitions.
@@ -115,7 +117,13 @@ type partProducer struct {
 	linger    *time.Timer
 	retry     *time.Timer
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// epoch and seq are the idempotent producer's epoch and next sequence
+	// number for this partition. A batch that fails for good after it was
+	// sent leaves a gap the partition would refuse, so the epoch moves on
+	// and the sequence starts again at 0.
+	epoch    int16
+	seq      int32
 	open     *batch   // accumulating records
 	queue    []*batch // sealed or retried batches, oldest first
 	inflight int
@@ -148,6 +156,7 @@ type batch struct {
 
 func (p *producer) init(c *Client) {
 	p.c = c
+	p.id = newProducerID()
 	p.topics = make(map[string]*topicProducer)
 	p.sinks = make(map[string]*sink)
 	p.parked = make(map[*partProducer]bool)
@@ -534,6 +543,12 @@ func (b *batch) ctxDone() error {
 // failed with err. It then frees b's buffer space.
 func (p *producer) finish(b *batch, base int64, err error) {
 	pp := b.pp
+	if err != nil && b.data != nil {
+		pp.mu.Lock()
+		pp.epoch++
+		pp.seq = 0
+		pp.mu.Unlock()
+	}
 	for i := range b.recs {
 		pr := &b.recs[i]
 		if err == nil {
@@ -674,3 +689,7 @@ func (p *producer) close() {
 		pp.failQueued(ErrClosed, false)
 	}
 }
+
+// newProducerID returns a random non-negative 63-bit producer id, so two
+// clients practically never share one.
+func newProducerID() int64 { return rand.Int64() }

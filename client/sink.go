@@ -150,6 +150,13 @@ func (st *stream) isDead() bool {
 func (st *stream) send(id uint64, b *batch) {
 	p := st.s.p
 	if b.data == nil {
+		// The first send fixes the batch's sequence numbers; retries resend
+		// the same bytes, so the partition can tell a retry from new data.
+		pp := b.pp
+		pp.mu.Lock()
+		b.b.SetProducer(p.id, pp.epoch, pp.seq)
+		pp.seq += int32(b.b.Count())
+		pp.mu.Unlock()
 		b.data = b.b.Build()
 	}
 	st.mu.Lock()
