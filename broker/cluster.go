@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -45,6 +46,41 @@ type clusterNode struct {
 
 	catalog *clusterCatalog
 	dir     string
+	// started is when this node started; caughtUp is set once its copy
+	// of the cluster state has applied everything the controller leader
+	// had committed when this node first heard from it.
+	started  time.Time
+	caughtUp atomic.Bool
+}
+
+// watchCatchUp sets caughtUp once the controller member has heard from a
+// leader (or leads) and applied all that is committed. Until then the node
+// answers with ErrCatchingUp rather than from a stale state: after a
+// restart, a topic created while the node was down is not "not found".
+func (n *clusterNode) watchCatchUp() {
+	for {
+		r := n.ctrl.raft
+		_, leader := r.LeaderWithID()
+		heard := r.State() == raft.Leader || r.LastContact().After(n.started)
+		if leader != "" && heard && r.CommitIndex() > 0 && r.AppliedIndex() >= r.CommitIndex() {
+			n.caughtUp.Store(true)
+			n.b.logger.Info("caught up with the controller", "node", n.self.ID, "index", r.AppliedIndex())
+			return
+		}
+		select {
+		case <-n.b.closing:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ready reports whether the node serves from an up-to-date cluster state.
+func (n *clusterNode) ready() error {
+	if !n.caughtUp.Load() {
+		return errorf(ErrCatchingUp, "node %d is catching up with the cluster state; retry shortly", n.self.ID)
+	}
+	return nil
 }
 
 // propose hands cmd to the controller leader, here or on another node, and
@@ -168,6 +204,9 @@ func (c *clusterCatalog) topicView(ct clusterTopic) *topic {
 }
 
 func (c *clusterCatalog) get(name string) (*topic, error) {
+	if err := c.n.ready(); err != nil {
+		return nil, err
+	}
 	st, _ := c.n.ctrl.fsm.view()
 	ct, ok := st.Topics[name]
 	if !ok {
@@ -186,6 +225,9 @@ func (c *clusterCatalog) list() []*topic {
 }
 
 func (c *clusterCatalog) partition(name string, p int32) (*topic, replica, error) {
+	if err := c.n.ready(); err != nil {
+		return nil, nil, err
+	}
 	st, _ := c.n.ctrl.fsm.view()
 	ct, ok := st.Topics[name]
 	if !ok {
@@ -286,7 +328,7 @@ func (n *clusterNode) toControllerLeader() (runnelpb.BrokerClient, bool, error) 
 func (b *Broker) openCluster(dir string) (net.Listener, error) {
 	o := b.opts
 	self := nodeMeta{ID: o.NodeID, Addr: o.Cluster[o.NodeID], HTTP: o.HTTPAddr}
-	n := &clusterNode{b: b, self: self, logs: b.store, dir: dir, peers: map[string]*grpc.ClientConn{}}
+	n := &clusterNode{b: b, self: self, logs: b.store, dir: dir, started: time.Now(), peers: map[string]*grpc.ClientConn{}}
 	n.split = raftmux.Split(b.lis, b.logger)
 	var err error
 	n.mux, err = raftmux.New(n.split.Raft(), self.Addr, b.logger)
@@ -322,7 +364,11 @@ func (b *Broker) openCluster(dir string) (net.Listener, error) {
 // start runs the node's background work: registering with the controller
 // and hosting the partition replicas assigned to this node.
 func (n *clusterNode) start() {
-	n.b.wg.Add(2)
+	n.b.wg.Add(3)
+	go func() {
+		defer n.b.wg.Done()
+		n.watchCatchUp()
+	}()
 	go func() {
 		defer n.b.wg.Done()
 		n.register()

@@ -262,3 +262,16 @@ func (c *clusterCatalog) groupInfos() []*runnelpb.RaftGroupInfo {
 	slices.SortFunc(out, func(a, b *runnelpb.RaftGroupInfo) int { return strings.Compare(a.Group, b.Group) })
 	return out
 }
+
+// leadersKnown reports a hosted partition that has no leader, if any.
+func (c *clusterCatalog) leadersKnown() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.hosted {
+		h := r.(*hostedReplica)
+		if _, ok := h.Leader(); !ok {
+			return fmt.Errorf("partition %s has no leader", h.group)
+		}
+	}
+	return nil
+}

@@ -24,6 +24,9 @@ var (
 	ErrInvalidRequest = errors.New("broker: invalid request")
 	// ErrShuttingDown is returned for requests that arrive while the broker closes.
 	ErrShuttingDown = errors.New("broker: shutting down")
+	// ErrCatchingUp is returned by a cluster node that has not yet caught up
+	// with the controller's state since it started; retry shortly.
+	ErrCatchingUp = errors.New("broker: catching up")
 	// ErrNotLeader is matched by *NotLeaderError.
 	ErrNotLeader = errors.New("broker: not the leader")
 	// ErrNoLeader is returned when a raft group has no leader right now;

@@ -23,8 +23,8 @@ func (b *Broker) startHTTP(addr string) error {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !b.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if err := b.readiness(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -61,4 +61,20 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// readiness says why the node is not ready to serve, or nil: it is open, and
+// in a cluster it has caught up with the cluster state and every partition
+// it hosts has a leader.
+func (b *Broker) readiness() error {
+	if !b.ready.Load() {
+		return errors.New("starting or stopping")
+	}
+	if b.cluster == nil {
+		return nil
+	}
+	if err := b.cluster.ready(); err != nil {
+		return err
+	}
+	return b.cluster.catalog.leadersKnown()
 }

@@ -101,6 +101,8 @@ func describe(err error) grpcError {
 		g.code, g.reason = codes.AlreadyExists, "DUPLICATE_SEQUENCE"
 	case errors.Is(err, ErrOutcomeUnknown), errors.Is(err, partition.ErrOutcomeUnknown), errors.Is(err, partition.ErrReplicaFailed):
 		g.code, g.reason = codes.Unavailable, "OUTCOME_UNKNOWN"
+	case errors.Is(err, ErrCatchingUp):
+		g.code, g.reason = codes.Unavailable, "CATCHING_UP"
 	case errors.Is(err, ErrNoLeader):
 		g.code, g.reason = codes.Unavailable, "NO_LEADER"
 	case errors.Is(err, ErrShuttingDown), errors.Is(err, log.ErrClosed), errors.Is(err, partition.ErrClosed):
