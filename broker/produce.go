@@ -51,7 +51,7 @@ func (s *service) admit(req *runnelpb.ProduceRequest) (partition.Pending, partit
 	var pnl *partition.NotLeaderError
 	if errors.As(err, &pnl) {
 		if pnl.LeaderID == "" {
-			return pd, acks, errorf(ErrNoLeader, "%s/%d has no leader right now; retry shortly", req.Topic, req.Partition)
+			return pd, acks, errorf(ErrNoLeader, "%s/%d has no leader: a majority of its replicas is not reachable or an election is under way", req.Topic, req.Partition)
 		}
 		id, _ := strconv.Atoi(pnl.LeaderID)
 		return pd, acks, &NotLeaderError{Topic: req.Topic, Partition: req.Partition, LeaderID: int32(id), LeaderAddr: pnl.LeaderAddr}

@@ -28,6 +28,7 @@ func produceCmd() *cobra.Command {
 		headers   []string
 		acks      string
 		partition int32
+		timeout   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "produce TOPIC",
@@ -54,7 +55,10 @@ only if every record was acknowledged.`,
 				}
 				hdrs = append(hdrs, client.Header{Key: k, Value: []byte(v)})
 			}
-			opts := []client.Option{client.Acks(level)}
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout %v: use a positive duration, such as 30s", timeout)
+			}
+			opts := []client.Option{client.Acks(level), client.DeliveryTimeout(timeout)}
 			manual := cmd.Flags().Changed("partition")
 			if manual {
 				opts = append(opts, client.RecordPartitioner(client.ManualPartitioner()))
@@ -156,6 +160,7 @@ only if every record was acknowledged.`,
 	fl.StringArrayVar(&headers, "header", nil, "header KEY=VALUE for every record (repeatable)")
 	fl.StringVar(&acks, "acks", "all", "when a record counts as written: none, leader or all")
 	fl.Int32Var(&partition, "partition", -1, "produce to this partition instead of by key")
+	fl.DurationVar(&timeout, "timeout", 30*time.Second, "how long a record may take to be acknowledged, retries included, before the command fails")
 	return cmd
 }
 
