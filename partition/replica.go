@@ -185,6 +185,10 @@ func (c ReplicaConfig) raftConfig() *raft.Config {
 	// raft still sets its applied index to the snapshot's and replays the
 	// entries after it, which the state machine skips up to the log's.
 	rc.NoSnapshotRestoreOnStart = true
+	// raft would call Shutdown itself, and a second Shutdown does not wait
+	// for raft's goroutines, so Close could not. A removed replica stays a
+	// follower outside the group until Close.
+	rc.ShutdownOnRemove = false
 	rc.Logger = newRaftLogger(c.Logger)
 	return rc
 }
@@ -370,7 +374,15 @@ func (r *Replica) watch() {
 			failed = nil
 			r.shutdown()
 		}
-		r.ws.failBefore(r.raft.CurrentTerm())
+		// A proposal is in the leader's log until the leader steps down;
+		// after that, or in a later term, nobody knows yet whether it
+		// commits. The term alone is not enough: with pre-vote an isolated
+		// leader steps down and stays in its term.
+		if term := r.raft.CurrentTerm(); r.raft.State() == raft.Leader {
+			r.ws.failBefore(term)
+		} else {
+			r.ws.failAll(errLeadershipLost)
+		}
 		r.noteLeader()
 	}
 }
@@ -550,7 +562,8 @@ func (r *Replica) AddVoter(s Server) error {
 }
 
 // RemoveServer removes server id from the group, on the leader; it returns
-// once the change is committed. A removed replica shuts its raft down.
+// once the change is committed. The removed replica keeps running outside
+// the group, serving what it has, until it is closed.
 func (r *Replica) RemoveServer(id string) error {
 	f := r.raft.RemoveServer(raft.ServerID(id), 0, r.cfg.ElectionTimeout)
 	return r.adminErr("remove server", f.Error())

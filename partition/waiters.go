@@ -28,8 +28,9 @@ var (
 //     entry of a later term: raft keeps a leader's entries in order and
 //     terms only grow along the log, so this one was overwritten (reported
 //     as ErrOutcomeUnknown, conservatively);
-//   - the replica's term moves past the proposal's (leadership lost): the
-//     entry may still be committed by a later leader, so ErrOutcomeUnknown;
+//   - the replica stops being the leader, or its term moves past the
+//     proposal's (raft's ErrLeadershipLost): the entry may still be
+//     committed by a later leader, so ErrOutcomeUnknown;
 //   - Close: ErrOutcomeUnknown.
 type waiters struct {
 	nonce uint64
