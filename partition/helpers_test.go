@@ -242,6 +242,9 @@ func (c *cluster) leader(among ...*node) *node {
 	return l
 }
 
+// server returns nd as a group member.
+func server(nd *node) partition.Server { return partition.Server{ID: nd.id, Addr: string(nd.addr)} }
+
 // followers returns the running nodes other than l.
 func (c *cluster) followers(l *node) []*node {
 	var out []*node

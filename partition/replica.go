@@ -554,6 +554,14 @@ func (r *Replica) LeadershipTransfer() error {
 	return r.adminErr("leadership transfer", r.raft.LeadershipTransfer().Error())
 }
 
+// LeadershipTransferTo hands leadership to voter s, for instance to spread
+// partition leaders across nodes, and returns once s has taken it, or
+// fails.
+func (r *Replica) LeadershipTransferTo(s Server) error {
+	f := r.raft.LeadershipTransferToServer(raft.ServerID(s.ID), raft.ServerAddress(s.Addr))
+	return r.adminErr("leadership transfer", f.Error())
+}
+
 // AddVoter adds s to the group as a voter, on the leader; it returns once
 // the change is committed. s catches up from the log or a snapshot.
 func (r *Replica) AddVoter(s Server) error {
