@@ -52,13 +52,13 @@ var (
 	// instance of the producer took over. Definite: not written.
 	ErrProducerFenced = errors.New("partition: producer fenced by a newer epoch")
 
-	// ErrReplicaFailed is returned when the replica's state machine could
+	// ErrReplicaFailed is matched when the replica's state machine could
 	// not write to its log (a disk error). The replica stops applying
 	// entries and shuts its raft node down; reopening it replays the raft
-	// log from the last entry the log recorded. Reported by Pending.Wait on
-	// the leader, it is definite: the entry failed on this replica, but
-	// since the entry is committed the other replicas apply it, so clients
-	// should treat it like ErrOutcomeUnknown.
+	// log from the last entry the log recorded. Append returns it at once
+	// from then on. Pending.Wait's error for the entry that failed, and
+	// those after it, matches ErrOutcomeUnknown too: the entry is committed
+	// and the other replicas apply it.
 	ErrReplicaFailed = errors.New("partition: replica failed")
 )
 

@@ -42,7 +42,7 @@ const (
 	flagInline     = 1
 	maxStateKeyLen = 1<<16 - 1
 	// maxSnapshotBatch bounds one batch read from a snapshot stream.
-	maxSnapshotBatch = 1 << 30
+	maxSnapshotBatch = 256 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -90,14 +90,15 @@ func readHeader(r io.Reader) (header, []byte, error) {
 		return h, nil, fmt.Errorf("snapshot header: magic %q, want %q", pre[:4], snapshotMagic)
 	}
 	n := binary.BigEndian.Uint32(pre[4:])
-	if n > 1<<30 {
-		return h, nil, fmt.Errorf("snapshot header: %d bytes", n)
-	}
-	raw := make([]byte, 8+int(n)+4)
-	copy(raw, pre)
-	if _, err := io.ReadFull(r, raw[8:]); err != nil {
+	// Read what arrives rather than trust n with an allocation.
+	rest, err := io.ReadAll(io.LimitReader(r, int64(n)+4))
+	if err != nil {
 		return h, nil, fmt.Errorf("snapshot header: %w", err)
 	}
+	if len(rest) != int(n)+4 {
+		return h, nil, fmt.Errorf("snapshot header: %w", io.ErrUnexpectedEOF)
+	}
+	raw := append(pre, rest...)
 	body := raw[8 : 8+n]
 	if got, want := crc32.Checksum(body, castagnoli), binary.BigEndian.Uint32(raw[8+n:]); got != want {
 		return h, nil, fmt.Errorf("snapshot header: crc %08x, want %08x", got, want)

@@ -1,0 +1,362 @@
+package partition
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/raft"
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/record"
+)
+
+func openTestLog(t *testing.T, id log.ID) *log.Log {
+	t.Helper()
+	s, err := log.Open("db", log.Options{FS: vfs.NewMem(), RetentionInterval: -1, CacheBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	l, err := s.Log(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func stateMap(t *testing.T, l *log.Log) map[string]string {
+	t.Helper()
+	m := make(map[string]string)
+	if err := l.State(func(k, v []byte) error {
+		m[string(k)] = string(v)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func allBatches(t *testing.T, l *log.Log) []record.Batch {
+	t.Helper()
+	var out []record.Batch
+	for from := l.Start(); from < l.End(); {
+		bs, err := l.Read(from, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, bs...)
+		from = bs[len(bs)-1].NextOffset()
+	}
+	return out
+}
+
+func TestHeaderRoundTrip(t *testing.T) {
+	for _, h := range []header{
+		{},
+		{inline: true, applied: 7, start: 3, end: 90, state: []log.StateOp{{Key: []byte("p1"), Value: []byte("v")}, {Key: []byte("c"), Value: []byte{}}}},
+	} {
+		raw := h.encode()
+		got, gotRaw, err := readHeader(bytes.NewReader(append(raw, "trailing batches"...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, gotRaw) {
+			t.Fatal("raw header bytes differ")
+		}
+		if diff := cmp.Diff(h, got, cmp.AllowUnexported(header{})); diff != "" {
+			t.Fatalf("header (-want +got):\n%s", diff)
+		}
+		raw[len(raw)-5] ^= 1
+		if _, _, err := readHeader(bytes.NewReader(raw)); err == nil {
+			t.Fatal("a flipped bit went unnoticed")
+		}
+	}
+}
+
+func FuzzReadHeader(f *testing.F) {
+	f.Add(header{inline: true, applied: 1, start: 0, end: 5, state: []log.StateOp{{Key: []byte("k"), Value: []byte("v")}}}.encode())
+	f.Add([]byte(snapshotMagic + "\x00\x00\x00\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, raw, err := readHeader(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		again, _, err := readHeader(bytes.NewReader(h.encode()))
+		if err != nil {
+			t.Fatalf("re-encoded header: %v", err)
+		}
+		if !bytes.Equal(again.encode(), raw) && len(h.state) == 0 {
+			t.Fatalf("header does not round trip")
+		}
+	})
+}
+
+func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTestFSM(l *log.Log) *fsm {
+	return &fsm{log: l, dedupe: newDedupe(10, 60_000, 10), ws: newWaiters(), logger: testLogger(), failCh: make(chan struct{})}
+}
+
+// applyN applies n batches of idempotent producers to f's log from raft
+// index first on, as raft would.
+func applyN(t *testing.T, f *fsm, first uint64, n int) {
+	t.Helper()
+	for i := range n {
+		k := int(first) + i
+		var b record.Builder
+		b.SetProducer(int64(k%3), 0, int32(k/3))
+		b.Append(&record.Record{Value: bytes.Repeat([]byte{byte(k)}, 100+k*50), Timestamp: int64(k)})
+		e := &raft.Log{Index: uint64(k), Term: 1, Data: append([]byte{entryBatch}, b.Build()...)}
+		if res := f.apply(e); res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
+}
+
+// TestSnapshotStream takes a header-only snapshot, opens it as a leader
+// would to send it, saves the stream as a follower would and restores it
+// into another log.
+func TestSnapshotStream(t *testing.T) {
+	src := openTestLog(t, log.ID{Topic: 1})
+	f := newTestFSM(src)
+	applyN(t, f, 1, 20)
+	files, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &snapshotStore{files: files, log: src}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Batches applied after the snapshot are not part of it.
+	applyN(t, f, 21, 5)
+	sink, err := store.Create(1, 20, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	// Retention drops the first batches before the snapshot is sent.
+	src.SetRetention(log.Retention{MaxBytes: src.Size() - 300})
+	if err := src.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	start := src.Start()
+	if start == 0 {
+		t.Fatal("retention dropped nothing")
+	}
+
+	meta, rc, err := store.Open(sink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(stream)) != meta.Size {
+		t.Fatalf("stream of %d bytes, meta says %d", len(stream), meta.Size)
+	}
+
+	// The follower's side: the stream lands in its store in full.
+	dstFiles, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := openTestLog(t, log.ID{Topic: 2})
+	applyN(t, newTestFSM(dst), 1, 3) // content to be replaced
+	dstStore := &snapshotStore{files: dstFiles, log: dst}
+	dsink, err := dstStore.Create(1, meta.Index, meta.Term, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dsink.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	if err := dsink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An inline snapshot opens as stored.
+	meta2, rc2, err := dstStore.Open(dsink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := io.ReadAll(rc2)
+	rc2.Close()
+	if !bytes.Equal(again, stream) || meta2.Size != meta.Size {
+		t.Fatal("the received snapshot does not open as it arrived")
+	}
+
+	df := newTestFSM(dst)
+	_, rc3, err := dstStore.Open(dsink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := df.Restore(rc3); err != nil {
+		t.Fatal(err)
+	}
+	// The copy is the source as it was at the snapshot, less what
+	// retention dropped.
+	snapEnd := snap.(*fsmSnapshot).hdr.end
+	var want []record.Batch
+	for _, b := range allBatches(t, src) {
+		if b.BaseOffset() < snapEnd {
+			want = append(want, b)
+		}
+	}
+	if dst.Start() != start || dst.End() != snapEnd || dst.Applied() != 20 {
+		t.Fatalf("restored [%d, %d) at %d, want [%d, %d) at 20", dst.Start(), dst.End(), dst.Applied(), start, snapEnd)
+	}
+	if diff := cmp.Diff(want, allBatches(t, dst)); diff != "" {
+		t.Fatalf("batches (-src +dst):\n%s", diff)
+	}
+	if diff := cmp.Diff(snap.(*fsmSnapshot).hdr.state, df.dedupe.ops(), sortOps); diff != "" {
+		t.Fatalf("producer state (-snapshot +restored):\n%s", diff)
+	}
+
+	// A crash in the middle of a restore leaves the log reset: opening the
+	// replica finishes the restore from the saved snapshot.
+	if err := dst.Reset(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := recoverSnapshot(dst, dstStore); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, allBatches(t, dst)); diff != "" {
+		t.Fatalf("batches after recovery (-src +dst):\n%s", diff)
+	}
+	// With the log caught up, recovery does nothing.
+	before := dst.Applied()
+	if err := recoverSnapshot(dst, dstStore); err != nil || dst.Applied() != before {
+		t.Fatalf("second recovery: %v, applied %d, want %d", err, dst.Applied(), before)
+	}
+}
+
+// TestSnapshotHeaderOnlyBehind refuses to start on a log that lost writes a
+// snapshot taken here covers.
+func TestSnapshotHeaderOnlyBehind(t *testing.T) {
+	l := openTestLog(t, log.ID{Topic: 1})
+	f := newTestFSM(l)
+	applyN(t, f, 1, 5)
+	files, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &snapshotStore{files: files, log: l}
+	snap, _ := f.Snapshot()
+	sink, _ := store.Create(1, 14, 1, raft.Configuration{}, 1, nil)
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reset(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := recoverSnapshot(l, store); err == nil {
+		t.Fatal("recovery of a log behind a header-only snapshot succeeded")
+	}
+}
+
+var sortOps = cmp.Transformer("sort", func(ops []log.StateOp) map[string]string {
+	m := make(map[string]string)
+	for _, op := range ops {
+		m[string(op.Key)] = string(op.Value)
+	}
+	return m
+})
+
+func TestWaiters(t *testing.T) {
+	ws := newWaiters()
+	a, ta := ws.add(1)
+	b, _ := ws.add(1)
+	c, tc := ws.add(2)
+	d, _ := ws.add(2)
+	done := func(w *waiter) bool {
+		select {
+		case <-w.done:
+			return true
+		default:
+			return false
+		}
+	}
+	ws.applied(ta, result{base: 5, term: 1, index: 3})
+	if !done(a) || a.res.base != 5 || done(b) {
+		t.Fatal("applying the first proposal should end it alone")
+	}
+	// Another replica's entry of term 1 ends nothing.
+	other := append([]byte(nil), ta...)
+	other[0] ^= 1
+	ws.applied(other, result{term: 1})
+	if done(b) {
+		t.Fatal("another replica's entry ended a proposal")
+	}
+	// The third proposal applied: the second was overwritten.
+	ws.applied(tc, result{base: 9, term: 2})
+	if !done(b) || b.res.err == nil || !done(c) || c.res.base != 9 {
+		t.Fatalf("b: %v %v, c: %v %v", done(b), b.res.err, done(c), c.res)
+	}
+	ws.failBefore(2)
+	if done(d) {
+		t.Fatal("failBefore ended a proposal of its own term")
+	}
+	ws.failBefore(3)
+	if !done(d) || ws.len() != 0 {
+		t.Fatal("failBefore left a proposal of an older term")
+	}
+}
+
+func TestDedupeReload(t *testing.T) {
+	l := openTestLog(t, log.ID{Topic: 1})
+	f := newTestFSM(l)
+	f.dedupe = newDedupe(4, 1000, 6)
+	seqs := make(map[int64]int32)
+	for i := range 300 {
+		var b record.Builder
+		pid := int64(i*7%9) - 1 // -1: no producer
+		if pid >= 0 {
+			b.SetProducer(pid, 0, seqs[pid])
+			seqs[pid]++
+		}
+		r := record.Record{Value: []byte(fmt.Sprint(i)), Timestamp: int64(i * 37)}
+		if i%3 == 0 {
+			r.Headers = []record.Header{{Key: MsgIDHeader, Value: []byte(fmt.Sprint("id", i%11))}}
+		}
+		b.Append(&r)
+		e := &raft.Log{Index: uint64(i + 1), Term: 1, Data: append([]byte{entryBatch}, b.Build()...)}
+		if res := f.apply(e); res.err != nil {
+			t.Fatalf("entry %d: %v", i, res.err)
+		}
+		if i%25 != 0 {
+			continue
+		}
+		// The state reloaded from the log is the state in memory, in the
+		// same orders.
+		d := newDedupe(4, 1000, 6)
+		if err := d.load(l); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(f.dedupe.ops(), d.ops(), sortOps); diff != "" {
+			t.Fatalf("after %d: reloaded state (-memory +reloaded):\n%s", i, diff)
+		}
+		if diff := cmp.Diff(lruOrder(f.dedupe), lruOrder(d)); diff != "" {
+			t.Fatalf("after %d: LRU order (-memory +reloaded):\n%s", i, diff)
+		}
+		if len(f.dedupe.producers) > 4 || len(f.dedupe.ids) > 6 {
+			t.Fatalf("%d producers and %d ids kept, bounds 4 and 6", len(f.dedupe.producers), len(f.dedupe.ids))
+		}
+	}
+}
+
+func lruOrder(d *dedupe) []int64 {
+	var out []int64
+	for e := d.lru.Front(); e != nil; e = e.Next() {
+		out = append(out, e.Value.(*producer).id)
+	}
+	return out
+}
