@@ -6,9 +6,11 @@
 // Sharing one database is the point: raft fsyncs every append before it
 // acknowledges it, and with one write-ahead log the appends of all groups on
 // a node share fsyncs (Pebble's group commit) instead of each group paying
-// for its own file's. The benchmark in bench_test.go measures it against one
-// raft-boltdb file and one raft-wal per group; see the package README note
-// in bench_test.go for the figures and the command.
+// for its own file's; a node holds a fixed number of files however many
+// partitions it hosts; and dropping a partition is two range deletes. The
+// benchmarks in bench_test.go (and module walbench, for raft-wal) measure it
+// against one raft-boltdb file and one raft-wal per group; bench.md beside
+// this file has the figures and the commands.
 //
 // The Store owns its own Pebble database, apart from package log's: raft
 // entries live from append to the next snapshot, records live until
