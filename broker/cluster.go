@@ -248,15 +248,12 @@ func (c *clusterCatalog) partition(name string, p int32) (*topic, replica, error
 }
 
 func (c *clusterCatalog) create(ctx context.Context, name string, partitions, replicas int, configs map[string]string) (*topic, error) {
-	if replicas == 0 {
-		st, _ := c.n.ctrl.fsm.view()
-		replicas = min(defaultReplicas, max(len(st.Nodes), 1))
-	}
 	if err := c.n.propose(ctx, command{CreateTopic: &createTopicCmd{Name: name, Partitions: partitions, Replicas: replicas, Configs: configs}}); err != nil {
 		return nil, err
 	}
-	// Answer once every partition has a leader, so the caller can produce
-	// at once; after the deadline, answer anyway with what is known.
+	// Answer once every partition is led by its preferred replica, so the
+	// caller can produce at once and leaders are spread; after the
+	// deadline, answer anyway with what is known.
 	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
@@ -265,11 +262,11 @@ func (c *clusterCatalog) create(ctx context.Context, name string, partitions, re
 		if !ok {
 			return nil, &TopicNotFoundError{Topic: name} // deleted meanwhile
 		}
-		led := true
+		settled := true
 		for _, pm := range ct.Partitions {
-			led = led && pm.Leader != 0
+			settled = settled && pm.Leader == pm.Replicas[0]
 		}
-		if led {
+		if settled {
 			return c.topicView(ct), nil
 		}
 		select {

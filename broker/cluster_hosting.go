@@ -162,7 +162,10 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 				c.n.b.logger.Warn("report partition leader", "group", h.group, "err", err)
 			}
 			if preferred != c.n.self.ID {
-				c.transferToPreferred(h, preferred)
+				// Not waited for: raft can leave a transfer's future
+				// unresolved when the group shuts down meanwhile, and the
+				// watcher must still see the stop.
+				go c.transferToPreferred(h, preferred)
 			}
 		}
 		select {

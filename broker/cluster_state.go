@@ -60,10 +60,11 @@ type command struct {
 }
 
 type createTopicCmd struct {
-	Name       string            `json:"name"`
-	Partitions int               `json:"partitions"`
-	Replicas   int               `json:"replicas"`
-	Configs    map[string]string `json:"configs,omitempty"`
+	Name       string `json:"name"`
+	Partitions int    `json:"partitions"`
+	// Replicas 0 means the default: 3, or every node when there are fewer.
+	Replicas int               `json:"replicas"`
+	Configs  map[string]string `json:"configs,omitempty"`
 }
 
 type alterConfigsCmd struct {
@@ -170,6 +171,9 @@ func (s *clusterState) createTopic(c createTopicCmd) error {
 		return errorf(ErrInvalidPartitions, "invalid partition count %d; a topic has 1 to %d partitions", c.Partitions, maxPartitions)
 	}
 	n := len(s.Nodes)
+	if c.Replicas == 0 {
+		c.Replicas = min(defaultReplicas, n)
+	}
 	if c.Replicas < 1 || c.Replicas > n {
 		return errorf(ErrInvalidConfig, "replication factor %d; the cluster has %d nodes, so use 1 to %d", c.Replicas, n, n)
 	}

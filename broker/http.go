@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -75,6 +76,9 @@ func (b *Broker) readiness() error {
 	}
 	if err := b.cluster.ready(); err != nil {
 		return err
+	}
+	if nodes, _ := b.topics.nodes(); !slices.ContainsFunc(nodes, func(n nodeMeta) bool { return n.ID == b.opts.NodeID }) {
+		return fmt.Errorf("node %d is not registered with the controller yet", b.opts.NodeID)
 	}
 	return b.cluster.catalog.leadersKnown()
 }

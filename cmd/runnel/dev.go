@@ -72,12 +72,13 @@ it back. --port 0 picks free ports.`,
 			}
 			cluster := devCluster{Brokers: strings.Join(addrs, ",")}
 			var procs []*exec.Cmd
+			var exited []chan struct{}
 			stopAll := func() {
 				for _, p := range procs {
 					p.Process.Signal(syscall.SIGTERM)
 				}
-				for _, p := range procs {
-					p.Wait()
+				for _, e := range exited {
+					<-e
 				}
 			}
 			for i := range nodes {
@@ -102,6 +103,15 @@ it back. --port 0 picks free ports.`,
 					return fmt.Errorf("start node %d: %w", i+1, err)
 				}
 				procs = append(procs, p)
+				// Reap a node as soon as it exits, so a killed node leaves no
+				// zombie behind and its pid is free.
+				done := make(chan struct{})
+				exited = append(exited, done)
+				go func(id int) {
+					defer close(done)
+					err := p.Wait()
+					fmt.Fprintf(cmd.ErrOrStderr(), "node %d exited: %v\n", id, exitStatus(err))
+				}(i + 1)
 				cluster.Nodes = append(cluster.Nodes, devNode{ID: i + 1, Addr: addrs[i], HTTP: https[i], PID: p.Process.Pid, Data: data, Cmd: argv})
 			}
 			data, _ := json.MarshalIndent(cluster, "", "  ")
@@ -187,4 +197,11 @@ func waitReady(ctx context.Context, https []string, limit time.Duration) error {
 		}
 	}
 	return nil
+}
+
+func exitStatus(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
 }
