@@ -375,4 +375,3 @@ func (n *clusterNode) start() {
 		n.catalog.reconcileLoop()
 	}()
 }
-
