@@ -1,0 +1,132 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runnel-dev/runnel/broker"
+	"github.com/runnel-dev/runnel/client"
+)
+
+// freeAddrs returns n loopback addresses with ports the OS had free.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l.Addr().String())
+		l.Close()
+	}
+	return out
+}
+
+// TestClusterInProcess runs three cluster nodes in this process on real
+// sockets: a replicated topic takes writes through any node, every record
+// reads back once, and the cluster keeps taking writes with one node gone.
+func TestClusterInProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	addrs := freeAddrs(t, 3)
+	peers := map[int32]string{}
+	for i, a := range addrs {
+		peers[int32(i+1)] = a
+	}
+	brokers := make([]*broker.Broker, 3)
+	for i := range brokers {
+		b, err := broker.Open(t.TempDir(), broker.Options{NodeID: int32(i + 1), Cluster: peers, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		brokers[i] = b
+		t.Cleanup(func() { b.Close() })
+	}
+	c, err := client.New(ctx, client.Brokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// Creating the topic retries while the controller elects its leader and
+	// the nodes register.
+	var info client.TopicInfo
+	for {
+		info, err = c.CreateTopic(ctx, "r", 3, 3, nil)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "cluster has") && !client.Retriable(err) {
+			t.Fatalf("create topic: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	leaders := map[int32]bool{}
+	for _, p := range info.Partitions {
+		if len(p.Replicas) != 3 {
+			t.Fatalf("partition %d replicas %v, want 3", p.Partition, p.Replicas)
+		}
+		leaders[p.Leader] = true
+	}
+	if len(leaders) != 3 {
+		t.Fatalf("leaders %v: want one partition led by each node", info.Partitions)
+	}
+
+	const n = 3000
+	recs := make([]*client.Record, n)
+	for i := range recs {
+		recs[i] = &client.Record{Topic: "r", Key: []byte(fmt.Sprint(i % 17)), Value: []byte(fmt.Sprint(i))}
+	}
+	if err := c.ProduceSync(ctx, recs[:n/2]...); err != nil {
+		t.Fatal(err)
+	}
+	// Node 3 stops; its partitions' leadership moves and writes go on.
+	if err := brokers[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ProduceSync(ctx, recs[n/2:]...); err != nil {
+		t.Fatalf("produce with node 3 stopped: %v", err)
+	}
+
+	seen := make([]int, n)
+	for p := range int32(3) {
+		offs, err := c.ListOffsets(ctx, "r", p, client.End())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(0)
+		for r, err := range c.Consume(ctx, "r", p, client.Start()) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Offset != want {
+				t.Fatalf("partition %d: offset %d, want %d", p, r.Offset, want)
+			}
+			want++
+			var v int
+			fmt.Sscan(string(r.Value), &v)
+			seen[v]++
+			if want == offs.End {
+				break
+			}
+		}
+	}
+	for v, k := range seen {
+		if k != 1 {
+			t.Fatalf("value %d read %d times, want once", v, k)
+		}
+	}
+}
