@@ -2,11 +2,43 @@
 // place produce requests are admitted, bounded, ordered and acknowledged, and
 // fetches read from below the high watermark.
 //
-// On a single node a Partition appends straight to its log.Log; replication
-// puts a raft group between Append and the log without changing this API.
+// A Partition is a partition on a single node: Append goes straight to its
+// log.Log. A Replica is one member of the partition's raft group
+// (hashicorp/raft): Append on the leader proposes the batch, and a state
+// machine on every replica appends each committed batch to its log, so the
+// log's End is the committed high watermark on every replica. Both return a
+// Pending from Append and serve Read, Start, End, Wait and OffsetForTime the
+// same way; a Replica also checks idempotent producers and message ids, and
+// reports leadership (see Replica and errors.go).
 //
-// Concurrency: every method is safe for concurrent use. Append orders batches
-// in the order its calls take the log's lock; callers that need one stream's
+// # Replicated log
+//
+// A raft entry is a type byte (1: record batch) and the batch as the
+// producer encoded it; the entry's Extensions carry the proposing replica's
+// token (see waiters.go). The state machine (fsm.go) gives a batch the log's
+// end as its base offset when it applies it, the same on every replica, and
+// writes its raft index and the producer state in the same Pebble batch
+// (log.Log.ApplyAt), without waiting for fsync: the raft log is the durable
+// copy. After a restart raft replays its log and the state machine skips
+// what the log already holds. Raft does not restore a snapshot on start
+// (NoSnapshotRestoreOnStart): the log has its data.
+//
+// Snapshots (snapshot.go) are a small header: applied index, log bounds,
+// producer state. Taking one syncs the log's store, as raft then drops its
+// own entries. The batches are streamed from the live log only when a
+// follower needs the snapshot; the follower saves the stream in full and
+// replaces its log with it.
+//
+// # Concurrency
+//
+// Every method of Partition and Replica is safe for concurrent use. Append
+// orders batches in the order of its calls: callers that need one stream's
 // batches kept in order call Append from one goroutine and wait for the
 // returned Pending elsewhere.
+//
+// A Replica runs one goroutine of its own (watch: leadership and terms)
+// besides raft's; Close stops both and waits for them. Its locks, outermost
+// first: closeMu (Append against Close), propMu (proposal order), then
+// waiters.mu and leaderMu, which are never held together; the state machine
+// runs on raft's goroutine and takes only waiters.mu and the log's locks.
 package partition

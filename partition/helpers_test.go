@@ -170,6 +170,7 @@ func (c *cluster) start(nd *node, bootstrap []partition.Server) {
 	if c.cfg != nil {
 		c.cfg(&cfg)
 	}
+	cfg.Logger = cfg.Logger.With("node", nd.id)
 	r, err := partition.OpenReplica(cfg)
 	if err != nil {
 		c.t.Fatal(err)
@@ -186,12 +187,14 @@ func (c *cluster) stop(nd *node) {
 	nd.r = nil
 }
 
-// restart starts nd again on its stores and reconnects its transport,
-// which Close disconnected.
+// restart starts nd again on its stores, with a new transport at the same
+// address, as a restarted process has: RPCs queued for the old one are
+// lost.
 func (c *cluster) restart(nd *node) {
 	c.t.Helper()
-	c.start(nd, nil)
+	_, nd.trans = raft.NewInmemTransport(nd.addr)
 	c.connectAll()
+	c.start(nd, nil)
 }
 
 func (c *cluster) close() {

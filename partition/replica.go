@@ -478,15 +478,15 @@ func (r *Replica) Append(b record.Batch, acks Acks) (Pending, error) {
 	copy(data[1:], b)
 
 	r.propMu.Lock()
-	// The term is read before the state: a proposal can only be made in
-	// this term or a later one, so failBefore never ends one too late.
-	term := r.raft.CurrentTerm()
 	if r.raft.State() != raft.Leader {
 		r.propMu.Unlock()
 		r.pending.Add(-n)
 		return Pending{}, r.notLeader()
 	}
-	w, token := r.ws.add(term)
+	// Read after the state, the term is the one the entry gets, unless
+	// leadership changes in between; then watch ends the proposal as
+	// unknown, which is always safe.
+	w, token := r.ws.add(r.raft.CurrentTerm())
 	// No enqueue timeout: raft's loop in every state takes proposals at
 	// once (a follower's answers ErrNotLeader, which the term check turns
 	// into ErrOutcomeUnknown). The future is not waited on; see waiters.

@@ -276,12 +276,17 @@ func newLogStream(l *log.Log, hdr header) (*logStream, int64, error) {
 	if hdr.end > l.End() {
 		return nil, 0, fmt.Errorf("snapshot ends at %d, after the log's end %d", hdr.end, l.End())
 	}
-	// Retention may have moved the start since.
+	// Retention may have moved the start since, even past the snapshot's
+	// end: the snapshot then holds no batches, and the follower's log
+	// starts at the end, where the entries after the snapshot continue.
 	hdr.start = min(max(hdr.start, l.Start()), hdr.end)
 	hdr.inline = true
-	n, err := l.RangeSize(hdr.start, hdr.end)
-	if err != nil {
-		return nil, 0, err
+	var n int64
+	if hdr.start < hdr.end {
+		var err error
+		if n, err = l.RangeSize(hdr.start, hdr.end); err != nil {
+			return nil, 0, err
+		}
 	}
 	raw := hdr.encode()
 	return &logStream{log: l, buf: raw, next: hdr.start, end: hdr.end, left: n}, int64(len(raw)) + n, nil

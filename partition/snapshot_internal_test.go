@@ -237,6 +237,32 @@ func TestSnapshotStream(t *testing.T) {
 	if err := recoverSnapshot(dst, dstStore); err != nil || dst.Applied() != before {
 		t.Fatalf("second recovery: %v, applied %d, want %d", err, dst.Applied(), before)
 	}
+
+	// Retention past the snapshot's end: the snapshot holds no batches and
+	// a follower's log restarts at its end.
+	src.SetRetention(log.Retention{MaxBytes: 1})
+	if err := src.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if src.Start() <= snapEnd {
+		t.Fatalf("retention left the log starting at %d", src.Start())
+	}
+	meta, rc, err = store.Open(sink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := openTestLog(t, log.ID{Topic: 3})
+	ef := newTestFSM(empty)
+	if err := ef.Restore(rc); err != nil {
+		t.Fatal(err)
+	}
+	if empty.Start() != snapEnd || empty.End() != snapEnd || empty.Applied() != 20 {
+		t.Fatalf("restored [%d, %d) at %d, want [%d, %d) at 20", empty.Start(), empty.End(), empty.Applied(), snapEnd, snapEnd)
+	}
+	applyN(t, ef, 21, 1)
+	if empty.End() != snapEnd+1 {
+		t.Fatalf("the next entry went to %d", empty.End()-1)
+	}
 }
 
 // TestSnapshotHeaderOnlyBehind refuses to start on a log that lost writes a
@@ -289,10 +315,11 @@ func TestWaiters(t *testing.T) {
 	if !done(a) || a.res.base != 5 || done(b) {
 		t.Fatal("applying the first proposal should end it alone")
 	}
-	// Another replica's entry of term 1 ends nothing.
+	// Another replica's entry ends nothing.
 	other := append([]byte(nil), ta...)
 	other[0] ^= 1
-	ws.applied(other, result{term: 1})
+	ws.applied(other, result{term: 5})
+	ws.applied(nil, result{term: 5})
 	if done(b) {
 		t.Fatal("another replica's entry ended a proposal")
 	}

@@ -43,6 +43,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 		seq += int32(len(vals))
 	}
 	idBase := mustAppend(t, l.r, msgBatch(5000, "once"))
+	c.converge(l) // the snapshots below are then all at the same entry
 	for _, nd := range c.running() {
 		if err := nd.r.Snapshot(); err != nil {
 			t.Fatal(err)

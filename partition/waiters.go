@@ -24,10 +24,11 @@ var (
 // reports every entry it applies here. A proposal ends in one of these ways:
 //
 //   - the state machine applies its entry: its result;
-//   - the state machine applies a later proposal of this replica, or any
-//     entry of a later term: raft keeps a leader's entries in order and
-//     terms only grow along the log, so this one was overwritten (reported
-//     as ErrOutcomeUnknown, conservatively);
+//   - the state machine applies a later proposal of this replica: a
+//     replica proposes only as leader, a leader's entries keep their order
+//     in its log, and an entry that commits is in every later leader's
+//     log, so this one was overwritten (reported as ErrOutcomeUnknown,
+//     conservatively);
 //   - the replica stops being the leader, or its term moves past the
 //     proposal's (raft's ErrLeadershipLost): the entry may still be
 //     committed by a later leader, so ErrOutcomeUnknown;
@@ -76,12 +77,11 @@ func (ws *waiters) add(term uint64) (*waiter, []byte) {
 // applied reports an entry the state machine applied, with the token it
 // carried (nil for none) and its result.
 func (ws *waiters) applied(token []byte, res result) {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	ws.failLocked(func(w *waiter) bool { return w.term < res.term }, errLost)
 	if len(token) != 16 || binary.BigEndian.Uint64(token) != ws.nonce {
 		return
 	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
 	seq := binary.BigEndian.Uint64(token[8:])
 	ws.failLocked(func(w *waiter) bool { return w.seq < seq }, errLost)
 	if ws.head < len(ws.queue) && ws.queue[ws.head].seq == seq {
