@@ -12,13 +12,15 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/runnel-dev/runnel/internal/vfscount"
 )
 
 // Store holds the logs of one node in one Pebble database. It is safe for
 // concurrent use.
 type Store struct {
 	opts  Options
-	fs    *countingFS
+	fs    *vfscount.FS
 	db    *pebble.DB
 	cache *pebble.Cache
 	log   *slog.Logger
@@ -67,7 +69,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		opts:  opts,
-		fs:    &countingFS{FS: opts.FS},
+		fs:    vfscount.New(opts.FS),
 		cache: pebble.NewCache(opts.CacheBytes),
 		log:   opts.Logger.With("component", "log"),
 		logs:  make(map[ID]*Log),
@@ -236,12 +238,12 @@ func (s *Store) IDs() ([]ID, error) {
 // Stats returns counters since Open.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Syncs:        s.fs.walSyncs.Load(),
+		Syncs:        s.fs.WALSyncs(),
 		Appends:      s.appends.Load(),
 		Records:      s.records.Load(),
 		Bytes:        s.bytes.Load(),
-		WALBytes:     s.fs.walBytes.Load(),
-		BytesWritten: s.fs.bytesWritten.Load(),
+		WALBytes:     s.fs.WALBytes(),
+		BytesWritten: s.fs.BytesWritten(),
 		WriteStalls:  s.stalls.Load(),
 	}
 }

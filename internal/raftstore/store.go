@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/runnel-dev/runnel/internal/vfscount"
 )
 
 // Store holds the raft logs and stable stores of every raft group on a
@@ -14,7 +16,7 @@ import (
 // (group commit). It is safe for concurrent use.
 type Store struct {
 	opts  Options
-	fs    *countingFS
+	fs    *vfscount.FS
 	db    *pebble.DB
 	cache *pebble.Cache
 	wo    *pebble.WriteOptions
@@ -52,7 +54,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	s := &Store{
 		opts:   opts,
-		fs:     &countingFS{FS: opts.FS},
+		fs:     vfscount.New(opts.FS),
 		cache:  pebble.NewCache(cacheBytes),
 		wo:     opts.writeOptions(),
 		groups: make(map[string]*Group),
@@ -148,12 +150,12 @@ func (s *Store) DropGroup(id string) error {
 // Stats returns counters since Open.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Syncs:        s.fs.walSyncs.Load(),
+		Syncs:        s.fs.WALSyncs(),
 		StoreCalls:   s.stores.Load(),
 		Entries:      s.entries.Load(),
 		EntryBytes:   s.entryBytes.Load(),
-		WALBytes:     s.fs.walBytes.Load(),
-		BytesWritten: s.fs.bytesWritten.Load(),
+		WALBytes:     s.fs.WALBytes(),
+		BytesWritten: s.fs.BytesWritten(),
 	}
 }
 

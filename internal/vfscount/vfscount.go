@@ -1,4 +1,7 @@
-package raftstore
+// Package vfscount wraps the file system Pebble runs on and counts fsyncs of
+// write-ahead log files and bytes written, so stores can report records per
+// fsync and write amplification.
+package vfscount
 
 import (
 	"strings"
@@ -7,48 +10,47 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// countingFS wraps the file system Pebble runs on and counts syncs of
-// write-ahead log files and bytes written, for Stats.
-type countingFS struct {
+// FS is a vfs.FS that counts. Use New.
+type FS struct {
 	vfs.FS
 	walSyncs     atomic.Int64
 	walBytes     atomic.Int64
 	bytesWritten atomic.Int64
 }
 
-var _ vfs.FS = (*countingFS)(nil)
+var _ vfs.FS = (*FS)(nil)
 
 // isWAL reports whether name is a Pebble write-ahead log file.
 func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
 
-func (fs *countingFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+func (fs *FS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
 	if err != nil {
 		return f, err
 	}
 	return &countingFile{File: f, fs: fs, wal: isWAL(name)}, nil
 }
 
-func (fs *countingFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+func (fs *FS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, c)
 	return fs.wrap(name, f, err)
 }
 
-func (fs *countingFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+func (fs *FS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
 	f, err := fs.FS.OpenReadWrite(name, c, opts...)
 	return fs.wrap(name, f, err)
 }
 
-func (fs *countingFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+func (fs *FS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
 	return fs.wrap(newname, f, err)
 }
 
 // Unwrap returns the wrapped file system.
-func (fs *countingFS) Unwrap() vfs.FS { return fs.FS }
+func (fs *FS) Unwrap() vfs.FS { return fs.FS }
 
 type countingFile struct {
 	vfs.File
-	fs  *countingFS
+	fs  *FS
 	wal bool
 }
 
@@ -91,3 +93,20 @@ func (f *countingFile) SyncTo(length int64) (bool, error) {
 	f.synced()
 	return f.File.SyncTo(length)
 }
+
+// New wraps fs; nil means vfs.Default.
+func New(fs vfs.FS) *FS {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	return &FS{FS: fs}
+}
+
+// WALSyncs returns the syncs of write-ahead log files so far.
+func (fs *FS) WALSyncs() int64 { return fs.walSyncs.Load() }
+
+// WALBytes returns the bytes written to write-ahead log files so far.
+func (fs *FS) WALBytes() int64 { return fs.walBytes.Load() }
+
+// BytesWritten returns the bytes written to any file so far.
+func (fs *FS) BytesWritten() int64 { return fs.bytesWritten.Load() }
