@@ -15,10 +15,10 @@ const module = "github.com/runnel-dev/runnel"
 // anything but are never imported by the listed ones.
 var allowed = map[string][]string{
 	"record":         {},
-	"log":            {"record"},
+	"log":            {"record", "internal/vfscount"},
 	"partition":      {"log", "record"},
 	"consumergroup":  {"partition", "log", "record"},
-	"broker":         {"consumergroup", "partition", "log", "record", "proto/runnelpb"},
+	"broker":         {"consumergroup", "partition", "log", "record", "proto/runnelpb", "internal/raftmux", "internal/raftstore"},
 	"client":         {"consumergroup", "record", "proto/runnelpb"},
 	"proto/runnelpb": {},
 }
