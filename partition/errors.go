@@ -23,16 +23,18 @@ var (
 	// ErrNotLeader is matched by the *NotLeaderError a Replica's Append
 	// returns on a replica that is not the group's leader. Definite: the
 	// batch was not proposed; send it to the leader the error names.
-	// (raft's own ErrNotLeader, for a proposal that reaches raft just as the
-	// node steps down, is not distinguishable from a lost leadership and is
-	// reported as ErrOutcomeUnknown.)
+	// raft's own ErrNotLeader, for a proposal that reaches raft just as the
+	// node steps down, comes too late to tell apart from a lost leadership
+	// and is reported as ErrOutcomeUnknown. raft's ErrEnqueueTimeout does
+	// not occur: proposals are handed to raft without a timeout, and raft
+	// takes them at once in every state.
 	ErrNotLeader = errors.New("partition: not the leader")
 
-	// ErrOutcomeUnknown is returned by Pending.Wait when the batch was
-	// proposed to raft but the replica lost its leadership (raft's
-	// ErrLeadershipLost: the term moved on before the entry was seen
-	// applied), or was closed, before the outcome was known. The batch may
-	// or may not be committed; a later leader may still commit it. Clients
+	// ErrOutcomeUnknown is matched by Pending.Wait's error when the batch
+	// was proposed to raft but the replica stopped being the leader (raft's
+	// ErrLeadershipLost), its term moved on, or it was closed (raft's
+	// ErrRaftShutdown) before the entry was seen applied. The batch may or
+	// may not be committed; a later leader may still commit it. Clients
 	// retry; the idempotent producer check makes the retry safe.
 	ErrOutcomeUnknown = errors.New("partition: outcome unknown")
 

@@ -31,9 +31,9 @@ type ReplicaConfig struct {
 	// ID is this replica's raft server id.
 	ID string
 	// Log is the partition's log. The Replica owns its content from Open to
-	// Close: nothing else may append to it. Its store may be opened with
-	// NoSync, which Append's plain appends need; the replica's own writes
-	// never wait for fsync, since the raft log is the durable copy.
+	// Close: nothing else may append to it. The replica's writes never wait
+	// for fsync, whatever the store's options, since the raft log is the
+	// durable copy; the store may be shared with logs that do (Partition).
 	Log *log.Log
 	// LogStore and StableStore hold raft's log, term and vote. They must be
 	// durable (fsynced) and keep raft.Log's Extensions.

@@ -241,17 +241,6 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	return &m, stream, nil
 }
 
-// header reads the header of snapshot id.
-func (s *snapshotStore) header(id string) (header, error) {
-	_, rc, err := s.files.Open(id)
-	if err != nil {
-		return header{}, err
-	}
-	defer rc.Close()
-	hdr, _, err := readHeader(rc)
-	return hdr, err
-}
-
 type readCloser struct {
 	io.Reader
 	io.Closer

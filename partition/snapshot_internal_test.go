@@ -28,18 +28,6 @@ func openTestLog(t *testing.T, id log.ID) *log.Log {
 	return l
 }
 
-func stateMap(t *testing.T, l *log.Log) map[string]string {
-	t.Helper()
-	m := make(map[string]string)
-	if err := l.State(func(k, v []byte) error {
-		m[string(k)] = string(v)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 func allBatches(t *testing.T, l *log.Log) []record.Batch {
 	t.Helper()
 	var out []record.Batch
@@ -247,7 +235,7 @@ func TestSnapshotStream(t *testing.T) {
 	if src.Start() <= snapEnd {
 		t.Fatalf("retention left the log starting at %d", src.Start())
 	}
-	meta, rc, err = store.Open(sink.ID())
+	_, rc, err = store.Open(sink.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
