@@ -548,18 +548,13 @@ func (r *Replica) LeaderChanged() <-chan struct{} {
 	return r.leaderCh
 }
 
-// LeadershipTransfer hands leadership to another voter and returns once one
-// has taken it, or fails.
+// LeadershipTransfer hands leadership to the most up-to-date other voter
+// and returns once one has taken it, or fails (TransferLeadershipTo names
+// the voter). raft answers within the election timeout, except when the
+// replica is closed just as the request is queued, when it may not answer
+// at all; callers that must not block on Close call it from a goroutine.
 func (r *Replica) LeadershipTransfer() error {
 	return r.adminErr("leadership transfer", r.raft.LeadershipTransfer().Error())
-}
-
-// LeadershipTransferTo hands leadership to voter s, for instance to spread
-// partition leaders across nodes, and returns once s has taken it, or
-// fails.
-func (r *Replica) LeadershipTransferTo(s Server) error {
-	f := r.raft.LeadershipTransferToServer(raft.ServerID(s.ID), raft.ServerAddress(s.Addr))
-	return r.adminErr("leadership transfer", f.Error())
 }
 
 // AddVoter adds s to the group as a voter, on the leader; it returns once

@@ -76,7 +76,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 	if o == f {
 		o = c.followers(l)[1]
 	}
-	if err := l.r.LeadershipTransferTo(server(o)); err != nil {
+	if err := l.r.TransferLeadershipTo(server(o)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
@@ -89,7 +89,7 @@ func TestSnapshotCatchUp(t *testing.T) {
 
 	// The follower has the producer state too: make it the leader and
 	// retry a batch and a message id.
-	if err := o.r.LeadershipTransferTo(server(f)); err != nil {
+	if err := o.r.TransferLeadershipTo(server(f)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the follower to lead", func() bool { return f.r.IsLeader() })
