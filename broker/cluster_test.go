@@ -93,6 +93,11 @@ func TestClusterInProcess(t *testing.T) {
 	if err := c.ProduceSync(ctx, recs[:n/2]...); err != nil {
 		t.Fatal(err)
 	}
+	for _, r := range recs[:n/2] {
+		if r.Offset < 0 {
+			t.Fatalf("acked record %q has offset %d", r.Value, r.Offset)
+		}
+	}
 	// Node 3 stops; its partitions' leadership moves and writes go on.
 	if err := brokers[2].Close(); err != nil {
 		t.Fatal(err)

@@ -73,10 +73,11 @@ func (s *service) Produce(ctx context.Context, req *runnelpb.ProduceRequest) (*r
 	}
 	// A unary answer leaves when the handler returns, so it waits for the
 	// batch whatever the acks; ProduceStream answers lower acks sooner.
-	if err := pd.Wait(); err != nil {
+	base, err := pd.WaitOffset()
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &runnelpb.ProduceResponse{RequestId: req.RequestId, Topic: req.Topic, Partition: req.Partition, BaseOffset: pd.Base}
+	resp := &runnelpb.ProduceResponse{RequestId: req.RequestId, Topic: req.Topic, Partition: req.Partition, BaseOffset: base}
 	if acks == partition.AcksNone {
 		resp.BaseOffset = -1
 	}
@@ -106,7 +107,10 @@ func (s *service) ProduceStream(stream runnelpb.Broker_ProduceStreamServer) erro
 			resp := &runnelpb.ProduceResponse{RequestId: f.req.RequestId, Topic: f.req.Topic, Partition: f.req.Partition, BaseOffset: f.pd.Base}
 			err, waited := f.err, f.err != nil
 			if !waited && f.acks == partition.AcksAll {
-				err, waited = f.pd.Wait(), true
+				// A replicated partition knows the offset only once the
+				// batch is committed; a retried batch gets its first offset.
+				resp.BaseOffset, err = f.pd.WaitOffset()
+				waited = true
 			}
 			if err != nil || f.acks == partition.AcksNone {
 				resp.BaseOffset = -1
