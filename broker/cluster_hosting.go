@@ -151,8 +151,11 @@ func (c *clusterCatalog) host(st *clusterState, t clusterTopic, id log.ID) (*hos
 func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID) {
 	defer close(h.done)
 	preferred := t.Partitions[id.Partition].Replicas[0]
-	for {
+	for first := true; ; first = false {
 		changed := h.LeaderChanged()
+		if !first {
+			c.n.b.met.leaderChanges.WithLabelValues(t.Name).Inc()
+		}
 		if h.IsLeader() {
 			st := h.Stats()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

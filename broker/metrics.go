@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/runnel-dev/runnel/proto/runnelpb"
 	"github.com/runnel-dev/runnel/record"
 )
 
@@ -18,6 +19,45 @@ type metrics struct {
 	produceLatency  prometheus.Histogram
 	fetchedRecords  *prometheus.CounterVec
 	fetchedBytes    *prometheus.CounterVec
+	ackLatency      prometheus.Histogram
+	leaderChanges   *prometheus.CounterVec
+}
+
+// raftCollector reports the raft state of every group on this node when
+// scraped: the controller and the partition replicas it hosts.
+type raftCollector struct{ b *Broker }
+
+var (
+	raftLeaderDesc  = prometheus.NewDesc("runnel_raft_leader", "1 when this node leads the raft group, else 0.", []string{"group"}, nil)
+	raftTermDesc    = prometheus.NewDesc("runnel_raft_term", "Current raft term of the group on this node.", []string{"group"}, nil)
+	raftCommitDesc  = prometheus.NewDesc("runnel_raft_commit_index", "Last raft index known committed.", []string{"group"}, nil)
+	raftAppliedDesc = prometheus.NewDesc("runnel_raft_applied_index", "Last raft index applied to the state machine.", []string{"group"}, nil)
+	raftContactDesc = prometheus.NewDesc("runnel_raft_last_contact_seconds", "Time since a follower last heard from its leader (0 on the leader).", []string{"group"}, nil)
+)
+
+func (c raftCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{raftLeaderDesc, raftTermDesc, raftCommitDesc, raftAppliedDesc, raftContactDesc} {
+		ch <- d
+	}
+}
+
+func (c raftCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.b.cluster
+	if n == nil {
+		return
+	}
+	groups := append([]*runnelpb.RaftGroupInfo{raftInfo(controllerGroup, n.ctrl.raft)}, n.catalog.groupInfos()...)
+	for _, g := range groups {
+		leader := 0.0
+		if g.State == "Leader" {
+			leader = 1
+		}
+		ch <- prometheus.MustNewConstMetric(raftLeaderDesc, prometheus.GaugeValue, leader, g.Group)
+		ch <- prometheus.MustNewConstMetric(raftTermDesc, prometheus.GaugeValue, float64(g.Term), g.Group)
+		ch <- prometheus.MustNewConstMetric(raftCommitDesc, prometheus.GaugeValue, float64(g.CommitIndex), g.Group)
+		ch <- prometheus.MustNewConstMetric(raftAppliedDesc, prometheus.GaugeValue, float64(g.AppliedIndex), g.Group)
+		ch <- prometheus.MustNewConstMetric(raftContactDesc, prometheus.GaugeValue, float64(g.LastContactMs)/1000, g.Group)
+	}
 }
 
 func newMetrics(b *Broker) *metrics {
@@ -41,6 +81,15 @@ func newMetrics(b *Broker) *metrics {
 			Name: "runnel_fetch_bytes_total", Help: "Record batch bytes sent to consumers, by topic.",
 		}, []string{"topic"}),
 	}
+	m.ackLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "runnel_produce_ack_seconds",
+		Help:    "Time from accepting a produce with acks=all to acknowledging it: the fsync on one node, the raft commit in a cluster.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	m.leaderChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "runnel_partition_leader_changes_total", Help: "Leadership changes seen by this node's replicas, by topic.",
+	}, []string{"topic"})
+	m.reg.MustRegister(m.ackLatency, m.leaderChanges, raftCollector{b: b})
 	m.reg.MustRegister(m.producedRecords, m.producedBytes, m.produceLatency, m.fetchedRecords, m.fetchedBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

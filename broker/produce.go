@@ -87,10 +87,11 @@ func (s *service) Produce(ctx context.Context, req *runnelpb.ProduceRequest) (*r
 // inflight is a stream produce request that has been ordered and waits for
 // its acknowledgement.
 type inflight struct {
-	req  *runnelpb.ProduceRequest
-	pd   partition.Pending
-	acks partition.Acks
-	err  error
+	admitted time.Time
+	req      *runnelpb.ProduceRequest
+	pd       partition.Pending
+	acks     partition.Acks
+	err      error
 }
 
 // ProduceStream reads requests in order and orders each batch in its
@@ -111,6 +112,7 @@ func (s *service) ProduceStream(stream runnelpb.Broker_ProduceStreamServer) erro
 				// batch is committed; a retried batch gets its first offset.
 				resp.BaseOffset, err = f.pd.WaitOffset()
 				waited = true
+				s.b.met.ackLatency.Observe(time.Since(f.admitted).Seconds())
 			}
 			if err != nil || f.acks == partition.AcksNone {
 				resp.BaseOffset = -1
@@ -160,7 +162,7 @@ loop:
 		case req := <-reqs:
 			pd, acks, err := s.admit(req)
 			select {
-			case queue <- inflight{req: req, pd: pd, acks: acks, err: err}:
+			case queue <- inflight{admitted: time.Now(), req: req, pd: pd, acks: acks, err: err}:
 			case <-ctx.Done():
 				if err == nil {
 					pd.Wait() // admitted batches are always waited for
