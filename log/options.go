@@ -1,7 +1,6 @@
 package log
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/runnel-dev/runnel/internal/pebbleenv"
 )
 
 // Options configures a Store. The zero value works: defaults are filled in by
@@ -98,66 +99,13 @@ func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache, stalls *atomic.In
 		// across logs; let L0 grow a little before stalling writes.
 		L0CompactionThreshold: 4,
 		L0StopWritesThreshold: 24,
-		Logger:                pebbleLogger{o.Logger},
-		EventListener:         eventListener(o.Logger, stalls),
+		Logger:                pebbleenv.Logger(o.Logger),
+		EventListener:         pebbleenv.EventListener(o.Logger, stalls),
 	}
 	if !o.noValueSeparation {
 		// Batches are large values that are written once and deleted in
 		// order; in blob files compactions move only keys and handles.
-		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-			return pebble.ValueSeparationPolicy{
-				Enabled:               true,
-				MinimumSize:           1 << 10,
-				MaxBlobReferenceDepth: 10,
-				RewriteMinimumAge:     5 * time.Minute,
-				TargetGarbageRatio:    0.2,
-			}
-		}
+		po.Experimental.ValueSeparationPolicy = pebbleenv.ValueSeparation
 	}
 	return po
-}
-
-// pebbleLogger sends Pebble's messages to slog: routine ones at debug level,
-// errors at error level.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	if p.l.Enabled(context.Background(), slog.LevelDebug) {
-		p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-	}
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-// Fatalf logs and panics: Pebble calls it on a broken invariant, after which
-// the store must not go on.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble")
-	panic("pebble: " + msg)
-}
-
-// eventListener reports Pebble's events. Write stalls are routine under
-// bursts; they are counted in Stats and logged at debug level.
-func eventListener(l *slog.Logger, stalls *atomic.Int64) *pebble.EventListener {
-	return &pebble.EventListener{
-		BackgroundError: func(err error) {
-			l.Error("pebble background error", "err", err)
-		},
-		DataCorruption: func(info pebble.DataCorruptionInfo) {
-			l.Error("pebble data corruption", "path", info.Path, "err", info.Details)
-		},
-		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			stalls.Add(1)
-			l.Debug("pebble write stall", "reason", info.Reason)
-		},
-		WriteStallEnd: func() {
-			l.Debug("pebble write stall ended")
-		},
-		DiskSlow: func(info pebble.DiskSlowInfo) {
-			l.Warn("slow disk write", "path", info.Path, "duration", info.Duration)
-		},
-	}
 }

@@ -13,14 +13,14 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/runnel-dev/runnel/internal/vfscount"
+	"github.com/runnel-dev/runnel/internal/pebbleenv"
 )
 
 // Store holds the logs of one node in one Pebble database. It is safe for
 // concurrent use.
 type Store struct {
 	opts  Options
-	fs    *vfscount.FS
+	fs    *pebbleenv.FS
 	db    *pebble.DB
 	cache *pebble.Cache
 	log   *slog.Logger
@@ -69,7 +69,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		opts:  opts,
-		fs:    vfscount.New(opts.FS),
+		fs:    pebbleenv.New(opts.FS),
 		cache: pebble.NewCache(opts.CacheBytes),
 		log:   opts.Logger.With("component", "log"),
 		logs:  make(map[ID]*Log),

@@ -15,7 +15,7 @@ const module = "github.com/runnel-dev/runnel"
 // anything but are never imported by the listed ones.
 var allowed = map[string][]string{
 	"record":         {},
-	"log":            {"record", "internal/vfscount"},
+	"log":            {"record", "internal/pebbleenv"},
 	"partition":      {"log", "record"},
 	"consumergroup":  {"partition", "log", "record"},
 	"broker":         {"consumergroup", "partition", "log", "record", "proto/runnelpb", "internal/raftmux", "internal/raftstore"},

@@ -1,13 +1,12 @@
 package raftstore
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/runnel-dev/runnel/internal/pebbleenv"
 )
 
 // Options configures a Store. The zero value works: Open fills in defaults.
@@ -71,63 +70,14 @@ func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache) *pebble.Options {
 		// across groups; let L0 grow a little before stalling writes.
 		L0CompactionThreshold: 4,
 		L0StopWritesThreshold: 24,
-		Logger:                pebbleLogger{o.Logger},
-		EventListener:         eventListener(o.Logger),
+		Logger:                pebbleenv.Logger(o.Logger),
+		EventListener:         pebbleenv.EventListener(o.Logger, nil),
 	}
 	if !o.noValueSeparation {
 		// Entries are large values written once and deleted in order; in
 		// blob files compactions move only keys and handles, and a blob
 		// file whose entries are all truncated is deleted whole.
-		po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
-			return pebble.ValueSeparationPolicy{
-				Enabled:               true,
-				MinimumSize:           1 << 10,
-				MaxBlobReferenceDepth: 10,
-				RewriteMinimumAge:     5 * time.Minute,
-				TargetGarbageRatio:    0.2,
-			}
-		}
+		po.Experimental.ValueSeparationPolicy = pebbleenv.ValueSeparation
 	}
 	return po
-}
-
-// pebbleLogger sends Pebble's messages to slog: routine ones at debug level,
-// errors at error level.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (p pebbleLogger) Infof(format string, args ...any) {
-	if p.l.Enabled(context.Background(), slog.LevelDebug) {
-		p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
-	}
-}
-
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-}
-
-// Fatalf logs and panics: Pebble calls it on a broken invariant, after which
-// the store must not go on.
-func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble")
-	panic("pebble: " + msg)
-}
-
-// eventListener reports Pebble's background errors, corruption and slow
-// disks.
-func eventListener(l *slog.Logger) *pebble.EventListener {
-	return &pebble.EventListener{
-		BackgroundError: func(err error) {
-			l.Error("pebble background error", "err", err)
-		},
-		DataCorruption: func(info pebble.DataCorruptionInfo) {
-			l.Error("pebble data corruption", "path", info.Path, "err", info.Details)
-		},
-		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			l.Debug("pebble write stall", "reason", info.Reason)
-		},
-		DiskSlow: func(info pebble.DiskSlowInfo) {
-			l.Warn("slow disk write", "path", info.Path, "duration", info.Duration)
-		},
-	}
 }

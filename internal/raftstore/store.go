@@ -8,7 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/runnel-dev/runnel/internal/vfscount"
+	"github.com/runnel-dev/runnel/internal/pebbleenv"
 )
 
 // Store holds the raft logs and stable stores of every raft group on a
@@ -16,7 +16,7 @@ import (
 // (group commit). It is safe for concurrent use.
 type Store struct {
 	opts  Options
-	fs    *vfscount.FS
+	fs    *pebbleenv.FS
 	db    *pebble.DB
 	cache *pebble.Cache
 	wo    *pebble.WriteOptions
@@ -54,7 +54,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	s := &Store{
 		opts:   opts,
-		fs:     vfscount.New(opts.FS),
+		fs:     pebbleenv.New(opts.FS),
 		cache:  pebble.NewCache(cacheBytes),
 		wo:     opts.writeOptions(),
 		groups: make(map[string]*Group),

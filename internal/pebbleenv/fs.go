@@ -1,7 +1,4 @@
-// Package vfscount wraps the file system Pebble runs on and counts fsyncs of
-// write-ahead log files and bytes written, so stores can report records per
-// fsync and write amplification.
-package vfscount
+package pebbleenv
 
 import (
 	"strings"

@@ -1,0 +1,73 @@
+package pebbleenv
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Logger sends Pebble's messages to l: routine ones at debug level, errors
+// at error level. Fatalf logs and panics: Pebble calls it on a broken
+// invariant, after which the store must not go on.
+func Logger(l *slog.Logger) pebble.Logger { return logger{l} }
+
+type logger struct{ l *slog.Logger }
+
+func (p logger) Infof(format string, args ...any) {
+	if p.l.Enabled(context.Background(), slog.LevelDebug) {
+		p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+	}
+}
+
+func (p logger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p logger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}
+
+// EventListener logs Pebble's background errors, corruption, write stalls
+// and slow disk writes to l, and counts write stalls in stalls when it is
+// not nil.
+func EventListener(l *slog.Logger, stalls *atomic.Int64) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			l.Error("pebble background error", "err", err)
+		},
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			l.Error("pebble data corruption", "path", info.Path, "err", info.Details)
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			if stalls != nil {
+				stalls.Add(1)
+			}
+			l.Debug("pebble write stall", "reason", info.Reason)
+		},
+		WriteStallEnd: func() {
+			l.Debug("pebble write stall ended")
+		},
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			l.Warn("slow disk write", "path", info.Path, "duration", info.Duration)
+		},
+	}
+}
+
+// ValueSeparation is the value separation policy of runnel's stores: their
+// values (record batches, raft entries) are large, written once and deleted
+// in order, so in blob files compactions move only keys and handles.
+func ValueSeparation() pebble.ValueSeparationPolicy {
+	return pebble.ValueSeparationPolicy{
+		Enabled:               true,
+		MinimumSize:           1 << 10,
+		MaxBlobReferenceDepth: 10,
+		RewriteMinimumAge:     5 * time.Minute,
+		TargetGarbageRatio:    0.2,
+	}
+}
