@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -52,84 +53,18 @@ A node that dies is not restarted: run its "cmd" from cluster.json to bring
 it back. --port 0 picks free ports.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if nodes < 1 || nodes > 9 {
-				return fmt.Errorf("--nodes %d: use 1 to 9", nodes)
-			}
-			self, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("find the runnel binary: %w", err)
-			}
-			if err := os.MkdirAll(dataDir, 0o755); err != nil {
-				return err
-			}
-			addrs, https, err := devPorts(nodes, port)
-			if err != nil {
-				return err
-			}
-			var peers []string
-			for i, a := range addrs {
-				peers = append(peers, fmt.Sprintf("%d=%s", i+1, a))
-			}
-			cluster := devCluster{Brokers: strings.Join(addrs, ",")}
-			var procs []*exec.Cmd
-			var exited []chan struct{}
-			stopAll := func() {
-				for _, p := range procs {
-					p.Process.Signal(syscall.SIGTERM)
-				}
-				for _, e := range exited {
-					<-e
-				}
-			}
-			for i := range nodes {
-				data, err := filepath.Abs(filepath.Join(dataDir, fmt.Sprintf("node%d", i+1)))
-				if err != nil {
-					return err
-				}
-				argv := []string{self, "serve", "--id", strconv.Itoa(i + 1), "--addr", addrs[i], "--http", https[i],
-					"--data", data, "--cluster", strings.Join(peers, ",")}
-				if noSync {
-					argv = append(argv, "--no-sync")
-				}
-				logf, err := os.OpenFile(filepath.Join(dataDir, fmt.Sprintf("node%d.log", i+1)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-				if err != nil {
-					stopAll()
-					return err
-				}
-				p := exec.Command(argv[0], argv[1:]...)
-				p.Stdout, p.Stderr = logf, logf
-				if err := p.Start(); err != nil {
-					stopAll()
-					return fmt.Errorf("start node %d: %w", i+1, err)
-				}
-				procs = append(procs, p)
-				// Reap a node as soon as it exits, so a killed node leaves no
-				// zombie behind and its pid is free.
-				done := make(chan struct{})
-				exited = append(exited, done)
-				go func(id int) {
-					defer close(done)
-					err := p.Wait()
-					fmt.Fprintf(cmd.ErrOrStderr(), "node %d exited: %v\n", id, exitStatus(err))
-				}(i + 1)
-				cluster.Nodes = append(cluster.Nodes, devNode{ID: i + 1, Addr: addrs[i], HTTP: https[i], PID: p.Process.Pid, Data: data, Cmd: argv})
-			}
-			data, _ := json.MarshalIndent(cluster, "", "  ")
-			if err := os.WriteFile(filepath.Join(dataDir, "cluster.json"), append(data, '\n'), 0o644); err != nil {
-				stopAll()
-				return err
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			if err := waitReady(ctx, https, 60*time.Second); err != nil {
-				stopAll()
-				return fmt.Errorf("%w; see the node logs in %s", err, dataDir)
+			lc, err := startLocalCluster(ctx, localClusterConfig{Nodes: nodes, Dir: dataDir, Port: port, NoSync: noSync, Stderr: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
 			}
+			cluster := lc.cluster
 			fmt.Fprintf(cmd.OutOrStdout(), "RUNNEL_BROKERS=%s\n", cluster.Brokers)
 			fmt.Fprintf(cmd.ErrOrStderr(), "%d nodes ready; cluster.json and node logs in %s; Ctrl-C stops them\n", nodes, dataDir)
 			<-ctx.Done()
 			fmt.Fprintln(cmd.ErrOrStderr(), "stopping the nodes")
-			stopAll()
+			lc.Stop()
 			return nil
 		},
 	}
@@ -139,6 +74,106 @@ it back. --port 0 picks free ports.`,
 	f.IntVar(&port, "port", 7070, "gRPC port of node 1; node N listens on PORT+N-1 and serves HTTP on PORT+100+N-1; 0 picks free ports")
 	f.BoolVar(&noSync, "no-sync", false, "run the nodes with --no-sync")
 	return cmd
+}
+
+// localClusterConfig is a cluster of runnel serve processes on 127.0.0.1.
+type localClusterConfig struct {
+	Nodes  int
+	Dir    string
+	Port   int // 0 picks free ports
+	NoSync bool
+	// Stderr receives a line when a node exits.
+	Stderr io.Writer
+}
+
+// localCluster is a running cluster of runnel serve processes.
+type localCluster struct {
+	cluster devCluster
+	https   []string
+	procs   []*exec.Cmd
+	exited  []chan struct{}
+}
+
+// startLocalCluster starts the nodes, writes DIR/cluster.json and waits
+// until every node is ready. On error, nodes already started are stopped.
+func startLocalCluster(ctx context.Context, cfg localClusterConfig) (*localCluster, error) {
+	if cfg.Nodes < 1 || cfg.Nodes > 9 {
+		return nil, fmt.Errorf("--nodes %d: use 1 to 9", cfg.Nodes)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find the runnel binary: %w", err)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	addrs, https, err := devPorts(cfg.Nodes, cfg.Port)
+	if err != nil {
+		return nil, err
+	}
+	var peers []string
+	for i, a := range addrs {
+		peers = append(peers, fmt.Sprintf("%d=%s", i+1, a))
+	}
+	lc := &localCluster{cluster: devCluster{Brokers: strings.Join(addrs, ",")}, https: https}
+	for i := range cfg.Nodes {
+		data, err := filepath.Abs(filepath.Join(cfg.Dir, fmt.Sprintf("node%d", i+1)))
+		if err != nil {
+			lc.Stop()
+			return nil, err
+		}
+		argv := []string{self, "serve", "--id", strconv.Itoa(i + 1), "--addr", addrs[i], "--http", https[i],
+			"--data", data, "--cluster", strings.Join(peers, ",")}
+		if cfg.NoSync {
+			argv = append(argv, "--no-sync")
+		}
+		logf, err := os.OpenFile(filepath.Join(cfg.Dir, fmt.Sprintf("node%d.log", i+1)), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			lc.Stop()
+			return nil, err
+		}
+		p := exec.Command(argv[0], argv[1:]...)
+		p.Stdout, p.Stderr = logf, logf
+		if err := p.Start(); err != nil {
+			logf.Close()
+			lc.Stop()
+			return nil, fmt.Errorf("start node %d: %w", i+1, err)
+		}
+		lc.procs = append(lc.procs, p)
+		// Reap a node as soon as it exits, so a killed node leaves no
+		// zombie behind and its pid is free.
+		done := make(chan struct{})
+		lc.exited = append(lc.exited, done)
+		go func(id int) {
+			defer close(done)
+			defer logf.Close()
+			err := p.Wait()
+			if cfg.Stderr != nil {
+				fmt.Fprintf(cfg.Stderr, "node %d exited: %v\n", id, exitStatus(err))
+			}
+		}(i + 1)
+		lc.cluster.Nodes = append(lc.cluster.Nodes, devNode{ID: i + 1, Addr: addrs[i], HTTP: https[i], PID: p.Process.Pid, Data: data, Cmd: argv})
+	}
+	data, _ := json.MarshalIndent(lc.cluster, "", "  ")
+	if err := os.WriteFile(filepath.Join(cfg.Dir, "cluster.json"), append(data, '\n'), 0o644); err != nil {
+		lc.Stop()
+		return nil, err
+	}
+	if err := waitReady(ctx, https, 60*time.Second); err != nil {
+		lc.Stop()
+		return nil, fmt.Errorf("%w; see the node logs in %s", err, cfg.Dir)
+	}
+	return lc, nil
+}
+
+// Stop sends SIGTERM to every node and waits until all have exited.
+func (lc *localCluster) Stop() {
+	for _, p := range lc.procs {
+		p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, e := range lc.exited {
+		<-e
+	}
 }
 
 // devPorts returns the gRPC and HTTP addresses of n nodes.

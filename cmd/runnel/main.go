@@ -24,7 +24,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), devCmd())
+	root.AddCommand(serveCmd(), devCmd(), benchCmd())
 	addClientCommands(root)
 	return root
 }

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/runnel-dev/runnel/bench"
+	"github.com/runnel-dev/runnel/broker"
+	"github.com/runnel-dev/runnel/client"
+)
+
+func benchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure throughput and latency",
+		Long: `Run a workload and report records/s, MB/s and latency percentiles.
+
+By default the workload runs against an embedded broker in this process,
+with its data in a temporary folder. --nodes N starts a local cluster of N
+runnel serve processes for the run instead, and --brokers measures an
+existing cluster. Durability (acks, replicas, fsync) is always reported.`,
+	}
+	cmd.AddCommand(benchProduceCmd())
+	return cmd
+}
+
+// benchTarget is what a workload runs against, and how to count its fsyncs.
+type benchTarget struct {
+	c        *client.Client
+	label    string
+	noSync   bool
+	external bool
+	// metrics are the /metrics URLs of the nodes, for fsync counts.
+	metrics  []string
+	embedded *broker.Broker
+	close    func()
+}
+
+type benchFlags struct {
+	brokers    string
+	nodes      int
+	noSync     bool
+	format     string
+	partitions int
+	replicas   int
+	acks       string
+	linger     time.Duration
+}
+
+func (f *benchFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.brokers, "brokers", "", "measure the existing cluster at HOST:PORT,... instead of an embedded broker")
+	fl.IntVar(&f.nodes, "nodes", 0, "start a local cluster of N runnel serve processes for the run (0: an embedded broker)")
+	fl.BoolVar(&f.noSync, "no-sync", false, "run the embedded broker or local cluster without fsync (labelled in the result)")
+	fl.StringVar(&f.format, "format", "table", "output format: table or json")
+	fl.IntVar(&f.partitions, "partitions", 1, "partitions of the benchmark topic")
+	fl.IntVar(&f.replicas, "replicas", 0, "replication factor of the benchmark topic (0: min(3, nodes))")
+	fl.StringVar(&f.acks, "acks", "all", "produce acks: none, leader or all")
+	fl.DurationVar(&f.linger, "linger", 5*time.Millisecond, "how long the producer waits to fill a batch")
+}
+
+func (f *benchFlags) check(cmd *cobra.Command) error {
+	if f.format != "table" && f.format != "json" {
+		return fmt.Errorf("--format %q: use table or json", f.format)
+	}
+	if f.brokers != "" && f.nodes > 0 {
+		return fmt.Errorf("use --brokers or --nodes, not both")
+	}
+	if f.brokers != "" && cmd.Flags().Changed("no-sync") {
+		return fmt.Errorf("--no-sync applies to brokers the bench starts; an existing cluster keeps its own setting")
+	}
+	if f.nodes < 0 || f.nodes > 9 {
+		return fmt.Errorf("--nodes %d: use 1 to 9, or 0 for an embedded broker", f.nodes)
+	}
+	if f.partitions < 1 {
+		return fmt.Errorf("--partitions %d: use 1 or more", f.partitions)
+	}
+	return nil
+}
+
+// open starts or connects to the target.
+func (f *benchFlags) open(ctx context.Context, stderr io.Writer, opts ...client.Option) (*benchTarget, error) {
+	switch {
+	case f.brokers != "":
+		c, err := client.New(ctx, append([]client.Option{client.Brokers(f.brokers)}, opts...)...)
+		if err != nil {
+			return nil, err
+		}
+		t := &benchTarget{c: c, label: f.brokers, external: true, close: func() { c.Close() }}
+		if md, err := c.Metadata(ctx); err == nil {
+			for _, n := range md.Nodes {
+				if n.HTTP != "" {
+					t.metrics = append(t.metrics, "http://"+n.HTTP+"/metrics")
+				}
+			}
+		}
+		return t, nil
+	case f.nodes > 0:
+		dir, err := os.MkdirTemp("", "runnel-bench-")
+		if err != nil {
+			return nil, err
+		}
+		lc, err := startLocalCluster(ctx, localClusterConfig{Nodes: f.nodes, Dir: dir, NoSync: f.noSync})
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		stop := func() { lc.Stop(); os.RemoveAll(dir) }
+		c, err := client.New(ctx, append([]client.Option{client.Brokers(lc.cluster.Brokers)}, opts...)...)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		t := &benchTarget{c: c, label: fmt.Sprintf("local cluster of %d processes", f.nodes), noSync: f.noSync,
+			close: func() { c.Close(); stop() }}
+		for _, h := range lc.https {
+			t.metrics = append(t.metrics, "http://"+h+"/metrics")
+		}
+		return t, nil
+	default:
+		dir, err := os.MkdirTemp("", "runnel-bench-")
+		if err != nil {
+			return nil, err
+		}
+		quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		b, err := broker.Open(dir, broker.Options{NoSync: f.noSync, Logger: quiet})
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		stop := func() { b.Close(); os.RemoveAll(dir) }
+		c, err := client.New(ctx, append([]client.Option{client.Dialer(b.DialContext)}, opts...)...)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		return &benchTarget{c: c, label: "embedded broker", noSync: f.noSync, embedded: b,
+			close: func() { c.Close(); stop() }}, nil
+	}
+}
+
+// fsyncs returns the fsyncs the target's nodes have counted so far, or -1
+// when they cannot be read.
+func (t *benchTarget) fsyncs(ctx context.Context) int64 {
+	if t.embedded != nil {
+		return t.embedded.Stats().Syncs
+	}
+	if len(t.metrics) == 0 {
+		return -1
+	}
+	var total int64
+	hc := &http.Client{Timeout: 5 * time.Second}
+	for _, u := range t.metrics {
+		n, err := scrapeFsyncs(ctx, hc, u)
+		if err != nil {
+			return -1
+		}
+		total += n
+	}
+	return total
+}
+
+// scrapeFsyncs sums the runnel_*fsyncs_total counters of one node.
+func scrapeFsyncs(ctx context.Context, hc *http.Client, url string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "runnel_") {
+			continue
+		}
+		name, rest, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(name, '{'); i >= 0 {
+			name = name[:i]
+		}
+		if !strings.HasSuffix(name, "fsyncs_total") {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return int64(total), sc.Err()
+}
+
+func benchProduceCmd() *cobra.Command {
+	var (
+		f       benchFlags
+		records int
+		size    int
+		rate    float64
+		topic   string
+	)
+	cmd := &cobra.Command{
+		Use:   "produce",
+		Short: "Produce records at the highest rate, or at a fixed rate for latency",
+		Long: `Produce --records records of --size bytes to a new topic and report
+throughput and the latency from send to acknowledgement.
+
+Without --rate the producer sends as fast as the client takes records
+(closed loop). With --rate R the load is open loop: record i is due at
+start + i/R and its latency counts from that due time, so a stall shows up
+in the latency rather than slowing the sender (no coordinated omission).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(cmd); err != nil {
+				return err
+			}
+			level, err := client.ParseAcks(f.acks)
+			if err != nil {
+				return fmt.Errorf("--acks %q: use none, leader or all", f.acks)
+			}
+			if records < 1 {
+				return fmt.Errorf("--records %d: use 1 or more", records)
+			}
+			if size < 0 {
+				return fmt.Errorf("--size %d: use 0 or more bytes", size)
+			}
+			if rate < 0 {
+				return fmt.Errorf("--rate %v: use records per second, or 0 for as fast as possible", rate)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			t, err := f.open(ctx, cmd.ErrOrStderr(), client.Acks(level), client.Linger(f.linger))
+			if err != nil {
+				return explain(err)
+			}
+			defer t.close()
+			if topic == "" {
+				topic = fmt.Sprintf("bench-produce-%d", time.Now().UnixNano())
+			}
+			info, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil)
+			if err != nil {
+				return explain(err)
+			}
+			replicas := 1
+			if len(info.Partitions) > 0 {
+				replicas = len(info.Partitions[0].Replicas)
+			}
+			cfg := bench.ProduceConfig{Topic: topic, Records: records, Size: size, Rate: rate}
+			if isTerminal(os.Stderr) {
+				cfg.Progress = func(acked int64, elapsed time.Duration) {
+					fmt.Fprintf(os.Stderr, "\r%d/%d records, %.0f/s   ", acked, records, float64(acked)/elapsed.Seconds())
+				}
+			}
+			before := t.fsyncs(ctx)
+			res, err := bench.Produce(ctx, t.c, cfg)
+			if cfg.Progress != nil {
+				fmt.Fprint(os.Stderr, "\r\033[K")
+			}
+			if err != nil {
+				return explain(err)
+			}
+			if after := t.fsyncs(ctx); before >= 0 && after >= 0 {
+				res.SetFsyncs(after - before)
+			}
+			res.Durability.Acks = level.String()
+			res.Durability.Replicas = replicas
+			res.Durability.Fsync = level == client.AcksAll && !t.noSync
+			if t.external {
+				// An existing cluster's fsync setting is not visible to a
+				// client; the fsync count, when the metrics are reachable,
+				// is the evidence.
+				res.Durability.Fsync = level == client.AcksAll && res.Durability.Fsyncs > 0
+				res.Durability.Note = "existing cluster"
+			}
+			res.Environment = bench.CurrentEnvironment(t.label)
+			if f.format == "json" {
+				return res.WriteJSON(cmd.OutOrStdout())
+			}
+			return res.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	f.add(cmd)
+	fl := cmd.Flags()
+	fl.IntVar(&records, "records", 200000, "records to produce")
+	fl.IntVar(&size, "size", 100, "value size in bytes")
+	fl.Float64Var(&rate, "rate", 0, "offered load in records/s, open loop (0: as fast as possible)")
+	fl.StringVar(&topic, "topic", "", "topic to create for the run (default bench-produce-<time>)")
+	return cmd
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
