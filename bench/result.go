@@ -59,7 +59,10 @@ type Durability struct {
 	Fsync bool `json:"fsync"`
 	// Fsyncs is the fsyncs the brokers counted during the run, when known.
 	Fsyncs int64 `json:"fsyncs,omitempty"`
-	// FsyncsPerSec and RecordsPerFsync follow from Fsyncs.
+	// FsyncsPerSec is Fsyncs over the run's duration. RecordsPerFsync is
+	// the records one fsync made durable on one node: each record is
+	// fsynced once on each of its replicas, so it is records × replicas /
+	// fsyncs.
 	FsyncsPerSec    float64 `json:"fsyncs_per_sec,omitempty"`
 	RecordsPerFsync float64 `json:"records_per_fsync,omitempty"`
 	// Note is a free-form qualifier, such as "one process, three nodes".
@@ -177,7 +180,7 @@ func (r *Result) SetFsyncs(n int64) {
 	r.Durability.Fsyncs = n
 	if n > 0 && r.Seconds > 0 {
 		r.Durability.FsyncsPerSec = float64(n) / r.Seconds
-		r.Durability.RecordsPerFsync = float64(r.Records) / float64(n)
+		r.Durability.RecordsPerFsync = float64(r.Records) * float64(max(r.Durability.Replicas, 1)) / float64(n)
 	}
 }
 

@@ -95,6 +95,14 @@ func newMetrics(b *Broker) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "runnel_log_fsyncs_total", Help: "fsyncs of the write-ahead log.",
 		}, func() float64 { return float64(b.store.Stats().Syncs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "runnel_raft_log_fsyncs_total", Help: "fsyncs of the raft log store shared by this node's raft groups (0 on a single node).",
+		}, func() float64 {
+			if b.cluster == nil || b.cluster.rafts == nil {
+				return 0
+			}
+			return float64(b.cluster.rafts.Stats().Syncs)
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "runnel_topics", Help: "Topics on this node.",
 		}, func() float64 { return float64(len(b.topics.list())) }),

@@ -263,6 +263,9 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 			if len(info.Partitions) > 0 {
 				replicas = len(info.Partitions[0].Replicas)
 			}
+			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
+			}
 			cfg := bench.ProduceConfig{Topic: topic, Records: records, Size: size, Rate: rate}
 			if isTerminal(os.Stderr) {
 				cfg.Progress = func(acked int64, elapsed time.Duration) {
@@ -277,11 +280,11 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 			if err != nil {
 				return explain(err)
 			}
+			res.Durability.Acks = level.String()
+			res.Durability.Replicas = replicas
 			if after := t.fsyncs(ctx); before >= 0 && after >= 0 {
 				res.SetFsyncs(after - before)
 			}
-			res.Durability.Acks = level.String()
-			res.Durability.Replicas = replicas
 			res.Durability.Fsync = level == client.AcksAll && !t.noSync
 			if t.external {
 				// An existing cluster's fsync setting is not visible to a
@@ -304,6 +307,33 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 	fl.Float64Var(&rate, "rate", 0, "offered load in records/s, open loop (0: as fast as possible)")
 	fl.StringVar(&topic, "topic", "", "topic to create for the run (default bench-produce-<time>)")
 	return cmd
+}
+
+// waitSettled waits until every partition of topic is led by its
+// preferred replica, so that the run does not measure the elections and
+// leadership moves that follow creating a topic in a cluster.
+func waitSettled(ctx context.Context, c *client.Client, topic string, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		info, err := c.DescribeTopic(ctx, topic)
+		settled := err == nil && len(info.Partitions) > 0
+		for _, p := range info.Partitions {
+			if len(p.Replicas) == 0 || p.Leader != p.Replicas[0] {
+				settled = false
+			}
+		}
+		if settled {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("partitions of %s not led by their preferred replicas within %s", topic, limit)
+		case <-tick.C:
+		}
+	}
 }
 
 // isTerminal reports whether f is a terminal.
