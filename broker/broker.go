@@ -31,6 +31,8 @@ type Broker struct {
 	store  *log.Store
 	topics catalog
 	met    *metrics
+	// groups coordinates consumer groups.
+	groups *coordinator
 	// cluster is set when the node runs in a cluster.
 	cluster *clusterNode
 
@@ -103,6 +105,16 @@ func Open(dir string, opts Options) (*Broker, error) {
 		}
 		reg.self = nodeMeta{ID: opts.NodeID, Addr: b.Addr(), HTTP: opts.HTTPAddr}
 		b.topics = reg
+		offPath := filepath.Join(dir, "offsets.json")
+		if opts.FS != nil {
+			offPath = ""
+		}
+		offs, err := openFileOffsets(offPath, opts.NoSync)
+		if err != nil {
+			return fail(fmt.Errorf("broker: %w", err))
+		}
+		b.groups = newCoordinator(offs, b.partitionCount, opts.Logger)
+		go b.groups.run(b.closing)
 	}
 	b.met = newMetrics(b)
 
@@ -164,6 +176,16 @@ func (b *Broker) HTTPAddr() string {
 // Stats returns the storage counters: appends, records, bytes and fsyncs
 // since Open.
 func (b *Broker) Stats() log.Stats { return b.store.Stats() }
+
+// partitionCount returns a topic's partition count, 0 when there is no
+// such topic.
+func (b *Broker) partitionCount(topic string) int32 {
+	t, err := b.topics.get(topic)
+	if err != nil {
+		return 0
+	}
+	return int32(len(t.assign))
+}
 
 // NodeID returns this node's id.
 func (b *Broker) NodeID() int32 { return b.opts.NodeID }

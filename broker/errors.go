@@ -36,6 +36,18 @@ var (
 	// committed, such as when leadership was lost during it. Retrying is
 	// safe for idempotent producers.
 	ErrOutcomeUnknown = errors.New("broker: outcome unknown")
+	// ErrGroupNotFound is matched by *GroupNotFoundError.
+	ErrGroupNotFound = errors.New("broker: group not found")
+	// ErrStaleGeneration is returned for a group request from a member
+	// that is no longer in the group, or for a partition it no longer
+	// owns, or with a generation older than its ownership: the member
+	// must drop its partitions and join again.
+	ErrStaleGeneration = errors.New("broker: stale group generation")
+	// ErrGroupActive is returned for a seek or delete of a group that has
+	// live members.
+	ErrGroupActive = errors.New("broker: group has live members")
+	// ErrNotCoordinator is matched by *NotCoordinatorError.
+	ErrNotCoordinator = errors.New("broker: not the group coordinator")
 )
 
 // kindError is an error whose message is written for a person and whose

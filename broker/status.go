@@ -63,6 +63,8 @@ func describe(err error) grpcError {
 		oor  *OffsetOutOfRangeError
 		back *partition.BacklogError
 		nl   *NotLeaderError
+		gnf  *GroupNotFoundError
+		nc   *NotCoordinatorError
 	)
 	switch {
 	case errors.As(err, &tnf):
@@ -93,6 +95,19 @@ func describe(err error) grpcError {
 	case errors.As(err, &nl):
 		g.code, g.reason = codes.FailedPrecondition, "NOT_LEADER"
 		g.metadata = map[string]string{"topic": nl.Topic, "partition": itoa(int64(nl.Partition)), "leader_id": itoa(int64(nl.LeaderID)), "leader_addr": nl.LeaderAddr}
+	case errors.As(err, &gnf):
+		g.code, g.reason, g.metadata = codes.NotFound, "GROUP_NOT_FOUND", map[string]string{"group": gnf.Group}
+	case errors.Is(err, ErrStaleGeneration):
+		g.code, g.reason = codes.Aborted, "STALE_GENERATION"
+	case errors.Is(err, ErrGroupActive):
+		g.code, g.reason = codes.FailedPrecondition, "GROUP_ACTIVE"
+	case errors.As(err, &nc):
+		if nc.LeaderID == 0 {
+			g.code, g.reason = codes.Unavailable, "NO_LEADER"
+		} else {
+			g.code, g.reason = codes.FailedPrecondition, "NOT_COORDINATOR"
+			g.metadata = map[string]string{"leader_id": itoa(int64(nc.LeaderID)), "leader_addr": nc.LeaderAddr}
+		}
 	case errors.Is(err, partition.ErrOutOfOrderSequence):
 		g.code, g.reason = codes.FailedPrecondition, "OUT_OF_ORDER_SEQUENCE"
 	case errors.Is(err, partition.ErrProducerFenced):

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sync"
@@ -172,31 +171,10 @@ func (r *registry) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	tmp := r.path + ".tmp"
-	fh, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("write topic registry: %w", err)
+	if err := writeFileAtomic(r.path, data, true); err != nil {
+		return fmt.Errorf("write topic registry %s: %w", r.path, err)
 	}
-	if _, err := fh.Write(data); err != nil {
-		fh.Close()
-		return fmt.Errorf("write topic registry: %w", err)
-	}
-	if err := fh.Sync(); err != nil {
-		fh.Close()
-		return fmt.Errorf("sync topic registry: %w", err)
-	}
-	if err := fh.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, r.path); err != nil {
-		return fmt.Errorf("replace topic registry: %w", err)
-	}
-	dir, err := os.Open(filepath.Dir(r.path))
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	return dir.Sync()
+	return nil
 }
 
 func (r *registry) create(_ context.Context, name string, partitions, replicas int, configs map[string]string) (*topic, error) {
