@@ -37,71 +37,115 @@ import (
 // memory.
 func (c *Client) Consume(ctx context.Context, topic string, partition int32, from Position) iter.Seq2[*Record, error] {
 	return func(yield func(*Record, error) bool) {
-		f := fetch{c: c, topic: topic, partition: partition, next: -1}
-		f.rec.Topic, f.rec.Partition = topic, partition
-		pos := from
-		if t, ok := from.TimeValue(); ok {
-			// Resolve a time to an offset first, so records of the first
-			// batch that come before it are skipped exactly.
-			offs, err := c.ListOffsets(ctx, topic, partition, Time(t))
-			if err != nil {
-				if ctx.Err() == nil {
-					yield(nil, err)
+		var rec Record
+		rec.Topic, rec.Partition = topic, partition
+		err := c.fetchLoop(ctx, topic, partition, from, func(f *fetch, resp *runnelpb.FetchResponse) (bool, error) {
+			for _, raw := range resp.GetBatches() {
+				it := record.Batch(raw).Iter()
+				for it.Next() {
+					r := it.Record()
+					if r.Offset < f.next {
+						continue
+					}
+					f.next = r.Offset + 1
+					rec.Key, rec.Value, rec.Headers = r.Key, r.Value, r.Headers
+					rec.Timestamp = time.UnixMilli(r.Timestamp)
+					rec.Offset = r.Offset
+					if !yield(&rec, nil) {
+						return false, nil
+					}
 				}
-				return
-			}
-			pos = Offset(offs.Offset)
-		}
-		if o, ok := pos.OffsetValue(); ok {
-			f.next = o
-		}
-		lastProgress := time.Now()
-		attempts := 0
-		for {
-			progressed, err := f.run(ctx, pos, yield)
-			if err == nil || ctx.Err() != nil {
-				return // the caller stopped, or ctx ended
-			}
-			if progressed {
-				lastProgress, attempts = time.Now(), 0
-			}
-			if !Retriable(err) || time.Since(lastProgress) > c.cfg.deliveryTimeout {
-				yield(nil, err)
-				return
-			}
-			var nl *NotLeaderError
-			if errors.As(err, &nl) {
-				c.meta.follow(topic, partition, nl)
-			}
-			c.meta.refresh()
-			attempts++
-			c.cfg.logger.Debug("runnel client: fetch retry", "topic", topic, "partition", partition, "attempt", attempts, "err", err)
-			if c.sleep(ctx, c.prod.backoff(attempts)) != nil {
-				if ctx.Err() == nil {
-					yield(nil, ErrClosed)
+				if err := it.Err(); err != nil {
+					return false, fmt.Errorf("fetch %s/%d: %w", topic, partition, err)
 				}
-				return
 			}
-			if f.next >= 0 {
-				pos = Offset(f.next)
-			}
+			return true, nil
+		})
+		if err != nil {
+			yield(nil, err)
 		}
 	}
 }
 
-// fetch is the state of one Consume across reconnects.
+// fetchLoop reads one partition from the position from and hands each
+// fetch response to onResp, on this goroutine, until onResp returns false
+// or an error, or ctx ends (both without an error). It reconnects on
+// retriable errors, resuming at f.next, and returns an error when one is
+// not retriable or retrying has not made progress for DeliveryTimeout.
+// onResp may advance f.next past the records it consumed; after it
+// returns, f.next moves past the response's batches.
+func (c *Client) fetchLoop(ctx context.Context, topic string, partition int32, from Position, onResp func(f *fetch, resp *runnelpb.FetchResponse) (bool, error)) error {
+	f := fetch{c: c, topic: topic, partition: partition, next: -1}
+	pos := from
+	if t, ok := from.TimeValue(); ok {
+		// Resolve a time to an offset first, so records of the first
+		// batch that come before it are skipped exactly.
+		offs, err := c.ListOffsets(ctx, topic, partition, Time(t))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		pos = Offset(offs.Offset)
+	}
+	if o, ok := pos.OffsetValue(); ok {
+		f.next = o
+	}
+	lastProgress := time.Now()
+	attempts := 0
+	for {
+		progressed, err := f.run(ctx, pos, onResp)
+		if err == nil || ctx.Err() != nil {
+			return nil // the caller stopped, or ctx ended
+		}
+		var stop *stopError
+		if errors.As(err, &stop) {
+			return stop.err
+		}
+		if progressed {
+			lastProgress, attempts = time.Now(), 0
+		}
+		if !Retriable(err) || time.Since(lastProgress) > c.cfg.deliveryTimeout {
+			return err
+		}
+		var nl *NotLeaderError
+		if errors.As(err, &nl) {
+			c.meta.follow(topic, partition, nl)
+		}
+		c.meta.refresh()
+		attempts++
+		c.cfg.logger.Debug("runnel client: fetch retry", "topic", topic, "partition", partition, "attempt", attempts, "err", err)
+		if c.sleep(ctx, c.prod.backoff(attempts)) != nil {
+			if ctx.Err() == nil {
+				return ErrClosed
+			}
+			return nil
+		}
+		if f.next >= 0 {
+			pos = Offset(f.next)
+		}
+	}
+}
+
+// stopError carries an error of the response handler out of fetch.run,
+// marked as final.
+type stopError struct{ err error }
+
+func (e *stopError) Error() string { return e.err.Error() }
+
+// fetch is the state of one fetchLoop across reconnects.
 type fetch struct {
 	c         *Client
 	topic     string
 	partition int32
-	next      int64 // the next offset to yield; -1 before the first is known
-	rec       Record
+	next      int64 // the next offset to hand on; -1 before the first is known
 }
 
-// run streams from pos until an error or the caller stops. It returns a
-// nil error only when the caller stopped or ctx ended, and reports whether
-// any response arrived.
-func (f *fetch) run(ctx context.Context, pos Position, yield func(*Record, error) bool) (progressed bool, err error) {
+// run streams from pos until an error or the handler stops. It returns a
+// nil error only when the handler stopped or ctx ended, and reports
+// whether any response arrived.
+func (f *fetch) run(ctx context.Context, pos Position, onResp func(f *fetch, resp *runnelpb.FetchResponse) (bool, error)) (progressed bool, err error) {
 	c := f.c
 	addr, err := c.meta.leaderFresh(ctx, f.topic, f.partition)
 	if err != nil {
@@ -136,26 +180,15 @@ func (f *fetch) run(ctx context.Context, pos Position, yield func(*Record, error
 			return progressed, f.streamErr(ctx, addr, err)
 		}
 		progressed = true
+		more, err := onResp(f, resp)
+		if err != nil {
+			return true, &stopError{err}
+		}
+		if !more {
+			return true, nil
+		}
 		for _, raw := range resp.GetBatches() {
-			b := record.Batch(raw)
-			it := b.Iter()
-			for it.Next() {
-				r := it.Record()
-				if r.Offset < f.next {
-					continue
-				}
-				f.next = r.Offset + 1
-				f.rec.Key, f.rec.Value, f.rec.Headers = r.Key, r.Value, r.Headers
-				f.rec.Timestamp = time.UnixMilli(r.Timestamp)
-				f.rec.Offset = r.Offset
-				if !yield(&f.rec, nil) {
-					return true, nil
-				}
-			}
-			if err := it.Err(); err != nil {
-				return true, fmt.Errorf("fetch %s/%d: %w", f.topic, f.partition, err)
-			}
-			if len(b) >= record.HeaderSize {
+			if b := record.Batch(raw); len(b) >= record.HeaderSize {
 				f.next = max(f.next, b.NextOffset())
 			}
 			used += int64(len(raw))
