@@ -123,6 +123,7 @@ func Open(dir string, opts Options) (*Broker, error) {
 		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
 	)
 	runnelpb.RegisterBrokerServer(b.grpc, &service{b: b})
+	runnelpb.RegisterGroupsServer(b.grpc, &groupsService{b: b})
 	b.health = health.NewServer()
 	healthpb.RegisterHealthServer(b.grpc, b.health)
 	reflection.Register(b.grpc)

@@ -62,6 +62,11 @@ type coordinator struct {
 	mu     sync.Mutex
 	groups map[string]*coordGroup
 	wake   chan struct{}
+	// done is closed when the coordinator stops (its node lost the
+	// controller leadership); sessions end with stoppedErr.
+	done     chan struct{}
+	stopOnce sync.Once
+	stopErr  error
 }
 
 type coordGroup struct {
@@ -85,7 +90,25 @@ func newCoordinator(store offsetStore, counts func(string) int32, logger *slog.L
 		takeover: time.Now(),
 		groups:   map[string]*coordGroup{},
 		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
+}
+
+// stop ends the coordinator: its sessions end with err, and members join
+// again wherever err sends them.
+func (c *coordinator) stop(err error) {
+	c.stopOnce.Do(func() {
+		c.mu.Lock()
+		c.stopErr = err
+		c.mu.Unlock()
+		close(c.done)
+	})
+}
+
+func (c *coordinator) stoppedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopErr
 }
 
 // joinArgs is a member joining.
@@ -260,6 +283,8 @@ func (c *coordinator) run(stop <-chan struct{}) {
 		case <-c.wake:
 		case <-stop:
 			return
+		case <-c.done:
+			return
 		}
 	}
 }
@@ -352,6 +377,8 @@ type groupView struct {
 	members    []consumergroup.MemberInfo
 	offsets    map[tp]int64
 	topics     []string
+	// rebalancing is set while a partition is revoking or has no owner.
+	rebalancing bool
 }
 
 func (c *coordinator) describe(name string) (groupView, bool) {
@@ -363,6 +390,12 @@ func (c *coordinator) describe(name string) (groupView, bool) {
 		v.generation = cg.g.Generation()
 		v.members = cg.g.Members()
 		v.topics = cg.g.Topics()
+		v.rebalancing = len(cg.g.Unowned()) > 0
+		for _, m := range v.members {
+			if len(m.Revoking) > 0 {
+				v.rebalancing = true
+			}
+		}
 	}
 	c.mu.Unlock()
 	return v, cg != nil || len(v.offsets) > 0
