@@ -55,9 +55,11 @@ type coordinator struct {
 	counts func(topic string) int32 // partition count, 0 for no such topic
 	logger *slog.Logger
 	now    func() time.Time
-	// takeover is when this coordinator started; groups it finds offsets
-	// for are held for one max session timeout from then (Recover).
+	// takeover is when this coordinator started; a group it finds offsets
+	// for is held for a default session timeout from then (Recover).
 	takeover time.Time
+	// seen are the groups created since takeover.
+	seen map[string]bool
 
 	mu     sync.Mutex
 	groups map[string]*coordGroup
@@ -89,6 +91,7 @@ func newCoordinator(store offsetStore, counts func(string) int32, logger *slog.L
 		now:      time.Now,
 		takeover: time.Now(),
 		groups:   map[string]*coordGroup{},
+		seen:     map[string]bool{},
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -130,9 +133,13 @@ func (c *coordinator) groupLocked(name string, create bool) *coordGroup {
 	// that takes over a group never hands out a generation the previous
 	// one used, and commits fenced by it stay stale.
 	g := consumergroup.New(name, c.now().UnixMilli())
-	if len(c.store.offsets(name)) > 0 {
-		g.Recover(c.takeover.Add(maxSessionTimeout))
+	if !c.seen[name] && len(c.store.offsets(name)) > 0 {
+		// The group may have had members under the previous coordinator
+		// (or before this node restarted): give them a session timeout
+		// to rejoin with what they hold.
+		g.Recover(c.takeover.Add(defaultSessionTimeout))
 	}
+	c.seen[name] = true
 	cg = &coordGroup{g: g, sessions: map[string]*memberSession{}}
 	c.groups[name] = cg
 	return cg

@@ -29,6 +29,7 @@ func consumeCmd() *cobra.Command {
 		from      string
 		num       int64
 		untilEnd  bool
+		group     string
 	)
 	cmd := &cobra.Command{
 		Use:   "consume TOPIC",
@@ -37,7 +38,12 @@ func consumeCmd() *cobra.Command {
 or a JSON object (--format json). Without --partition, all partitions are
 read, merged. --from takes start, end, an OFFSET, @RFC3339 or @-DURATION
 (such as @-1h30m). Without --num or --until-end it waits for new records
-until interrupted.`,
+until interrupted.
+
+With --group G the command joins consumer group G: the group's members share
+the partitions, each partition resumes at the group's committed offset (--from
+applies to partitions it has none for), and offsets of printed records are
+committed as it goes and on exit.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			topic := args[0]
@@ -58,6 +64,16 @@ until interrupted.`,
 				return explain(err)
 			}
 			defer c.Close()
+			if group != "" {
+				if cmd.Flags().Changed("partition") {
+					return fmt.Errorf("--partition and --group: a group member reads the partitions the group assigns it; drop one")
+				}
+				err = consumeGroup(ctx, c, cmd, group, consumeArgs{topic: topic, from: pos, num: num, untilEnd: untilEnd, json: f.format == "json"})
+				if err != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
+					return nil
+				}
+				return explain(err)
+			}
 			err = consume(ctx, c, cmd, consumeArgs{
 				topic:     topic,
 				partition: partition,
@@ -80,6 +96,7 @@ until interrupted.`,
 	fl.StringVar(&from, "from", "start", "where to start: start, end, OFFSET, @RFC3339 or @-DURATION")
 	fl.Int64Var(&num, "num", 0, "stop after this many records (0: no limit)")
 	fl.BoolVar(&untilEnd, "until-end", false, "stop once every partition is read to the end it had at the start")
+	fl.StringVar(&group, "group", "", "consume as a member of this consumer group")
 	return cmd
 }
 

@@ -1,0 +1,265 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// TopicPartition names one partition of a topic.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
+
+// GroupSummary is one group in ListGroups.
+type GroupSummary struct {
+	Group string
+	// State is "stable", "rebalancing" or "empty" (no members, only
+	// committed offsets).
+	State   string
+	Members int
+}
+
+// GroupInfo describes a group: its members and, for every partition of
+// the topics it reads or has offsets for, the committed offset and lag.
+type GroupInfo struct {
+	Group      string
+	State      string
+	Strategy   string
+	Generation int64
+	Members    []GroupMemberInfo
+	Partitions []GroupPartitionInfo
+}
+
+// GroupMemberInfo is one member of a group.
+type GroupMemberInfo struct {
+	MemberID string
+	ClientID string
+	Topics   []string
+	Assigned []TopicPartition
+	Revoking []TopicPartition
+}
+
+// GroupPartitionInfo is a group's progress on one partition.
+type GroupPartitionInfo struct {
+	Topic     string
+	Partition int32
+	// Committed is the next offset the group will read, -1 when it has
+	// committed nothing for the partition.
+	Committed int64
+	// EndOffset is the partition's end offset (high watermark).
+	EndOffset int64
+	// Lag is EndOffset minus Committed, or minus the partition's start
+	// offset when nothing is committed.
+	Lag int64
+	// Member owns the partition now, "" for none.
+	Member string
+}
+
+// groupsCall runs f against the group coordinator: the node at addr when
+// set, else the brokers in turn. A NOT_COORDINATOR answer is followed to
+// the coordinator it names; a broker that cannot be reached is skipped.
+func (c *Client) groupsCall(ctx context.Context, addr string, f func(ctx context.Context, g runnelpb.GroupsClient) error) error {
+	addrs := c.meta.brokerAddrs()
+	if addr != "" {
+		addrs = append([]string{addr}, addrs...)
+	}
+	var lastErr error
+	tried := map[string]bool{}
+	for i := 0; i < len(addrs); i++ {
+		a := addrs[i]
+		if tried[a] {
+			continue
+		}
+		tried[a] = true
+		gc, err := c.groupsClient(a)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.requestTimeout)
+		err = fromStatus(f(cctx, gc), a)
+		cancel()
+		if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
+			return ctxErr
+		}
+		var nl *NotLeaderError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &nl) && nl.LeaderAddr != "" && !tried[nl.LeaderAddr]:
+			addrs = append(addrs[:i+1], append([]string{nl.LeaderAddr}, addrs[i+1:]...)...)
+			lastErr = err
+		case isConnectError(err):
+			lastErr = err
+		default:
+			return err
+		}
+	}
+	return lastErr
+}
+
+// groupsClient returns the Groups API of the broker at addr.
+func (c *Client) groupsClient(addr string) (runnelpb.GroupsClient, error) {
+	if _, err := c.conn(addr); err != nil {
+		return nil, err
+	}
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	cc, ok := c.conns[addr]
+	if !ok {
+		return nil, ErrClosed
+	}
+	return runnelpb.NewGroupsClient(cc), nil
+}
+
+// ListGroups returns the groups that have members or committed offsets,
+// sorted by name.
+func (c *Client) ListGroups(ctx context.Context) ([]GroupSummary, error) {
+	var resp *runnelpb.ListGroupsResponse
+	err := c.groupsCall(ctx, "", func(ctx context.Context, g runnelpb.GroupsClient) (err error) {
+		resp, err = g.ListGroups(ctx, &runnelpb.ListGroupsRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []GroupSummary
+	for _, s := range resp.GetGroups() {
+		out = append(out, GroupSummary{Group: s.GetGroup(), State: s.GetState(), Members: int(s.GetMembers())})
+	}
+	return out, nil
+}
+
+// DescribeGroup returns a group's members and its committed offset, end
+// offset and lag per partition. It fails with ErrNotFound for a group
+// with neither members nor offsets.
+func (c *Client) DescribeGroup(ctx context.Context, group string) (GroupInfo, error) {
+	var resp *runnelpb.DescribeGroupResponse
+	err := c.groupsCall(ctx, "", func(ctx context.Context, g runnelpb.GroupsClient) (err error) {
+		resp, err = g.DescribeGroup(ctx, &runnelpb.DescribeGroupRequest{Group: group})
+		return err
+	})
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	out := GroupInfo{Group: resp.GetGroup(), State: resp.GetState(), Strategy: resp.GetStrategy(), Generation: resp.GetGeneration()}
+	for _, m := range resp.GetMembers() {
+		out.Members = append(out.Members, GroupMemberInfo{
+			MemberID: m.GetMemberId(), ClientID: m.GetClientId(), Topics: m.GetTopics(),
+			Assigned: fromPBParts(m.GetAssigned()), Revoking: fromPBParts(m.GetRevoking()),
+		})
+	}
+	for _, p := range resp.GetPartitions() {
+		gp := GroupPartitionInfo{Topic: p.GetTopic(), Partition: p.GetPartition(), Committed: p.GetCommittedOffset(),
+			EndOffset: p.GetEndOffset(), Lag: p.GetLag(), Member: p.GetMemberId()}
+		if gp.EndOffset < 0 {
+			// The coordinator does not host this partition: ask its leader.
+			offs, err := c.ListOffsets(ctx, gp.Topic, gp.Partition, End())
+			if err != nil {
+				return GroupInfo{}, err
+			}
+			gp.EndOffset = offs.End
+			from := offs.Start
+			if gp.Committed >= 0 {
+				from = gp.Committed
+			}
+			gp.Lag = max(gp.EndOffset-from, 0)
+		}
+		out.Partitions = append(out.Partitions, gp)
+	}
+	return out, nil
+}
+
+// CommittedOffsets returns a group's committed offsets: for each
+// partition, the next offset the group will read.
+func (c *Client) CommittedOffsets(ctx context.Context, group string) (map[TopicPartition]int64, error) {
+	var resp *runnelpb.FetchOffsetsResponse
+	err := c.groupsCall(ctx, "", func(ctx context.Context, g runnelpb.GroupsClient) (err error) {
+		resp, err = g.FetchOffsets(ctx, &runnelpb.FetchOffsetsRequest{Group: group})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[TopicPartition]int64{}
+	for _, o := range resp.GetOffsets() {
+		out[TopicPartition{o.GetTopic(), o.GetPartition()}] = o.GetOffset()
+	}
+	return out, nil
+}
+
+// SeekGroup moves a group's committed offsets to a position: start, end,
+// an offset or a time, resolved per partition. With topic set only that
+// topic's partitions move; otherwise every topic the group has offsets
+// for. It fails while the group has live members (their commits would
+// race with it): stop them first.
+func (c *Client) SeekGroup(ctx context.Context, group, topic string, to Position) error {
+	var topics []string
+	if topic != "" {
+		topics = []string{topic}
+	} else {
+		committed, err := c.CommittedOffsets(ctx, group)
+		if err != nil {
+			return err
+		}
+		for tp := range committed {
+			if !slices.Contains(topics, tp.Topic) {
+				topics = append(topics, tp.Topic)
+			}
+		}
+		if len(topics) == 0 {
+			return &Error{Kind: ErrNotFound, Reason: "GROUP_NOT_FOUND",
+				Message: fmt.Sprintf("group %q has no committed offsets to move; name the topic with --topic", group)}
+		}
+		slices.Sort(topics)
+	}
+	var offs []*runnelpb.PartitionOffset
+	for _, t := range topics {
+		n, err := c.meta.partitions(ctx, t)
+		if err != nil {
+			return err
+		}
+		for p := range int32(n) {
+			o, err := c.ListOffsets(ctx, t, p, to)
+			if err != nil {
+				return err
+			}
+			offs = append(offs, &runnelpb.PartitionOffset{Topic: t, Partition: p, Offset: o.Offset})
+		}
+	}
+	return c.groupsCall(ctx, "", func(ctx context.Context, g runnelpb.GroupsClient) error {
+		_, err := g.SeekGroup(ctx, &runnelpb.SeekGroupRequest{Group: group, Offsets: offs})
+		return err
+	})
+}
+
+// DeleteGroup forgets a group and its committed offsets. It fails while
+// the group has live members.
+func (c *Client) DeleteGroup(ctx context.Context, group string) error {
+	return c.groupsCall(ctx, "", func(ctx context.Context, g runnelpb.GroupsClient) error {
+		_, err := g.DeleteGroup(ctx, &runnelpb.DeleteGroupRequest{Group: group})
+		return err
+	})
+}
+
+func fromPBParts(ps []*runnelpb.TopicPartition) []TopicPartition {
+	out := make([]TopicPartition, len(ps))
+	for i, p := range ps {
+		out[i] = TopicPartition{p.GetTopic(), p.GetPartition()}
+	}
+	return out
+}
+
+func toPBParts(ps []TopicPartition) []*runnelpb.TopicPartition {
+	out := make([]*runnelpb.TopicPartition, len(ps))
+	for i, p := range ps {
+		out[i] = &runnelpb.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+	}
+	return out
+}
