@@ -147,7 +147,11 @@ func (r *Result) WriteTable(w io.Writer) error {
 	if r.OfferedRate > 0 {
 		fmt.Fprintf(tw, "offered\t%.0f records/s (open loop)\n", r.OfferedRate)
 	}
-	fmt.Fprintf(tw, "throughput\t%.0f records/s, %.1f MB/s\n", r.RecordsPerSec, r.MBPerSec)
+	if r.Bytes > 0 {
+		fmt.Fprintf(tw, "throughput\t%.0f records/s, %.1f MB/s\n", r.RecordsPerSec, r.MBPerSec)
+	} else {
+		fmt.Fprintf(tw, "throughput\t%.0f/s\n", r.RecordsPerSec)
+	}
 	l := r.LatencyMS
 	fmt.Fprintf(tw, "latency ms\tp50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n", l.P50, l.P90, l.P99, l.P999, l.Max)
 	d := r.Durability

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/runnel-dev/runnel/proto/runnelpb"
@@ -262,4 +263,21 @@ func toPBParts(ps []TopicPartition) []*runnelpb.TopicPartition {
 		out[i] = &runnelpb.TopicPartition{Topic: p.Topic, Partition: p.Partition}
 	}
 	return out
+}
+
+// CommitOffsets commits offsets for a group that has no members: a
+// consumer that picks its partitions itself (Consume) and keeps its
+// progress in a group, as Kafka allows. offs maps each partition to the
+// next offset to read. A commit never moves an offset back; use SeekGroup
+// for that. While the group has members it fails with ErrStaleGeneration:
+// members commit through their GroupConsumer.
+func (c *Client) CommitOffsets(ctx context.Context, group string, offs map[TopicPartition]int64) error {
+	req := &runnelpb.CommitOffsetsRequest{Group: group}
+	for _, tp := range sortParts(slices.Collect(maps.Keys(offs))) {
+		req.Offsets = append(req.Offsets, &runnelpb.PartitionOffset{Topic: tp.Topic, Partition: tp.Partition, Offset: offs[tp]})
+	}
+	return c.groupsCall(ctx, "", func(ctx context.Context, g runnelpb.GroupsClient) error {
+		_, err := g.CommitOffsets(ctx, req)
+		return err
+	})
 }

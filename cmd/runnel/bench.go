@@ -32,7 +32,7 @@ with its data in a temporary folder. --nodes N starts a local cluster of N
 runnel serve processes for the run instead, and --brokers measures an
 existing cluster. Durability (acks, replicas, fsync) is always reported.`,
 	}
-	cmd.AddCommand(benchProduceCmd())
+	cmd.AddCommand(benchProduceCmd(), benchConsumeCmd(), benchCommitsCmd())
 	return cmd
 }
 
@@ -306,6 +306,128 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 	fl.IntVar(&size, "size", 100, "value size in bytes")
 	fl.Float64Var(&rate, "rate", 0, "offered load in records/s, open loop (0: as fast as possible)")
 	fl.StringVar(&topic, "topic", "", "topic to create for the run (default bench-produce-<time>)")
+	return cmd
+}
+
+func benchConsumeCmd() *cobra.Command {
+	var (
+		f       benchFlags
+		records int
+		size    int
+		group   bool
+		members int
+	)
+	cmd := &cobra.Command{
+		Use:   "consume",
+		Short: "Replay a topic from the start: plain consumers, or a consumer group",
+		Long: `Produce --records records of --size bytes into a new topic, then read them all
+back from offset 0 and report the read rate. Without --group one consumer
+per partition reads; with --group the records are read by --members members
+of a new consumer group, which share the partitions.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(cmd); err != nil {
+				return err
+			}
+			if records < 1 || size < 0 || members < 1 {
+				return fmt.Errorf("--records %d, --size %d, --members %d: use 1 or more records and members, 0 or more bytes", records, size, members)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			t, err := f.open(ctx, cmd.ErrOrStderr(), client.Linger(f.linger))
+			if err != nil {
+				return explain(err)
+			}
+			defer t.close()
+			topic := fmt.Sprintf("bench-consume-%d", time.Now().UnixNano())
+			info, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil)
+			if err != nil {
+				return explain(err)
+			}
+			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
+			}
+			if _, err := bench.Produce(ctx, t.c, bench.ProduceConfig{Topic: topic, Records: records, Size: size}); err != nil {
+				return explain(err)
+			}
+			cfg := bench.ConsumeConfig{Topic: topic}
+			if group {
+				cfg.Group, cfg.Members = topic, members
+			}
+			if isTerminal(os.Stderr) {
+				cfg.Progress = func(n int64, elapsed time.Duration) {
+					fmt.Fprintf(os.Stderr, "\r%d/%d records, %.0f/s   ", n, records, float64(n)/elapsed.Seconds())
+				}
+			}
+			res, err := bench.Consume(ctx, t.c, cfg)
+			if cfg.Progress != nil {
+				fmt.Fprint(os.Stderr, "\r\033[K")
+			}
+			if err != nil {
+				return explain(err)
+			}
+			res.Durability = bench.Durability{Acks: "all", Replicas: len(info.Partitions[0].Replicas), Fsync: !t.noSync, Note: "records produced before the read"}
+			res.Environment = bench.CurrentEnvironment(t.label)
+			if f.format == "json" {
+				return res.WriteJSON(cmd.OutOrStdout())
+			}
+			return res.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	f.add(cmd)
+	fl := cmd.Flags()
+	fl.IntVar(&records, "records", 1000000, "records to produce and then read")
+	fl.IntVar(&size, "size", 100, "value size in bytes")
+	fl.BoolVar(&group, "group", false, "read as a consumer group")
+	fl.IntVar(&members, "members", 3, "members of the group (with --group)")
+	return cmd
+}
+
+func benchCommitsCmd() *cobra.Command {
+	var (
+		f       benchFlags
+		commits int
+		workers int
+	)
+	cmd := &cobra.Command{
+		Use:   "commits",
+		Short: "Measure committed-offset writes per second",
+		Long: `Commit --commits offsets from --workers concurrent committers, each for a
+group of its own, and report commits/s and commit latency. A commit is
+acknowledged once it is durable (written to the offsets file on one node,
+committed by the controller raft group in a cluster).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(cmd); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			t, err := f.open(ctx, cmd.ErrOrStderr())
+			if err != nil {
+				return explain(err)
+			}
+			defer t.close()
+			topic := fmt.Sprintf("bench-commits-%d", time.Now().UnixNano())
+			info, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil)
+			if err != nil {
+				return explain(err)
+			}
+			res, err := bench.Commits(ctx, t.c, bench.CommitsConfig{Topic: topic, Workers: workers, Commits: commits})
+			if err != nil {
+				return explain(err)
+			}
+			res.Durability = bench.Durability{Acks: "all", Replicas: len(info.Partitions[0].Replicas), Fsync: !t.noSync, Note: "records are offset commits"}
+			res.Environment = bench.CurrentEnvironment(t.label)
+			if f.format == "json" {
+				return res.WriteJSON(cmd.OutOrStdout())
+			}
+			return res.WriteTable(cmd.OutOrStdout())
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().IntVar(&commits, "commits", 50000, "commits to make")
+	cmd.Flags().IntVar(&workers, "workers", 64, "concurrent committers")
 	return cmd
 }
 
