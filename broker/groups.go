@@ -511,3 +511,15 @@ func (e *NotCoordinatorError) Error() string {
 
 // Is reports whether target is ErrNotCoordinator.
 func (e *NotCoordinatorError) Is(target error) bool { return target == ErrNotCoordinator }
+
+// offsetsView returns where this node reads committed offsets from, nil
+// when it has none yet.
+func (b *Broker) offsetsView() offsetStore {
+	if b.cluster != nil {
+		return b.cluster.offsetsView()
+	}
+	if b.groups == nil {
+		return nil
+	}
+	return b.groups.store
+}

@@ -4,13 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/runnel-dev/runnel/consumergroup"
+	"github.com/runnel-dev/runnel/partition"
+	"github.com/runnel-dev/runnel/record"
 )
 
 func TestFileOffsetsBatchAndPersist(t *testing.T) {
@@ -180,4 +186,62 @@ func TestCoordinatorRejectsBadJoins(t *testing.T) {
 			t.Errorf("join %+v succeeded", a)
 		}
 	}
+}
+
+func TestGroupLagMetric(t *testing.T) {
+	b, err := Open(t.TempDir(), Options{HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	if _, err := b.topics.create(ctx, "t", 1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, r, err := b.topics.partition("t", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendRecords(t, r, 10)
+	if err := b.groups.store.commitOffsets(ctx, "g", map[tp]int64{{Topic: "t", Partition: 0}: 4}, false); err != nil {
+		t.Fatal(err)
+	}
+	body := scrape(t, "http://"+b.HTTPAddr()+"/metrics")
+	for _, want := range []string{
+		`runnel_group_lag{group="g",partition="0",topic="t"} 6`,
+		`runnel_group_committed_offset{group="g",partition="0",topic="t"} 4`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func appendRecords(t *testing.T, r replica, n int) {
+	t.Helper()
+	var bld record.Builder
+	for i := range n {
+		bld.Append(&record.Record{Value: []byte(strconv.Itoa(i))})
+	}
+	p, err := r.Append(bld.Build(), partition.AcksAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
