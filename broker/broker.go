@@ -31,8 +31,10 @@ type Broker struct {
 	store  *log.Store
 	topics catalog
 	met    *metrics
-	// groups coordinates consumer groups.
-	groups *coordinator
+	// groups coordinates consumer groups; on a single node their offsets
+	// are in offsets.
+	groups  *coordinator
+	offsets *fileOffsets
 	// cluster is set when the node runs in a cluster.
 	cluster *clusterNode
 
@@ -113,6 +115,7 @@ func Open(dir string, opts Options) (*Broker, error) {
 		if err != nil {
 			return fail(fmt.Errorf("broker: %w", err))
 		}
+		b.offsets = offs
 		b.groups = newCoordinator(offs, b.partitionCount, opts.Logger)
 		go b.groups.run(b.closing)
 	}
@@ -228,6 +231,11 @@ func (b *Broker) Close() error {
 		if b.cluster != nil {
 			if err := b.cluster.close(); err != nil {
 				b.logger.Warn("closing the cluster node", "err", err)
+			}
+		}
+		if b.offsets != nil {
+			if err := b.offsets.close(); err != nil {
+				b.logger.Warn("closing the committed offsets", "err", err)
 			}
 		}
 		if b.store != nil {

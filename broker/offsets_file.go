@@ -15,30 +15,44 @@ import (
 	"sync"
 )
 
-// fileOffsets keeps a single node's committed offsets in one JSON file,
-// replaced atomically (temporary file, fsync, rename, fsync of the folder).
-// Commits that arrive while a write is under way wait for the next one and
-// share it, so the file is written once per batch of commits, not once per
-// commit.
+// fileOffsets keeps a single node's committed offsets in two files: a
+// snapshot (offsets.json, replaced atomically) and a log of the changes
+// since (offsets.log, one JSON line per batch of changes, fsynced before
+// the batch is acknowledged). Commits that arrive while a write is under
+// way wait for the next one and share it, so one fsync covers a batch of
+// commits. When the log grows past a bound, the snapshot is rewritten and
+// the log emptied; replaying a log over a snapshot that already holds it
+// gives the same offsets, so a crash between the two steps loses nothing.
 type fileOffsets struct {
-	path   string // "" keeps offsets in memory only
-	noSync bool
+	path    string // the snapshot; "" keeps offsets in memory only
+	logPath string
+	noSync  bool
+	log     *os.File
+	logSize int64
 
 	mu   sync.Mutex
-	cur  map[string]map[tp]int64 // never modified in place once published
-	next []*offsetWrite          // waiting for the next write
-	busy bool                    // a writer is running
+	cur  map[string]map[tp]int64
+	next []*offsetWrite // waiting for the next write
+	busy bool           // a writer is running
 }
+
+// compactAt is the log size past which the snapshot is rewritten.
+const compactAt = 8 << 20
 
 type offsetWrite struct {
-	group string
-	offs  map[tp]int64
-	force bool
-	del   bool
-	done  chan error
+	op   offsetOp
+	done chan error
 }
 
-// offsetsFile is the JSON form: group → "topic/partition" → offset.
+// offsetOp is one change, as a line of the log holds it.
+type offsetOp struct {
+	Group   string           `json:"g"`
+	Offsets map[string]int64 `json:"o,omitempty"`
+	Force   bool             `json:"f,omitempty"`
+	Delete  bool             `json:"d,omitempty"`
+}
+
+// offsetsFile is the snapshot: group → "topic/partition" → offset.
 type offsetsFile struct {
 	Groups map[string]map[string]int64 `json:"groups"`
 }
@@ -48,38 +62,81 @@ func openFileOffsets(path string, noSync bool) (*fileOffsets, error) {
 	if path == "" {
 		return o, nil
 	}
+	o.logPath = strings.TrimSuffix(path, filepath.Ext(path)) + ".log"
 	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return o, nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		var f offsetsFile
+		if err := json.Unmarshal(data, &f); err != nil {
+			return nil, fmt.Errorf("read committed offsets %s: %w", path, err)
+		}
+		for g, m := range f.Groups {
+			if err := applyOp(o.cur, offsetOp{Group: g, Offsets: m, Force: true}); err != nil {
+				return nil, fmt.Errorf("read committed offsets %s: %w", path, err)
+			}
+		}
 	}
+	logData, err := os.ReadFile(o.logPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	lines := strings.Split(string(logData), "\n")
+	good := 0 // bytes of whole, readable lines
+	for i, line := range lines {
+		if line == "" {
+			continue
+		}
+		var ops []offsetOp
+		if err := json.Unmarshal([]byte(line), &ops); err != nil {
+			if i == len(lines)-1 {
+				break // a write cut short by a crash: never acknowledged
+			}
+			return nil, fmt.Errorf("read committed offsets %s: line %d: %w", o.logPath, i+1, err)
+		}
+		for _, op := range ops {
+			if err := applyOp(o.cur, op); err != nil {
+				return nil, fmt.Errorf("read committed offsets %s: line %d: %w", o.logPath, i+1, err)
+			}
+		}
+		good += len(line) + 1
+	}
+	o.log, err = os.OpenFile(o.logPath, os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	var f offsetsFile
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("read committed offsets %s: %w", path, err)
+	// Drop a torn tail so the next line starts clean.
+	if err := o.log.Truncate(int64(good)); err != nil {
+		o.log.Close()
+		return nil, err
 	}
-	for g, m := range f.Groups {
-		offs := map[tp]int64{}
-		for k, v := range m {
-			i := strings.LastIndexByte(k, '/')
-			p, err := strconv.ParseInt(k[i+1:], 10, 32)
-			if i < 0 || err != nil {
-				return nil, fmt.Errorf("read committed offsets %s: bad partition %q in group %s", path, k, g)
-			}
-			offs[tp{Topic: k[:i], Partition: int32(p)}] = v
-		}
-		o.cur[g] = offs
+	if _, err := o.log.Seek(int64(good), 0); err != nil {
+		o.log.Close()
+		return nil, err
 	}
+	o.logSize = int64(good)
 	return o, nil
 }
 
+func (o *fileOffsets) close() error {
+	if o.log == nil {
+		return nil
+	}
+	return o.log.Close()
+}
+
 func (o *fileOffsets) commitOffsets(ctx context.Context, group string, offs map[tp]int64, force bool) error {
-	return o.write(ctx, &offsetWrite{group: group, offs: offs, force: force})
+	m := make(map[string]int64, len(offs))
+	for p, off := range offs {
+		m[p.String()] = off
+	}
+	return o.write(ctx, offsetOp{Group: group, Offsets: m, Force: force})
 }
 
 func (o *fileOffsets) deleteOffsets(ctx context.Context, group string) error {
-	return o.write(ctx, &offsetWrite{group: group, del: true})
+	return o.write(ctx, offsetOp{Group: group, Delete: true})
 }
 
 func (o *fileOffsets) offsets(group string) map[tp]int64 {
@@ -94,11 +151,11 @@ func (o *fileOffsets) groups() []string {
 	return slices.Sorted(maps.Keys(o.cur))
 }
 
-// write queues w and, unless a writer is running, becomes the writer. The
-// writer applies every queued change to a copy, writes the file and
-// publishes the copy, until the queue is empty.
-func (o *fileOffsets) write(ctx context.Context, w *offsetWrite) error {
-	w.done = make(chan error, 1)
+// write queues op and, unless a writer is running, becomes the writer. The
+// writer appends every queued change to the log in one write, fsyncs it,
+// applies the changes and answers their callers, until the queue is empty.
+func (o *fileOffsets) write(ctx context.Context, op offsetOp) error {
+	w := &offsetWrite{op: op, done: make(chan error, 1)}
 	o.mu.Lock()
 	o.next = append(o.next, w)
 	if o.busy {
@@ -116,15 +173,20 @@ func (o *fileOffsets) write(ctx context.Context, w *offsetWrite) error {
 	for len(o.next) > 0 {
 		batch := o.next
 		o.next = nil
-		state := maps.Clone(o.cur)
 		o.mu.Unlock()
-		for _, w := range batch {
-			apply(state, w)
+		ops := make([]offsetOp, len(batch))
+		for i, w := range batch {
+			ops[i] = w.op
 		}
-		err := o.save(state)
+		err := o.append(ops)
 		o.mu.Lock()
 		if err == nil {
-			o.cur = state
+			for _, op := range ops {
+				applyOp(o.cur, op)
+			}
+			if o.logSize > compactAt {
+				err = o.compactLocked()
+			}
 		}
 		for _, w := range batch {
 			w.done <- err
@@ -135,32 +197,34 @@ func (o *fileOffsets) write(ctx context.Context, w *offsetWrite) error {
 	return <-w.done
 }
 
-// apply applies one change to state, copying the group it changes.
-func apply(state map[string]map[tp]int64, w *offsetWrite) {
-	if w.del {
-		delete(state, w.group)
-		return
-	}
-	g := maps.Clone(state[w.group])
-	if g == nil {
-		g = map[tp]int64{}
-	}
-	for p, off := range w.offs {
-		if cur, ok := g[p]; ok && off < cur && !w.force {
-			continue
-		}
-		g[p] = off
-	}
-	state[w.group] = g
-}
-
-func (o *fileOffsets) save(state map[string]map[tp]int64) error {
-	if o.path == "" {
+// append writes ops as one log line and fsyncs it.
+func (o *fileOffsets) append(ops []offsetOp) error {
+	if o.log == nil {
 		return nil
 	}
+	line, err := json.Marshal(ops)
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	if _, err := o.log.Write(line); err != nil {
+		return fmt.Errorf("write committed offsets %s: %w", o.logPath, err)
+	}
+	o.logSize += int64(len(line))
+	if o.noSync {
+		return nil
+	}
+	if err := o.log.Sync(); err != nil {
+		return fmt.Errorf("sync committed offsets %s: %w", o.logPath, err)
+	}
+	return nil
+}
+
+// compactLocked writes the snapshot and empties the log.
+func (o *fileOffsets) compactLocked() error {
 	f := offsetsFile{Groups: map[string]map[string]int64{}}
-	for g, offs := range state {
-		m := map[string]int64{}
+	for g, offs := range o.cur {
+		m := make(map[string]int64, len(offs))
 		for p, off := range offs {
 			m[p.String()] = off
 		}
@@ -170,7 +234,50 @@ func (o *fileOffsets) save(state map[string]map[tp]int64) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(o.path, data, !o.noSync)
+	if err := writeFileAtomic(o.path, data, !o.noSync); err != nil {
+		return fmt.Errorf("write committed offsets %s: %w", o.path, err)
+	}
+	if err := o.log.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := o.log.Seek(0, 0); err != nil {
+		return err
+	}
+	o.logSize = 0
+	if o.noSync {
+		return nil
+	}
+	return o.log.Sync()
+}
+
+// applyOp applies one change to state. Without Force an offset below the
+// current one is ignored.
+func applyOp(state map[string]map[tp]int64, op offsetOp) error {
+	if op.Delete {
+		delete(state, op.Group)
+		return nil
+	}
+	g := state[op.Group]
+	if g == nil {
+		g = map[tp]int64{}
+		state[op.Group] = g
+	}
+	for k, off := range op.Offsets {
+		i := strings.LastIndexByte(k, '/')
+		if i < 0 {
+			return fmt.Errorf("bad partition %q in group %s", k, op.Group)
+		}
+		n, err := strconv.ParseInt(k[i+1:], 10, 32)
+		if err != nil {
+			return fmt.Errorf("bad partition %q in group %s", k, op.Group)
+		}
+		p := tp{Topic: k[:i], Partition: int32(n)}
+		if cur, ok := g[p]; ok && off < cur && !op.Force {
+			continue
+		}
+		g[p] = off
+	}
+	return nil
 }
 
 // writeFileAtomic replaces path with data: a temporary file in the same
