@@ -180,6 +180,8 @@ type clusterCatalog struct {
 	// hosted holds this node's replicas, keyed by topic id and partition.
 	mu     sync.Mutex
 	hosted map[log.ID]replica
+	// kick wakes the reconcile loop (see kickReconcile).
+	kick chan struct{}
 }
 
 var _ catalog = (*clusterCatalog)(nil)
@@ -345,23 +347,64 @@ func (b *Broker) openCluster(dir string) (net.Listener, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	glog := b.logger.With("group", controllerGroup)
-	n.ctrl, err = openController(filepath.Join(dir, "controller"), o.NodeID, raftmux.NewTransport(layer, glog), o.Cluster,
+	joining := func() bool { return runningCluster(o.NodeID, o.Cluster) }
+	n.ctrl, err = openController(filepath.Join(dir, "controller"), o.NodeID, raftmux.NewTransport(layer, glog), o.Cluster, joining,
 		n.rafts.Group(controllerGroup), raftmux.NewLogger(glog), b.logger)
 	if err != nil {
 		n.mux.Close()
 		n.rafts.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	n.catalog = &clusterCatalog{n: n, hosted: map[log.ID]replica{}}
+	n.catalog = &clusterCatalog{n: n, hosted: map[log.ID]replica{}, kick: make(chan struct{}, 1)}
 	b.cluster = n
 	b.topics = n.catalog
 	return n.split.Apps(), nil
 }
 
-// start runs the node's background work: registering with the controller
-// and hosting the partition replicas assigned to this node.
+// runningCluster reports whether a node of peers other than self already
+// has a cluster state: nodes registered with a controller. A node without
+// controller state of its own then joins that cluster instead of
+// bootstrapping. Nodes of a new cluster, started together, find none and
+// all bootstrap the same group. A node that cannot be reached counts as
+// having no state; the probe takes at most a few seconds.
+func runningCluster(self int32, peers map[int32]string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	found := make(chan bool, len(peers))
+	asked := 0
+	for id, addr := range peers {
+		if id == self {
+			continue
+		}
+		asked++
+		go func() {
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				found <- false
+				return
+			}
+			defer conn.Close()
+			info, err := runnelpb.NewBrokerClient(conn).ClusterInfo(ctx, &runnelpb.ClusterInfoRequest{})
+			found <- err == nil && len(info.Nodes) > 0
+		}()
+	}
+	for range asked {
+		if <-found {
+			return true
+		}
+	}
+	return false
+}
+
+// start runs the node's background work: registering with the controller,
+// hosting the partition replicas assigned to this node, and finishing node
+// removals when this node leads the controller.
 func (n *clusterNode) start() {
-	n.b.wg.Add(3)
+	n.b.wg.Add(4)
+	go func() {
+		defer n.b.wg.Done()
+		n.finishRemovals()
+	}()
 	go func() {
 		defer n.b.wg.Done()
 		n.watchCatchUp()

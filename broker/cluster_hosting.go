@@ -25,6 +25,13 @@ type hostedReplica struct {
 	group string
 	stop  chan struct{}
 	done  chan struct{}
+
+	// reconf is the goroutine moving the partition's raft group to its
+	// assigned replicas while this replica leads, nil when none runs;
+	// preferred is the preferred leader last seen. The reconcile loop owns
+	// both (and drop and closeAll, which it or Close calls after it ends).
+	reconf    *reconfWorker
+	preferred int32
 }
 
 // groupName is the raft group of a partition. It names the topic by id, so
@@ -33,7 +40,10 @@ func groupName(id log.ID) string { return fmt.Sprintf("p/%d/%d", id.Topic, id.Pa
 
 // reconcileLoop keeps the replicas this node runs in line with the cluster
 // state: it starts the replicas assigned to this node, stops and deletes
-// those no longer assigned, and applies config changes.
+// those no longer assigned nor in their partition's raft group, applies
+// config changes, and moves the raft groups it leads to their assigned
+// replicas. It runs again at every state change and every leadership change
+// of a replica here.
 func (c *clusterCatalog) reconcileLoop() {
 	for {
 		st, changed := c.n.ctrl.fsm.view()
@@ -44,10 +54,19 @@ func (c *clusterCatalog) reconcileLoop() {
 		}
 		select {
 		case <-changed:
+		case <-c.kick:
 		case <-again:
 		case <-c.n.b.closing:
 			return
 		}
+	}
+}
+
+// kickReconcile makes the reconcile loop run again soon.
+func (c *clusterCatalog) kickReconcile() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -57,10 +76,8 @@ func (c *clusterCatalog) reconcile(st *clusterState) (retry bool) {
 	want := map[log.ID]clusterTopic{}
 	for _, t := range st.Topics {
 		for p, pm := range t.Partitions {
-			for _, r := range pm.Replicas {
-				if r == c.n.self.ID {
-					want[log.ID{Topic: t.ID, Partition: uint32(p)}] = t
-				}
+			if slices.Contains(pm.members(), c.n.self.ID) {
+				want[log.ID{Topic: t.ID, Partition: uint32(p)}] = t
 			}
 		}
 	}
@@ -86,7 +103,9 @@ func (c *clusterCatalog) reconcile(st *clusterState) (retry bool) {
 		r, ok := c.hosted[id]
 		c.mu.Unlock()
 		if ok {
-			r.(*hostedReplica).Log().SetRetention(cfg.retention())
+			h := r.(*hostedReplica)
+			h.Log().SetRetention(cfg.retention())
+			c.steer(st, t, id, h)
 			continue
 		}
 		h, err := c.host(st, t, id)
@@ -99,21 +118,29 @@ func (c *clusterCatalog) reconcile(st *clusterState) (retry bool) {
 		c.mu.Lock()
 		c.hosted[id] = h
 		c.mu.Unlock()
+		c.steer(st, t, id, h)
 	}
 	return retry
 }
 
-// host starts this node's replica of partition id.
+// host starts this node's replica of partition id. Only the replicas a
+// partition was created with bootstrap its raft group, and only while it
+// has never been reassigned: a replica added later starts empty and waits
+// for the leader to add it, since a bootstrap with another server list
+// would start a second group with the same name.
 func (c *clusterCatalog) host(st *clusterState, t clusterTopic, id log.ID) (*hostedReplica, error) {
 	n := c.n
 	group := groupName(id)
+	pm := t.Partitions[id.Partition]
 	var boot []partition.Server
-	for _, r := range t.Partitions[id.Partition].Replicas {
-		node, ok := st.Nodes[r]
-		if !ok {
-			return nil, fmt.Errorf("replica node %d is not in the cluster", r)
+	if !pm.Reassigned && slices.Contains(pm.Replicas, n.self.ID) {
+		for _, r := range pm.Replicas {
+			node, ok := st.Nodes[r]
+			if !ok {
+				return nil, fmt.Errorf("replica node %d is not in the cluster", r)
+			}
+			boot = append(boot, partition.Server{ID: strconv.Itoa(int(r)), Addr: node.Addr})
 		}
-		boot = append(boot, partition.Server{ID: strconv.Itoa(int(r)), Addr: node.Addr})
 	}
 	l, err := n.logs.Log(id)
 	if err != nil {
@@ -150,11 +177,11 @@ func (c *clusterCatalog) host(st *clusterState, t clusterTopic, id log.ID) (*hos
 // when it leads in its place, so leaders spread over the nodes.
 func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID) {
 	defer close(h.done)
-	preferred := t.Partitions[id.Partition].Replicas[0]
 	for first := true; ; first = false {
 		changed := h.LeaderChanged()
 		if !first {
 			c.n.b.met.leaderChanges.WithLabelValues(t.Name).Inc()
+			c.kickReconcile() // a new leader moves the group if it must
 		}
 		if h.IsLeader() {
 			st := h.Stats()
@@ -164,10 +191,11 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 			if err != nil && !errors.Is(err, ErrShuttingDown) {
 				c.n.b.logger.Warn("report partition leader", "group", h.group, "err", err)
 			}
-			if preferred != c.n.self.ID {
+			if preferred, moving := c.preferredOf(t, id); preferred != c.n.self.ID && !moving {
 				// Not waited for: raft can leave a transfer's future
 				// unresolved when the group shuts down meanwhile, and the
-				// watcher must still see the stop.
+				// watcher must still see the stop. While the group moves,
+				// its leader hands over when the move is done.
 				go c.transferToPreferred(h, preferred)
 			}
 		}
@@ -179,6 +207,18 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 			return
 		}
 	}
+}
+
+// preferredOf returns the preferred leader of partition id of t as the
+// state has it now, and whether the partition's raft group is moving.
+func (c *clusterCatalog) preferredOf(t clusterTopic, id log.ID) (int32, bool) {
+	st, _ := c.n.ctrl.fsm.view()
+	ct, ok := st.Topics[t.Name]
+	if !ok || ct.ID != t.ID {
+		return 0, false
+	}
+	pm := ct.Partitions[id.Partition]
+	return pm.Replicas[0], pm.moving()
 }
 
 // transferToPreferred hands leadership to the preferred replica once it has
@@ -194,8 +234,10 @@ func (c *clusterCatalog) transferToPreferred(h *hostedReplica, preferred int32) 
 	}
 }
 
-// drop stops a replica no longer assigned here and deletes its data.
+// drop stops a replica no longer assigned here, nor in its partition's
+// raft group, and deletes its data.
 func (c *clusterCatalog) drop(id log.ID, h *hostedReplica) error {
+	h.stopReconf()
 	close(h.stop)
 	err := h.Close()
 	<-h.done
@@ -232,6 +274,7 @@ func (c *clusterCatalog) closeAll() error {
 	var errs []error
 	for _, r := range hosted {
 		h := r.(*hostedReplica)
+		h.stopReconf()
 		close(h.stop)
 		errs = append(errs, h.Close())
 		<-h.done

@@ -23,6 +23,13 @@ type nodeMeta struct {
 	ID   int32  `json:"id"`
 	Addr string `json:"addr"`
 	HTTP string `json:"http,omitempty"`
+	// Draining is set once the node's removal has started: it takes no new
+	// replicas, its replicas are reassigned to other nodes, and it leaves
+	// the cluster once none of them is in a partition's raft group any more.
+	Draining bool `json:"draining,omitempty"`
+	// DrainReplicas is how many replicas the node held when its removal
+	// started, to show progress against.
+	DrainReplicas int `json:"drain_replicas,omitempty"`
 }
 
 // clusterTopic is a topic with its partition assignment.
@@ -42,7 +49,41 @@ type partitionMeta struct {
 	// LeaderTerm is the partition raft term of the report, so a stale
 	// report never overwrites a newer one.
 	LeaderTerm uint64 `json:"leader_term,omitempty"`
+	// Members is set while the partition's raft group may differ from
+	// Replicas, after a reassignment: the group's servers as its leader last
+	// reported them, including a server the leader is about to add. Every
+	// node in Replicas or Members runs a replica; a node in Members only
+	// stops and drops its replica once a report leaves it out. Empty when
+	// the group is known to be Replicas.
+	Members []int32 `json:"members,omitempty"`
+	// MembersTerm and MembersIndex order membership reports (the leader's
+	// raft term, then its last log index), so that a stale one never
+	// overwrites a newer one.
+	MembersTerm  uint64 `json:"members_term,omitempty"`
+	MembersIndex uint64 `json:"members_index,omitempty"`
+	// Reassigned is set once Replicas is no longer the list the partition
+	// was created with. Only the replicas of a partition never reassigned
+	// bootstrap its raft group; a replica that joins later is added by the
+	// leader, since bootstrapping it with another server list would start a
+	// second group that diverges from the first.
+	Reassigned bool `json:"reassigned,omitempty"`
 }
+
+// members returns the nodes that take part in the partition's raft group
+// or are assigned to it: every node that must run a replica.
+func (pm partitionMeta) members() []int32 {
+	out := slices.Clone(pm.Replicas)
+	for _, m := range pm.Members {
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// moving reports whether the partition's raft group may still differ from
+// its replicas.
+func (pm partitionMeta) moving() bool { return len(pm.Members) > 0 }
 
 func newClusterState() *clusterState {
 	return &clusterState{Nodes: map[int32]nodeMeta{}, Topics: map[string]clusterTopic{}, NextTopicID: 1}
@@ -57,6 +98,14 @@ type command struct {
 	DeleteTopic  *string          `json:"delete_topic,omitempty"`
 	AlterConfigs *alterConfigsCmd `json:"alter_configs,omitempty"`
 	LeaderChange *leaderChangeCmd `json:"leader_change,omitempty"`
+	// ReassignPartition sets a partition's replicas; the partition's
+	// leader then moves its raft group to them.
+	ReassignPartition *reassignCmd `json:"reassign_partition,omitempty"`
+	// PartitionMembers is a partition leader's report of its raft group.
+	PartitionMembers *membersCmd `json:"partition_members,omitempty"`
+	// ForgetNode ends a removal: the drained node leaves the state, once
+	// the controller leader has taken it out of the controller group.
+	ForgetNode *int32 `json:"forget_node,omitempty"`
 }
 
 type createTopicCmd struct {
@@ -71,6 +120,21 @@ type alterConfigsCmd struct {
 	Name   string            `json:"name"`
 	Set    map[string]string `json:"set,omitempty"`
 	Delete []string          `json:"delete,omitempty"`
+}
+
+type reassignCmd struct {
+	Topic     string  `json:"topic"`
+	Partition int     `json:"partition"`
+	Replicas  []int32 `json:"replicas"`
+}
+
+type membersCmd struct {
+	Topic     string  `json:"topic"`
+	TopicID   uint32  `json:"topic_id"`
+	Partition int     `json:"partition"`
+	Members   []int32 `json:"members"`
+	Term      uint64  `json:"term"`
+	Index     uint64  `json:"index"`
 }
 
 type leaderChangeCmd struct {
@@ -100,21 +164,31 @@ func (s *clusterState) apply(c command) error {
 		if c.AddNode.ID <= 0 || c.AddNode.Addr == "" {
 			return errorf(ErrInvalidRequest, "node id %d at %q: a node needs a positive id and an address", c.AddNode.ID, c.AddNode.Addr)
 		}
-		s.Nodes[c.AddNode.ID] = *c.AddNode
+		n := *c.AddNode
+		if old, ok := s.Nodes[n.ID]; ok {
+			// A node registers again on every start: a removal under
+			// way goes on.
+			n.Draining, n.DrainReplicas = old.Draining, old.DrainReplicas
+		}
+		s.Nodes[n.ID] = n
 		return nil
 	case c.RemoveNode != nil:
-		id := *c.RemoveNode
-		if _, ok := s.Nodes[id]; !ok {
-			return errorf(ErrInvalidRequest, "node %d is not in the cluster", id)
+		return s.drainNode(*c.RemoveNode)
+	case c.ForgetNode != nil:
+		id := *c.ForgetNode
+		n, ok := s.Nodes[id]
+		if !ok {
+			return nil // forgotten already
 		}
-		for _, t := range s.Topics {
-			for p, pm := range t.Partitions {
-				if slices.Contains(pm.Replicas, id) {
-					return errorf(ErrInvalidRequest, "node %d still holds a replica of %s/%d; move or delete its partitions first", id, t.Name, p)
-				}
-			}
+		if !n.Draining || s.holds(id) > 0 {
+			return errorf(ErrInvalidRequest, "node %d still holds replicas; it leaves once they have moved", id)
 		}
 		delete(s.Nodes, id)
+		return nil
+	case c.ReassignPartition != nil:
+		return s.reassign(*c.ReassignPartition)
+	case c.PartitionMembers != nil:
+		s.noteMembers(*c.PartitionMembers)
 		return nil
 	case c.CreateTopic != nil:
 		return s.createTopic(*c.CreateTopic)
@@ -170,7 +244,8 @@ func (s *clusterState) createTopic(c createTopicCmd) error {
 	if c.Partitions < 1 || c.Partitions > maxPartitions {
 		return errorf(ErrInvalidPartitions, "invalid partition count %d; a topic has 1 to %d partitions", c.Partitions, maxPartitions)
 	}
-	n := len(s.Nodes)
+	nodes := s.liveNodes()
+	n := len(nodes)
 	if c.Replicas == 0 {
 		c.Replicas = min(defaultReplicas, n)
 	}
@@ -185,7 +260,7 @@ func (s *clusterState) createTopic(c createTopicCmd) error {
 	}
 	id := s.NextTopicID
 	s.NextTopicID++
-	t := clusterTopic{Name: c.Name, ID: id, Configs: maps.Clone(c.Configs), Partitions: assign(slices.Sorted(maps.Keys(s.Nodes)), id, c.Partitions, c.Replicas)}
+	t := clusterTopic{Name: c.Name, ID: id, Configs: maps.Clone(c.Configs), Partitions: assign(nodes, id, c.Partitions, c.Replicas)}
 	s.Topics[c.Name] = t
 	return nil
 }

@@ -125,13 +125,16 @@ func controllerConfig(nodeID int32, logger hclog.Logger) *raft.Config {
 
 // openController starts this node's controller member on store, with
 // snapshots in dir. With peers and no existing state it bootstraps the
-// group with them as voters; a restarted node rejoins from its store. The
-// caller owns store and closes it after close.
+// group with them as voters, unless joining (if not nil) says that the
+// peers already run a cluster: then the node waits to be added by the
+// leader, since a bootstrap with another server list would start a second
+// group. A restarted node rejoins from its store. The caller owns store and
+// closes it after close.
 //
 // The raft log lives in the node's shared Pebble raft store rather than in
 // raft-boltdb: raft-boltdb (the module that builds with raft v1.8.0) sits on
 // boltdb/bolt 1.3.1, which Go's race detector stops with a checkptr fault.
-func openController(dir string, nodeID int32, transport raft.Transport, peers map[int32]string, store raftStore, hlog hclog.Logger, logger *slog.Logger) (*controller, error) {
+func openController(dir string, nodeID int32, transport raft.Transport, peers map[int32]string, joining func() bool, store raftStore, hlog hclog.Logger, logger *slog.Logger) (*controller, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
@@ -142,6 +145,10 @@ func openController(dir string, nodeID int32, transport raft.Transport, peers ma
 	has, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
+	}
+	if !has && len(peers) > 0 && joining != nil && joining() {
+		logger.Info("the other nodes already run a cluster; waiting to be added with: runnel cluster add", "node", nodeID, "addr", peers[nodeID])
+		peers = nil
 	}
 	fsm := newControllerFSM()
 	r, err := raft.NewRaft(controllerConfig(nodeID, hlog), fsm, store, store, snaps, transport)

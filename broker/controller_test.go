@@ -36,7 +36,7 @@ func inmemControllers(t *testing.T, n int) ([]*controller, []*raft.InmemTranspor
 	for i := range n {
 		dirs[i] = t.TempDir()
 		stores[i] = raft.NewInmemStore()
-		c, err := openController(dirs[i], int32(i+1), trans[i], peers, stores[i], hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
+		c, err := openController(dirs[i], int32(i+1), trans[i], peers, nil, stores[i], hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +114,7 @@ func TestControllerReplicatesState(t *testing.T) {
 	for i := range cs {
 		peers[int32(i+1)] = string(trans[i].LocalAddr())
 	}
-	c, err := openController(dirs[f], int32(f+1), trans[f], peers, stores[f], hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
+	c, err := openController(dirs[f], int32(f+1), trans[f], peers, nil, stores[f], hclog.NewNullLogger(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,10 +69,11 @@ type Reconfig struct {
 	// first is the preferred leader: a leader that is not in Want hands
 	// leadership to it.
 	Want []Server
-	// Applied returns the raft index server s has applied. A new server is
-	// promoted to voter only once it has applied what the leader's log
-	// held when the wait began, so that a slow or dead new server never
-	// holds up commits.
+	// Applied returns the raft index server s has applied, or an error
+	// while s runs no replica. A new server is added only once it runs
+	// one, and promoted to voter only once it has applied what the
+	// leader's log held when the wait began, so that a slow or dead new
+	// server never holds up commits.
 	Applied func(ctx context.Context, s Server) (uint64, error)
 	// Report is told the membership before a server joins the group (as
 	// it will be) and after every change (as it is), so that the caller
@@ -173,6 +174,11 @@ func (r *Replica) Reconfigure(ctx context.Context, rc Reconfig) error {
 		case changeNone:
 			return rc.Report(ctx, m)
 		case changeAdd:
+			// Added before its node runs the replica, s would be
+			// unreachable and raft would back off from it for seconds.
+			if err := r.waitApplied(ctx, rc, s, 0); err != nil {
+				return err
+			}
 			planned := m
 			planned.Members = append(slices.Clone(m.Members), Member{Server: s})
 			if err := rc.Report(ctx, planned); err != nil {
@@ -181,7 +187,7 @@ func (r *Replica) Reconfigure(ctx context.Context, rc Reconfig) error {
 			r.logger.Info("adding a replica as nonvoter", "server", s.ID)
 			err = r.AddNonvoter(s)
 		case changePromote:
-			if err := r.waitCaughtUp(ctx, rc, s); err != nil {
+			if err := r.waitApplied(ctx, rc, s, r.raft.LastIndex()); err != nil {
 				return err
 			}
 			r.logger.Info("promoting a caught-up replica to voter", "server", s.ID)
@@ -208,10 +214,8 @@ func (r *Replica) Reconfigure(ctx context.Context, rc Reconfig) error {
 	}
 }
 
-// waitCaughtUp waits until s has applied the leader's last log index as it
-// is now.
-func (r *Replica) waitCaughtUp(ctx context.Context, rc Reconfig, s Server) error {
-	target := r.raft.LastIndex()
+// waitApplied waits until s runs a replica that has applied index target.
+func (r *Replica) waitApplied(ctx context.Context, rc Reconfig, s Server, target uint64) error {
 	t := time.NewTicker(rc.PollInterval)
 	defer t.Stop()
 	for {
@@ -227,6 +231,9 @@ func (r *Replica) waitCaughtUp(ctx context.Context, rc Reconfig, s Server) error
 		}
 		select {
 		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("partition %s: waiting for %s to run a replica (%v): %w", r.log.ID(), s.ID, err, ctx.Err())
+			}
 			return fmt.Errorf("partition %s: waiting for %s to catch up to index %d (at %d): %w", r.log.ID(), s.ID, target, applied, ctx.Err())
 		case <-t.C:
 		}

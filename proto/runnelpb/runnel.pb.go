@@ -227,8 +227,10 @@ type ClusterInfoResponse struct {
 	Nodes      []*Node                `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Controller int32                  `protobuf:"varint,2,opt,name=controller,proto3" json:"controller,omitempty"`
 	// node is the id of the node that answered.
-	Node          int32            `protobuf:"varint,3,opt,name=node,proto3" json:"node,omitempty"`
-	Groups        []*RaftGroupInfo `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	Node   int32            `protobuf:"varint,3,opt,name=node,proto3" json:"node,omitempty"`
+	Groups []*RaftGroupInfo `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	// moves are the partitions whose raft group is moving to new replicas.
+	Moves         []*PartitionMove `protobuf:"bytes,5,rep,name=moves,proto3" json:"moves,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +293,86 @@ func (x *ClusterInfoResponse) GetGroups() []*RaftGroupInfo {
 	return nil
 }
 
+func (x *ClusterInfoResponse) GetMoves() []*PartitionMove {
+	if x != nil {
+		return x.Moves
+	}
+	return nil
+}
+
+// PartitionMove is a partition whose replicas are being reassigned.
+type PartitionMove struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// replicas are the nodes the partition moves to.
+	Replicas []int32 `protobuf:"varint,3,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
+	// members are the nodes of its raft group as its leader last reported
+	// them (including one about to join); the move is done when they are
+	// the replicas.
+	Members       []int32 `protobuf:"varint,4,rep,packed,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionMove) Reset() {
+	*x = PartitionMove{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionMove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionMove) ProtoMessage() {}
+
+func (x *PartitionMove) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionMove.ProtoReflect.Descriptor instead.
+func (*PartitionMove) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PartitionMove) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *PartitionMove) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionMove) GetReplicas() []int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *PartitionMove) GetMembers() []int32 {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 type AddNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -300,7 +382,7 @@ type AddNodeRequest struct {
 
 func (x *AddNodeRequest) Reset() {
 	*x = AddNodeRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +394,7 @@ func (x *AddNodeRequest) String() string {
 func (*AddNodeRequest) ProtoMessage() {}
 
 func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[3]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +407,7 @@ func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNodeRequest.ProtoReflect.Descriptor instead.
 func (*AddNodeRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{3}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AddNodeRequest) GetNode() *Node {
@@ -343,7 +425,7 @@ type AddNodeResponse struct {
 
 func (x *AddNodeResponse) Reset() {
 	*x = AddNodeResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -355,7 +437,7 @@ func (x *AddNodeResponse) String() string {
 func (*AddNodeResponse) ProtoMessage() {}
 
 func (x *AddNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[4]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +450,7 @@ func (x *AddNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNodeResponse.ProtoReflect.Descriptor instead.
 func (*AddNodeResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{4}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{5}
 }
 
 type RemoveNodeRequest struct {
@@ -380,7 +462,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +474,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[5]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +487,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{5}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RemoveNodeRequest) GetId() int32 {
@@ -416,14 +498,16 @@ func (x *RemoveNodeRequest) GetId() int32 {
 }
 
 type RemoveNodeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is the node being removed, with its progress.
+	Node          *Node `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -435,7 +519,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[6]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -448,7 +532,228 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{6}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RemoveNodeResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type ReassignPartitionRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// replicas are node ids, the first being the preferred leader.
+	Replicas      []int32 `protobuf:"varint,3,rep,packed,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReassignPartitionRequest) Reset() {
+	*x = ReassignPartitionRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReassignPartitionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReassignPartitionRequest) ProtoMessage() {}
+
+func (x *ReassignPartitionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReassignPartitionRequest.ProtoReflect.Descriptor instead.
+func (*ReassignPartitionRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReassignPartitionRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *ReassignPartitionRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *ReassignPartitionRequest) GetReplicas() []int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+type ReassignPartitionResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition *PartitionInfo         `protobuf:"bytes,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	// members are the nodes of the partition's raft group while it moves;
+	// empty when there is nothing to move.
+	Members       []int32 `protobuf:"varint,2,rep,packed,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReassignPartitionResponse) Reset() {
+	*x = ReassignPartitionResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReassignPartitionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReassignPartitionResponse) ProtoMessage() {}
+
+func (x *ReassignPartitionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReassignPartitionResponse.ProtoReflect.Descriptor instead.
+func (*ReassignPartitionResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReassignPartitionResponse) GetPartition() *PartitionInfo {
+	if x != nil {
+		return x.Partition
+	}
+	return nil
+}
+
+func (x *ReassignPartitionResponse) GetMembers() []int32 {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type ReplicaStatusRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// topic_id is the topic's id in the cluster state, which tells a topic
+	// from an older one of the same name.
+	TopicId       uint32 `protobuf:"varint,1,opt,name=topic_id,json=topicId,proto3" json:"topic_id,omitempty"`
+	Partition     int32  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaStatusRequest) Reset() {
+	*x = ReplicaStatusRequest{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStatusRequest) ProtoMessage() {}
+
+func (x *ReplicaStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStatusRequest.ProtoReflect.Descriptor instead.
+func (*ReplicaStatusRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReplicaStatusRequest) GetTopicId() uint32 {
+	if x != nil {
+		return x.TopicId
+	}
+	return 0
+}
+
+func (x *ReplicaStatusRequest) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+type ReplicaStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// applied_index is the last raft index the replica has applied.
+	AppliedIndex  uint64 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaStatusResponse) Reset() {
+	*x = ReplicaStatusResponse{}
+	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaStatusResponse) ProtoMessage() {}
+
+func (x *ReplicaStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaStatusResponse.ProtoReflect.Descriptor instead.
+func (*ReplicaStatusResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReplicaStatusResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
 }
 
 type ProposeRequest struct {
@@ -461,7 +766,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +778,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[7]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +791,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{7}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -507,7 +812,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +824,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[8]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +837,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{8}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -548,14 +853,24 @@ type Node struct {
 	// addr is the gRPC address clients dial.
 	Addr string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
 	// http is the address of /metrics, /livez and /readyz, when served.
-	Http          string `protobuf:"bytes,3,opt,name=http,proto3" json:"http,omitempty"`
+	Http string `protobuf:"bytes,3,opt,name=http,proto3" json:"http,omitempty"`
+	// draining is set while the node is being removed: it takes no new
+	// replicas, its replicas move to other nodes, and it leaves the cluster
+	// once none remains in a partition's raft group.
+	Draining bool `protobuf:"varint,4,opt,name=draining,proto3" json:"draining,omitempty"`
+	// replicas counts the partitions the node holds a replica of, assigned or
+	// still in the partition's raft group while it moves away.
+	Replicas int32 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	// drain_replicas is how many replicas the node held when its removal
+	// started; with replicas it gives the progress.
+	DrainReplicas int32 `protobuf:"varint,6,opt,name=drain_replicas,json=drainReplicas,proto3" json:"drain_replicas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +882,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[9]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +895,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{9}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Node) GetId() int32 {
@@ -604,6 +919,27 @@ func (x *Node) GetHttp() string {
 	return ""
 }
 
+func (x *Node) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *Node) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *Node) GetDrainReplicas() int32 {
+	if x != nil {
+		return x.DrainReplicas
+	}
+	return 0
+}
+
 type PartitionInfo struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Partition int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
@@ -620,7 +956,7 @@ type PartitionInfo struct {
 
 func (x *PartitionInfo) Reset() {
 	*x = PartitionInfo{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +968,7 @@ func (x *PartitionInfo) String() string {
 func (*PartitionInfo) ProtoMessage() {}
 
 func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[10]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +981,7 @@ func (x *PartitionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionInfo.ProtoReflect.Descriptor instead.
 func (*PartitionInfo) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{10}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PartitionInfo) GetPartition() int32 {
@@ -694,7 +1030,7 @@ type TopicInfo struct {
 
 func (x *TopicInfo) Reset() {
 	*x = TopicInfo{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +1042,7 @@ func (x *TopicInfo) String() string {
 func (*TopicInfo) ProtoMessage() {}
 
 func (x *TopicInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[11]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +1055,7 @@ func (x *TopicInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopicInfo.ProtoReflect.Descriptor instead.
 func (*TopicInfo) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{11}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *TopicInfo) GetName() string {
@@ -752,7 +1088,7 @@ type MetadataRequest struct {
 
 func (x *MetadataRequest) Reset() {
 	*x = MetadataRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +1100,7 @@ func (x *MetadataRequest) String() string {
 func (*MetadataRequest) ProtoMessage() {}
 
 func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[12]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +1113,7 @@ func (x *MetadataRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataRequest.ProtoReflect.Descriptor instead.
 func (*MetadataRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{12}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MetadataRequest) GetTopics() []string {
@@ -798,7 +1134,7 @@ type MetadataResponse struct {
 
 func (x *MetadataResponse) Reset() {
 	*x = MetadataResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1146,7 @@ func (x *MetadataResponse) String() string {
 func (*MetadataResponse) ProtoMessage() {}
 
 func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[13]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1159,7 @@ func (x *MetadataResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetadataResponse.ProtoReflect.Descriptor instead.
 func (*MetadataResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{13}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MetadataResponse) GetNodes() []*Node {
@@ -861,7 +1197,7 @@ type CreateTopicRequest struct {
 
 func (x *CreateTopicRequest) Reset() {
 	*x = CreateTopicRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +1209,7 @@ func (x *CreateTopicRequest) String() string {
 func (*CreateTopicRequest) ProtoMessage() {}
 
 func (x *CreateTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[14]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +1222,7 @@ func (x *CreateTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTopicRequest.ProtoReflect.Descriptor instead.
 func (*CreateTopicRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{14}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateTopicRequest) GetName() string {
@@ -926,7 +1262,7 @@ type CreateTopicResponse struct {
 
 func (x *CreateTopicResponse) Reset() {
 	*x = CreateTopicResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1274,7 @@ func (x *CreateTopicResponse) String() string {
 func (*CreateTopicResponse) ProtoMessage() {}
 
 func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[15]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1287,7 @@ func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTopicResponse.ProtoReflect.Descriptor instead.
 func (*CreateTopicResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{15}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateTopicResponse) GetTopic() *TopicInfo {
@@ -970,7 +1306,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1318,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[16]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1331,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{16}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -1013,7 +1349,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1361,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[17]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1374,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{17}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{22}
 }
 
 type ListTopicsRequest struct {
@@ -1049,7 +1385,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1397,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[18]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1410,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{18}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{23}
 }
 
 type ListTopicsResponse struct {
@@ -1086,7 +1422,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1434,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[19]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1447,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{19}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*TopicInfo {
@@ -1130,7 +1466,7 @@ type DescribeTopicRequest struct {
 
 func (x *DescribeTopicRequest) Reset() {
 	*x = DescribeTopicRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1478,7 @@ func (x *DescribeTopicRequest) String() string {
 func (*DescribeTopicRequest) ProtoMessage() {}
 
 func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[20]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1491,7 @@ func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{20}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DescribeTopicRequest) GetName() string {
@@ -1174,7 +1510,7 @@ type DescribeTopicResponse struct {
 
 func (x *DescribeTopicResponse) Reset() {
 	*x = DescribeTopicResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1522,7 @@ func (x *DescribeTopicResponse) String() string {
 func (*DescribeTopicResponse) ProtoMessage() {}
 
 func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[21]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1535,7 @@ func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{21}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DescribeTopicResponse) GetTopic() *TopicInfo {
@@ -1222,7 +1558,7 @@ type AlterTopicConfigsRequest struct {
 
 func (x *AlterTopicConfigsRequest) Reset() {
 	*x = AlterTopicConfigsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1570,7 @@ func (x *AlterTopicConfigsRequest) String() string {
 func (*AlterTopicConfigsRequest) ProtoMessage() {}
 
 func (x *AlterTopicConfigsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[22]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1583,7 @@ func (x *AlterTopicConfigsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigsRequest.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{22}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AlterTopicConfigsRequest) GetName() string {
@@ -1280,7 +1616,7 @@ type AlterTopicConfigsResponse struct {
 
 func (x *AlterTopicConfigsResponse) Reset() {
 	*x = AlterTopicConfigsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1628,7 @@ func (x *AlterTopicConfigsResponse) String() string {
 func (*AlterTopicConfigsResponse) ProtoMessage() {}
 
 func (x *AlterTopicConfigsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[23]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1641,7 @@ func (x *AlterTopicConfigsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigsResponse.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{23}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AlterTopicConfigsResponse) GetTopic() *TopicInfo {
@@ -1333,7 +1669,7 @@ type ProduceRequest struct {
 
 func (x *ProduceRequest) Reset() {
 	*x = ProduceRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1345,7 +1681,7 @@ func (x *ProduceRequest) String() string {
 func (*ProduceRequest) ProtoMessage() {}
 
 func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[24]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1358,7 +1694,7 @@ func (x *ProduceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceRequest.ProtoReflect.Descriptor instead.
 func (*ProduceRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{24}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ProduceRequest) GetRequestId() uint64 {
@@ -1418,7 +1754,7 @@ type ProduceResponse struct {
 
 func (x *ProduceResponse) Reset() {
 	*x = ProduceResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1766,7 @@ func (x *ProduceResponse) String() string {
 func (*ProduceResponse) ProtoMessage() {}
 
 func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[25]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1779,7 @@ func (x *ProduceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProduceResponse.ProtoReflect.Descriptor instead.
 func (*ProduceResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{25}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ProduceResponse) GetRequestId() uint64 {
@@ -1500,7 +1836,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1848,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[26]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1861,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{26}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Error) GetCode() int32 {
@@ -1579,7 +1915,7 @@ type Position struct {
 
 func (x *Position) Reset() {
 	*x = Position{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1927,7 @@ func (x *Position) String() string {
 func (*Position) ProtoMessage() {}
 
 func (x *Position) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[27]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1940,7 @@ func (x *Position) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Position.ProtoReflect.Descriptor instead.
 func (*Position) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{27}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Position) GetAt() isPosition_At {
@@ -1699,7 +2035,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1711,7 +2047,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[28]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1724,7 +2060,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{28}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FetchRequest) GetTopic() string {
@@ -1778,7 +2114,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +2126,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[29]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +2139,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{29}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *FetchResponse) GetBatches() [][]byte {
@@ -1845,7 +2181,7 @@ type ListOffsetsRequest struct {
 
 func (x *ListOffsetsRequest) Reset() {
 	*x = ListOffsetsRequest{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2193,7 @@ func (x *ListOffsetsRequest) String() string {
 func (*ListOffsetsRequest) ProtoMessage() {}
 
 func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[30]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2206,7 @@ func (x *ListOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*ListOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{30}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListOffsetsRequest) GetTopic() string {
@@ -1905,7 +2241,7 @@ type ListOffsetsResponse struct {
 
 func (x *ListOffsetsResponse) Reset() {
 	*x = ListOffsetsResponse{}
-	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2253,7 @@ func (x *ListOffsetsResponse) String() string {
 func (*ListOffsetsResponse) ProtoMessage() {}
 
 func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_runnel_proto_msgTypes[31]
+	mi := &file_runnel_v1_runnel_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2266,7 @@ func (x *ListOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*ListOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{31}
+	return file_runnel_v1_runnel_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListOffsetsResponse) GetOffset() int64 {
@@ -1967,28 +2303,50 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12&\n" +
-	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\"\xa2\x01\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\"\xd2\x01\n" +
 	"\x13ClusterInfoResponse\x12%\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0f.runnel.v1.NodeR\x05nodes\x12\x1e\n" +
 	"\n" +
 	"controller\x18\x02 \x01(\x05R\n" +
 	"controller\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\x05R\x04node\x120\n" +
-	"\x06groups\x18\x04 \x03(\v2\x18.runnel.v1.RaftGroupInfoR\x06groups\"5\n" +
+	"\x06groups\x18\x04 \x03(\v2\x18.runnel.v1.RaftGroupInfoR\x06groups\x12.\n" +
+	"\x05moves\x18\x05 \x03(\v2\x18.runnel.v1.PartitionMoveR\x05moves\"y\n" +
+	"\rPartitionMove\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1a\n" +
+	"\breplicas\x18\x03 \x03(\x05R\breplicas\x12\x18\n" +
+	"\amembers\x18\x04 \x03(\x05R\amembers\"5\n" +
 	"\x0eAddNodeRequest\x12#\n" +
 	"\x04node\x18\x01 \x01(\v2\x0f.runnel.v1.NodeR\x04node\"\x11\n" +
 	"\x0fAddNodeResponse\"#\n" +
 	"\x11RemoveNodeRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x05R\x02id\"\x14\n" +
-	"\x12RemoveNodeResponse\"*\n" +
+	"\x02id\x18\x01 \x01(\x05R\x02id\"9\n" +
+	"\x12RemoveNodeResponse\x12#\n" +
+	"\x04node\x18\x01 \x01(\v2\x0f.runnel.v1.NodeR\x04node\"j\n" +
+	"\x18ReassignPartitionRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1a\n" +
+	"\breplicas\x18\x03 \x03(\x05R\breplicas\"m\n" +
+	"\x19ReassignPartitionResponse\x126\n" +
+	"\tpartition\x18\x01 \x01(\v2\x18.runnel.v1.PartitionInfoR\tpartition\x12\x18\n" +
+	"\amembers\x18\x02 \x03(\x05R\amembers\"O\n" +
+	"\x14ReplicaStatusRequest\x12\x19\n" +
+	"\btopic_id\x18\x01 \x01(\rR\atopicId\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\"<\n" +
+	"\x15ReplicaStatusResponse\x12#\n" +
+	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\"*\n" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
 	"\x0fProposeResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\">\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x9d\x01\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x12\n" +
-	"\x04http\x18\x03 \x01(\tR\x04http\"\xa3\x01\n" +
+	"\x04http\x18\x03 \x01(\tR\x04http\x12\x1a\n" +
+	"\bdraining\x18\x04 \x01(\bR\bdraining\x12\x1a\n" +
+	"\breplicas\x18\x05 \x01(\x05R\breplicas\x12%\n" +
+	"\x0edrain_replicas\x18\x06 \x01(\x05R\rdrainReplicas\"\xa3\x01\n" +
 	"\rPartitionInfo\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\x05R\x06leader\x12\x1a\n" +
@@ -2101,7 +2459,7 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x10ACKS_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tACKS_NONE\x10\x01\x12\x0f\n" +
 	"\vACKS_LEADER\x10\x02\x12\f\n" +
-	"\bACKS_ALL\x10\x032\xa1\b\n" +
+	"\bACKS_ALL\x10\x032\xd5\t\n" +
 	"\x06Broker\x12C\n" +
 	"\bMetadata\x12\x1a.runnel.v1.MetadataRequest\x1a\x1b.runnel.v1.MetadataResponse\x12L\n" +
 	"\vCreateTopic\x12\x1d.runnel.v1.CreateTopicRequest\x1a\x1e.runnel.v1.CreateTopicResponse\x12L\n" +
@@ -2117,7 +2475,9 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\vClusterInfo\x12\x1d.runnel.v1.ClusterInfoRequest\x1a\x1e.runnel.v1.ClusterInfoResponse\x12@\n" +
 	"\aAddNode\x12\x19.runnel.v1.AddNodeRequest\x1a\x1a.runnel.v1.AddNodeResponse\x12I\n" +
 	"\n" +
-	"RemoveNode\x12\x1c.runnel.v1.RemoveNodeRequest\x1a\x1d.runnel.v1.RemoveNodeResponse\x12@\n" +
+	"RemoveNode\x12\x1c.runnel.v1.RemoveNodeRequest\x1a\x1d.runnel.v1.RemoveNodeResponse\x12^\n" +
+	"\x11ReassignPartition\x12#.runnel.v1.ReassignPartitionRequest\x1a$.runnel.v1.ReassignPartitionResponse\x12R\n" +
+	"\rReplicaStatus\x12\x1f.runnel.v1.ReplicaStatusRequest\x1a .runnel.v1.ReplicaStatusResponse\x12@\n" +
 	"\aPropose\x12\x19.runnel.v1.ProposeRequest\x1a\x1a.runnel.v1.ProposeResponseB-Z+github.com/runnel-dev/runnel/proto/runnelpbb\x06proto3"
 
 var (
@@ -2133,98 +2493,110 @@ func file_runnel_v1_runnel_proto_rawDescGZIP() []byte {
 }
 
 var file_runnel_v1_runnel_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_runnel_v1_runnel_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_runnel_v1_runnel_proto_goTypes = []any{
 	(Acks)(0),                         // 0: runnel.v1.Acks
 	(*ClusterInfoRequest)(nil),        // 1: runnel.v1.ClusterInfoRequest
 	(*RaftGroupInfo)(nil),             // 2: runnel.v1.RaftGroupInfo
 	(*ClusterInfoResponse)(nil),       // 3: runnel.v1.ClusterInfoResponse
-	(*AddNodeRequest)(nil),            // 4: runnel.v1.AddNodeRequest
-	(*AddNodeResponse)(nil),           // 5: runnel.v1.AddNodeResponse
-	(*RemoveNodeRequest)(nil),         // 6: runnel.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),        // 7: runnel.v1.RemoveNodeResponse
-	(*ProposeRequest)(nil),            // 8: runnel.v1.ProposeRequest
-	(*ProposeResponse)(nil),           // 9: runnel.v1.ProposeResponse
-	(*Node)(nil),                      // 10: runnel.v1.Node
-	(*PartitionInfo)(nil),             // 11: runnel.v1.PartitionInfo
-	(*TopicInfo)(nil),                 // 12: runnel.v1.TopicInfo
-	(*MetadataRequest)(nil),           // 13: runnel.v1.MetadataRequest
-	(*MetadataResponse)(nil),          // 14: runnel.v1.MetadataResponse
-	(*CreateTopicRequest)(nil),        // 15: runnel.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),       // 16: runnel.v1.CreateTopicResponse
-	(*DeleteTopicRequest)(nil),        // 17: runnel.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),       // 18: runnel.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),         // 19: runnel.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),        // 20: runnel.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),      // 21: runnel.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil),     // 22: runnel.v1.DescribeTopicResponse
-	(*AlterTopicConfigsRequest)(nil),  // 23: runnel.v1.AlterTopicConfigsRequest
-	(*AlterTopicConfigsResponse)(nil), // 24: runnel.v1.AlterTopicConfigsResponse
-	(*ProduceRequest)(nil),            // 25: runnel.v1.ProduceRequest
-	(*ProduceResponse)(nil),           // 26: runnel.v1.ProduceResponse
-	(*Error)(nil),                     // 27: runnel.v1.Error
-	(*Position)(nil),                  // 28: runnel.v1.Position
-	(*FetchRequest)(nil),              // 29: runnel.v1.FetchRequest
-	(*FetchResponse)(nil),             // 30: runnel.v1.FetchResponse
-	(*ListOffsetsRequest)(nil),        // 31: runnel.v1.ListOffsetsRequest
-	(*ListOffsetsResponse)(nil),       // 32: runnel.v1.ListOffsetsResponse
-	nil,                               // 33: runnel.v1.TopicInfo.ConfigsEntry
-	nil,                               // 34: runnel.v1.CreateTopicRequest.ConfigsEntry
-	nil,                               // 35: runnel.v1.AlterTopicConfigsRequest.SetEntry
-	nil,                               // 36: runnel.v1.Error.MetadataEntry
+	(*PartitionMove)(nil),             // 4: runnel.v1.PartitionMove
+	(*AddNodeRequest)(nil),            // 5: runnel.v1.AddNodeRequest
+	(*AddNodeResponse)(nil),           // 6: runnel.v1.AddNodeResponse
+	(*RemoveNodeRequest)(nil),         // 7: runnel.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),        // 8: runnel.v1.RemoveNodeResponse
+	(*ReassignPartitionRequest)(nil),  // 9: runnel.v1.ReassignPartitionRequest
+	(*ReassignPartitionResponse)(nil), // 10: runnel.v1.ReassignPartitionResponse
+	(*ReplicaStatusRequest)(nil),      // 11: runnel.v1.ReplicaStatusRequest
+	(*ReplicaStatusResponse)(nil),     // 12: runnel.v1.ReplicaStatusResponse
+	(*ProposeRequest)(nil),            // 13: runnel.v1.ProposeRequest
+	(*ProposeResponse)(nil),           // 14: runnel.v1.ProposeResponse
+	(*Node)(nil),                      // 15: runnel.v1.Node
+	(*PartitionInfo)(nil),             // 16: runnel.v1.PartitionInfo
+	(*TopicInfo)(nil),                 // 17: runnel.v1.TopicInfo
+	(*MetadataRequest)(nil),           // 18: runnel.v1.MetadataRequest
+	(*MetadataResponse)(nil),          // 19: runnel.v1.MetadataResponse
+	(*CreateTopicRequest)(nil),        // 20: runnel.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),       // 21: runnel.v1.CreateTopicResponse
+	(*DeleteTopicRequest)(nil),        // 22: runnel.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),       // 23: runnel.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),         // 24: runnel.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),        // 25: runnel.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),      // 26: runnel.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil),     // 27: runnel.v1.DescribeTopicResponse
+	(*AlterTopicConfigsRequest)(nil),  // 28: runnel.v1.AlterTopicConfigsRequest
+	(*AlterTopicConfigsResponse)(nil), // 29: runnel.v1.AlterTopicConfigsResponse
+	(*ProduceRequest)(nil),            // 30: runnel.v1.ProduceRequest
+	(*ProduceResponse)(nil),           // 31: runnel.v1.ProduceResponse
+	(*Error)(nil),                     // 32: runnel.v1.Error
+	(*Position)(nil),                  // 33: runnel.v1.Position
+	(*FetchRequest)(nil),              // 34: runnel.v1.FetchRequest
+	(*FetchResponse)(nil),             // 35: runnel.v1.FetchResponse
+	(*ListOffsetsRequest)(nil),        // 36: runnel.v1.ListOffsetsRequest
+	(*ListOffsetsResponse)(nil),       // 37: runnel.v1.ListOffsetsResponse
+	nil,                               // 38: runnel.v1.TopicInfo.ConfigsEntry
+	nil,                               // 39: runnel.v1.CreateTopicRequest.ConfigsEntry
+	nil,                               // 40: runnel.v1.AlterTopicConfigsRequest.SetEntry
+	nil,                               // 41: runnel.v1.Error.MetadataEntry
 }
 var file_runnel_v1_runnel_proto_depIdxs = []int32{
-	10, // 0: runnel.v1.ClusterInfoResponse.nodes:type_name -> runnel.v1.Node
+	15, // 0: runnel.v1.ClusterInfoResponse.nodes:type_name -> runnel.v1.Node
 	2,  // 1: runnel.v1.ClusterInfoResponse.groups:type_name -> runnel.v1.RaftGroupInfo
-	10, // 2: runnel.v1.AddNodeRequest.node:type_name -> runnel.v1.Node
-	11, // 3: runnel.v1.TopicInfo.partitions:type_name -> runnel.v1.PartitionInfo
-	33, // 4: runnel.v1.TopicInfo.configs:type_name -> runnel.v1.TopicInfo.ConfigsEntry
-	10, // 5: runnel.v1.MetadataResponse.nodes:type_name -> runnel.v1.Node
-	12, // 6: runnel.v1.MetadataResponse.topics:type_name -> runnel.v1.TopicInfo
-	34, // 7: runnel.v1.CreateTopicRequest.configs:type_name -> runnel.v1.CreateTopicRequest.ConfigsEntry
-	12, // 8: runnel.v1.CreateTopicResponse.topic:type_name -> runnel.v1.TopicInfo
-	12, // 9: runnel.v1.ListTopicsResponse.topics:type_name -> runnel.v1.TopicInfo
-	12, // 10: runnel.v1.DescribeTopicResponse.topic:type_name -> runnel.v1.TopicInfo
-	35, // 11: runnel.v1.AlterTopicConfigsRequest.set:type_name -> runnel.v1.AlterTopicConfigsRequest.SetEntry
-	12, // 12: runnel.v1.AlterTopicConfigsResponse.topic:type_name -> runnel.v1.TopicInfo
-	0,  // 13: runnel.v1.ProduceRequest.acks:type_name -> runnel.v1.Acks
-	27, // 14: runnel.v1.ProduceResponse.error:type_name -> runnel.v1.Error
-	36, // 15: runnel.v1.Error.metadata:type_name -> runnel.v1.Error.MetadataEntry
-	28, // 16: runnel.v1.FetchRequest.from:type_name -> runnel.v1.Position
-	28, // 17: runnel.v1.ListOffsetsRequest.at:type_name -> runnel.v1.Position
-	13, // 18: runnel.v1.Broker.Metadata:input_type -> runnel.v1.MetadataRequest
-	15, // 19: runnel.v1.Broker.CreateTopic:input_type -> runnel.v1.CreateTopicRequest
-	17, // 20: runnel.v1.Broker.DeleteTopic:input_type -> runnel.v1.DeleteTopicRequest
-	19, // 21: runnel.v1.Broker.ListTopics:input_type -> runnel.v1.ListTopicsRequest
-	21, // 22: runnel.v1.Broker.DescribeTopic:input_type -> runnel.v1.DescribeTopicRequest
-	23, // 23: runnel.v1.Broker.AlterTopicConfigs:input_type -> runnel.v1.AlterTopicConfigsRequest
-	25, // 24: runnel.v1.Broker.Produce:input_type -> runnel.v1.ProduceRequest
-	25, // 25: runnel.v1.Broker.ProduceStream:input_type -> runnel.v1.ProduceRequest
-	29, // 26: runnel.v1.Broker.Fetch:input_type -> runnel.v1.FetchRequest
-	31, // 27: runnel.v1.Broker.ListOffsets:input_type -> runnel.v1.ListOffsetsRequest
-	1,  // 28: runnel.v1.Broker.ClusterInfo:input_type -> runnel.v1.ClusterInfoRequest
-	4,  // 29: runnel.v1.Broker.AddNode:input_type -> runnel.v1.AddNodeRequest
-	6,  // 30: runnel.v1.Broker.RemoveNode:input_type -> runnel.v1.RemoveNodeRequest
-	8,  // 31: runnel.v1.Broker.Propose:input_type -> runnel.v1.ProposeRequest
-	14, // 32: runnel.v1.Broker.Metadata:output_type -> runnel.v1.MetadataResponse
-	16, // 33: runnel.v1.Broker.CreateTopic:output_type -> runnel.v1.CreateTopicResponse
-	18, // 34: runnel.v1.Broker.DeleteTopic:output_type -> runnel.v1.DeleteTopicResponse
-	20, // 35: runnel.v1.Broker.ListTopics:output_type -> runnel.v1.ListTopicsResponse
-	22, // 36: runnel.v1.Broker.DescribeTopic:output_type -> runnel.v1.DescribeTopicResponse
-	24, // 37: runnel.v1.Broker.AlterTopicConfigs:output_type -> runnel.v1.AlterTopicConfigsResponse
-	26, // 38: runnel.v1.Broker.Produce:output_type -> runnel.v1.ProduceResponse
-	26, // 39: runnel.v1.Broker.ProduceStream:output_type -> runnel.v1.ProduceResponse
-	30, // 40: runnel.v1.Broker.Fetch:output_type -> runnel.v1.FetchResponse
-	32, // 41: runnel.v1.Broker.ListOffsets:output_type -> runnel.v1.ListOffsetsResponse
-	3,  // 42: runnel.v1.Broker.ClusterInfo:output_type -> runnel.v1.ClusterInfoResponse
-	5,  // 43: runnel.v1.Broker.AddNode:output_type -> runnel.v1.AddNodeResponse
-	7,  // 44: runnel.v1.Broker.RemoveNode:output_type -> runnel.v1.RemoveNodeResponse
-	9,  // 45: runnel.v1.Broker.Propose:output_type -> runnel.v1.ProposeResponse
-	32, // [32:46] is the sub-list for method output_type
-	18, // [18:32] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	4,  // 2: runnel.v1.ClusterInfoResponse.moves:type_name -> runnel.v1.PartitionMove
+	15, // 3: runnel.v1.AddNodeRequest.node:type_name -> runnel.v1.Node
+	15, // 4: runnel.v1.RemoveNodeResponse.node:type_name -> runnel.v1.Node
+	16, // 5: runnel.v1.ReassignPartitionResponse.partition:type_name -> runnel.v1.PartitionInfo
+	16, // 6: runnel.v1.TopicInfo.partitions:type_name -> runnel.v1.PartitionInfo
+	38, // 7: runnel.v1.TopicInfo.configs:type_name -> runnel.v1.TopicInfo.ConfigsEntry
+	15, // 8: runnel.v1.MetadataResponse.nodes:type_name -> runnel.v1.Node
+	17, // 9: runnel.v1.MetadataResponse.topics:type_name -> runnel.v1.TopicInfo
+	39, // 10: runnel.v1.CreateTopicRequest.configs:type_name -> runnel.v1.CreateTopicRequest.ConfigsEntry
+	17, // 11: runnel.v1.CreateTopicResponse.topic:type_name -> runnel.v1.TopicInfo
+	17, // 12: runnel.v1.ListTopicsResponse.topics:type_name -> runnel.v1.TopicInfo
+	17, // 13: runnel.v1.DescribeTopicResponse.topic:type_name -> runnel.v1.TopicInfo
+	40, // 14: runnel.v1.AlterTopicConfigsRequest.set:type_name -> runnel.v1.AlterTopicConfigsRequest.SetEntry
+	17, // 15: runnel.v1.AlterTopicConfigsResponse.topic:type_name -> runnel.v1.TopicInfo
+	0,  // 16: runnel.v1.ProduceRequest.acks:type_name -> runnel.v1.Acks
+	32, // 17: runnel.v1.ProduceResponse.error:type_name -> runnel.v1.Error
+	41, // 18: runnel.v1.Error.metadata:type_name -> runnel.v1.Error.MetadataEntry
+	33, // 19: runnel.v1.FetchRequest.from:type_name -> runnel.v1.Position
+	33, // 20: runnel.v1.ListOffsetsRequest.at:type_name -> runnel.v1.Position
+	18, // 21: runnel.v1.Broker.Metadata:input_type -> runnel.v1.MetadataRequest
+	20, // 22: runnel.v1.Broker.CreateTopic:input_type -> runnel.v1.CreateTopicRequest
+	22, // 23: runnel.v1.Broker.DeleteTopic:input_type -> runnel.v1.DeleteTopicRequest
+	24, // 24: runnel.v1.Broker.ListTopics:input_type -> runnel.v1.ListTopicsRequest
+	26, // 25: runnel.v1.Broker.DescribeTopic:input_type -> runnel.v1.DescribeTopicRequest
+	28, // 26: runnel.v1.Broker.AlterTopicConfigs:input_type -> runnel.v1.AlterTopicConfigsRequest
+	30, // 27: runnel.v1.Broker.Produce:input_type -> runnel.v1.ProduceRequest
+	30, // 28: runnel.v1.Broker.ProduceStream:input_type -> runnel.v1.ProduceRequest
+	34, // 29: runnel.v1.Broker.Fetch:input_type -> runnel.v1.FetchRequest
+	36, // 30: runnel.v1.Broker.ListOffsets:input_type -> runnel.v1.ListOffsetsRequest
+	1,  // 31: runnel.v1.Broker.ClusterInfo:input_type -> runnel.v1.ClusterInfoRequest
+	5,  // 32: runnel.v1.Broker.AddNode:input_type -> runnel.v1.AddNodeRequest
+	7,  // 33: runnel.v1.Broker.RemoveNode:input_type -> runnel.v1.RemoveNodeRequest
+	9,  // 34: runnel.v1.Broker.ReassignPartition:input_type -> runnel.v1.ReassignPartitionRequest
+	11, // 35: runnel.v1.Broker.ReplicaStatus:input_type -> runnel.v1.ReplicaStatusRequest
+	13, // 36: runnel.v1.Broker.Propose:input_type -> runnel.v1.ProposeRequest
+	19, // 37: runnel.v1.Broker.Metadata:output_type -> runnel.v1.MetadataResponse
+	21, // 38: runnel.v1.Broker.CreateTopic:output_type -> runnel.v1.CreateTopicResponse
+	23, // 39: runnel.v1.Broker.DeleteTopic:output_type -> runnel.v1.DeleteTopicResponse
+	25, // 40: runnel.v1.Broker.ListTopics:output_type -> runnel.v1.ListTopicsResponse
+	27, // 41: runnel.v1.Broker.DescribeTopic:output_type -> runnel.v1.DescribeTopicResponse
+	29, // 42: runnel.v1.Broker.AlterTopicConfigs:output_type -> runnel.v1.AlterTopicConfigsResponse
+	31, // 43: runnel.v1.Broker.Produce:output_type -> runnel.v1.ProduceResponse
+	31, // 44: runnel.v1.Broker.ProduceStream:output_type -> runnel.v1.ProduceResponse
+	35, // 45: runnel.v1.Broker.Fetch:output_type -> runnel.v1.FetchResponse
+	37, // 46: runnel.v1.Broker.ListOffsets:output_type -> runnel.v1.ListOffsetsResponse
+	3,  // 47: runnel.v1.Broker.ClusterInfo:output_type -> runnel.v1.ClusterInfoResponse
+	6,  // 48: runnel.v1.Broker.AddNode:output_type -> runnel.v1.AddNodeResponse
+	8,  // 49: runnel.v1.Broker.RemoveNode:output_type -> runnel.v1.RemoveNodeResponse
+	10, // 50: runnel.v1.Broker.ReassignPartition:output_type -> runnel.v1.ReassignPartitionResponse
+	12, // 51: runnel.v1.Broker.ReplicaStatus:output_type -> runnel.v1.ReplicaStatusResponse
+	14, // 52: runnel.v1.Broker.Propose:output_type -> runnel.v1.ProposeResponse
+	37, // [37:53] is the sub-list for method output_type
+	21, // [21:37] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_runnel_v1_runnel_proto_init() }
@@ -2232,7 +2604,7 @@ func file_runnel_v1_runnel_proto_init() {
 	if File_runnel_v1_runnel_proto != nil {
 		return
 	}
-	file_runnel_v1_runnel_proto_msgTypes[27].OneofWrappers = []any{
+	file_runnel_v1_runnel_proto_msgTypes[32].OneofWrappers = []any{
 		(*Position_Offset)(nil),
 		(*Position_Start)(nil),
 		(*Position_End)(nil),
@@ -2244,7 +2616,7 @@ func file_runnel_v1_runnel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_v1_runnel_proto_rawDesc), len(file_runnel_v1_runnel_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,8 @@ const (
 	Broker_ClusterInfo_FullMethodName       = "/runnel.v1.Broker/ClusterInfo"
 	Broker_AddNode_FullMethodName           = "/runnel.v1.Broker/AddNode"
 	Broker_RemoveNode_FullMethodName        = "/runnel.v1.Broker/RemoveNode"
+	Broker_ReassignPartition_FullMethodName = "/runnel.v1.Broker/ReassignPartition"
+	Broker_ReplicaStatus_FullMethodName     = "/runnel.v1.Broker/ReplicaStatus"
 	Broker_Propose_FullMethodName           = "/runnel.v1.Broker/Propose"
 )
 
@@ -89,10 +91,26 @@ type BrokerClient interface {
 	// state of the partitions this node hosts.
 	ClusterInfo(ctx context.Context, in *ClusterInfoRequest, opts ...grpc.CallOption) (*ClusterInfoResponse, error)
 	// AddNode adds a node to the cluster: to the controller group and to the
-	// nodes new partitions may be placed on. Start the node with --join first.
+	// nodes new partitions may be placed on. Start the node first, with
+	// --cluster listing the running nodes and itself.
 	AddNode(ctx context.Context, in *AddNodeRequest, opts ...grpc.CallOption) (*AddNodeResponse, error)
-	// RemoveNode removes a node that holds no partition replicas.
+	// RemoveNode starts removing a node: it takes no new replicas, each of its
+	// replicas is reassigned to another node, and once none remains in a
+	// partition's raft group the node leaves the cluster. It answers at once
+	// with the node's progress; ClusterInfo shows it until the node is gone.
+	// INVALID_ARGUMENT when a partition has nowhere to go (its replication
+	// factor equals the nodes that would remain). Asking again while the
+	// removal is under way is not an error.
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*RemoveNodeResponse, error)
+	// ReassignPartition sets the nodes that hold a partition, the first being
+	// its preferred leader. The partition's leader then brings its raft group
+	// in line: new replicas join and catch up before they vote, then the
+	// others leave. Writes go on throughout.
+	ReassignPartition(ctx context.Context, in *ReassignPartitionRequest, opts ...grpc.CallOption) (*ReassignPartitionResponse, error)
+	// ReplicaStatus reports how far this node's replica of a partition has
+	// applied the partition's raft log. A partition leader uses it to promote
+	// a new replica once caught up; it is not for clients.
+	ReplicaStatus(ctx context.Context, in *ReplicaStatusRequest, opts ...grpc.CallOption) (*ReplicaStatusResponse, error)
 	// Propose hands a controller command to the controller leader. Nodes use
 	// it to forward admin requests and leader reports; it is not for clients.
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
@@ -242,6 +260,26 @@ func (c *brokerClient) RemoveNode(ctx context.Context, in *RemoveNodeRequest, op
 	return out, nil
 }
 
+func (c *brokerClient) ReassignPartition(ctx context.Context, in *ReassignPartitionRequest, opts ...grpc.CallOption) (*ReassignPartitionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReassignPartitionResponse)
+	err := c.cc.Invoke(ctx, Broker_ReassignPartition_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) ReplicaStatus(ctx context.Context, in *ReplicaStatusRequest, opts ...grpc.CallOption) (*ReplicaStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplicaStatusResponse)
+	err := c.cc.Invoke(ctx, Broker_ReplicaStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *brokerClient) Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ProposeResponse)
@@ -293,10 +331,26 @@ type BrokerServer interface {
 	// state of the partitions this node hosts.
 	ClusterInfo(context.Context, *ClusterInfoRequest) (*ClusterInfoResponse, error)
 	// AddNode adds a node to the cluster: to the controller group and to the
-	// nodes new partitions may be placed on. Start the node with --join first.
+	// nodes new partitions may be placed on. Start the node first, with
+	// --cluster listing the running nodes and itself.
 	AddNode(context.Context, *AddNodeRequest) (*AddNodeResponse, error)
-	// RemoveNode removes a node that holds no partition replicas.
+	// RemoveNode starts removing a node: it takes no new replicas, each of its
+	// replicas is reassigned to another node, and once none remains in a
+	// partition's raft group the node leaves the cluster. It answers at once
+	// with the node's progress; ClusterInfo shows it until the node is gone.
+	// INVALID_ARGUMENT when a partition has nowhere to go (its replication
+	// factor equals the nodes that would remain). Asking again while the
+	// removal is under way is not an error.
 	RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error)
+	// ReassignPartition sets the nodes that hold a partition, the first being
+	// its preferred leader. The partition's leader then brings its raft group
+	// in line: new replicas join and catch up before they vote, then the
+	// others leave. Writes go on throughout.
+	ReassignPartition(context.Context, *ReassignPartitionRequest) (*ReassignPartitionResponse, error)
+	// ReplicaStatus reports how far this node's replica of a partition has
+	// applied the partition's raft log. A partition leader uses it to promote
+	// a new replica once caught up; it is not for clients.
+	ReplicaStatus(context.Context, *ReplicaStatusRequest) (*ReplicaStatusResponse, error)
 	// Propose hands a controller command to the controller leader. Nodes use
 	// it to forward admin requests and leader reports; it is not for clients.
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
@@ -348,6 +402,12 @@ func (UnimplementedBrokerServer) AddNode(context.Context, *AddNodeRequest) (*Add
 }
 func (UnimplementedBrokerServer) RemoveNode(context.Context, *RemoveNodeRequest) (*RemoveNodeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RemoveNode not implemented")
+}
+func (UnimplementedBrokerServer) ReassignPartition(context.Context, *ReassignPartitionRequest) (*ReassignPartitionResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReassignPartition not implemented")
+}
+func (UnimplementedBrokerServer) ReplicaStatus(context.Context, *ReplicaStatusRequest) (*ReplicaStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReplicaStatus not implemented")
 }
 func (UnimplementedBrokerServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Propose not implemented")
@@ -585,6 +645,42 @@ func _Broker_RemoveNode_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_ReassignPartition_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReassignPartitionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ReassignPartition(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ReassignPartition_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ReassignPartition(ctx, req.(*ReassignPartitionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_ReplicaStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplicaStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ReplicaStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ReplicaStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ReplicaStatus(ctx, req.(*ReplicaStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Broker_Propose_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ProposeRequest)
 	if err := dec(in); err != nil {
@@ -653,6 +749,14 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveNode",
 			Handler:    _Broker_RemoveNode_Handler,
+		},
+		{
+			MethodName: "ReassignPartition",
+			Handler:    _Broker_ReassignPartition_Handler,
+		},
+		{
+			MethodName: "ReplicaStatus",
+			Handler:    _Broker_ReplicaStatus_Handler,
 		},
 		{
 			MethodName: "Propose",
