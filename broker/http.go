@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"time"
 
@@ -46,6 +47,13 @@ func (b *Broker) startHTTP(addr string) error {
 		}
 		writeJSON(w, (&service{b: b}).topicInfo(t))
 	})
+	// Go's profiler, for finding where a node spends its time:
+	// go tool pprof http://HOST:PORT/debug/pprof/profile?seconds=10
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	b.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	b.wg.Add(1)
 	go func() {
