@@ -6,6 +6,7 @@ import (
 	"time"
 
 	raftboltdb "github.com/hashicorp/raft-boltdb"
+	"github.com/runnel-dev/runnel/internal/raftstore"
 	"github.com/runnel-dev/runnel/partition"
 	"github.com/runnel-dev/runnel/record"
 )
@@ -14,12 +15,14 @@ import (
 // replicas over InmemTransport, 1 MiB batches of 100-byte records proposed
 // from one goroutine with up to 8 in flight, each committed by raft and
 // applied to every replica's Pebble log. The partition logs run without
-// fsync, as in a cluster; the raft log is in memory ("inmem") or in
-// raft-boltdb, fsynced on every group commit ("bolt").
+// fsync, as in a cluster; the raft log is in memory ("inmem"), in
+// raft-boltdb ("bolt") or in a raftstore.Store of each node's own, as a
+// broker's ("raftstore"; "raftstore-nocache" without its entry cache),
+// fsynced on every group commit.
 //
 //	go test -run '^$' -bench ReplicaAppend -benchtime 200x ./partition/
 func BenchmarkReplicaAppend(b *testing.B) {
-	for _, stores := range []string{"inmem", "bolt"} {
+	for _, stores := range []string{"inmem", "bolt", "raftstore", "raftstore-nocache"} {
 		b.Run(stores, func(b *testing.B) {
 			if stores == "bolt" && raceEnabled {
 				b.Skip("boltdb/bolt fails checkptr under the race detector")
@@ -39,20 +42,55 @@ func benchAppend(b *testing.B, stores string) {
 		c.TrailingLogs = 32
 		c.SnapshotInterval = 100 * time.Millisecond
 	})
-	if stores == "bolt" {
-		// Move every replica onto bolt stores, from an empty log.
+	var syncs func() int64
+	if stores != "inmem" {
+		// Move every replica onto disk stores, from an empty log.
 		for _, nd := range c.nodes {
 			c.stop(nd)
 		}
 		var servers []partition.Server
+		var rs []*raftstore.Store
 		for _, nd := range c.nodes {
-			s, err := raftboltdb.NewBoltStore(filepath.Join(b.TempDir(), "raft.bolt"))
-			if err != nil {
-				b.Fatal(err)
+			switch stores {
+			case "bolt":
+				s, err := raftboltdb.NewBoltStore(filepath.Join(b.TempDir(), "raft.bolt"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() {
+					c.close() // the replicas first
+					s.Close()
+				})
+				nd.logs, nd.stable = s, s
+			case "raftstore", "raftstore-nocache":
+				opts := raftstore.Options{Logger: testLogger()}
+				if stores == "raftstore-nocache" {
+					opts.EntryCacheBytes = -1
+				}
+				s, err := raftstore.Open(b.TempDir(), opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				rs = append(rs, s)
+				g := s.Group("1/0")
+				nd.logs, nd.stable = g, g
 			}
-			b.Cleanup(func() { s.Close() })
-			nd.logs, nd.stable = s, s
 			servers = append(servers, server(nd))
+		}
+		if rs != nil {
+			b.Cleanup(func() {
+				c.close() // the replicas first
+				for _, s := range rs {
+					s.Close()
+				}
+			})
+			syncs = func() int64 {
+				var n int64
+				for _, s := range rs {
+					n += s.Stats().Syncs
+				}
+				return n
+			}
 		}
 		for _, nd := range c.nodes {
 			c.start(nd, servers)
@@ -68,6 +106,10 @@ func benchAppend(b *testing.B, stores string) {
 	}
 	batch := append(record.Batch(nil), bl.Build()...)
 	b.SetBytes(int64(len(batch)))
+	var syncs0 int64
+	if syncs != nil {
+		syncs0 = syncs()
+	}
 	b.ResetTimer()
 
 	const window = 8
@@ -93,6 +135,9 @@ func benchAppend(b *testing.B, stores string) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*batch.Count())/b.Elapsed().Seconds(), "records/s")
 	b.ReportMetric(float64(len(batch))/float64(batch.Count()), "B/record")
+	if syncs != nil {
+		b.ReportMetric(float64(b.N*batch.Count()*len(c.nodes))/float64(syncs()-syncs0), "records/fsync")
+	}
 	// Followers catch up before the cluster closes.
 	waitFor(b, "followers to catch up", func() bool {
 		for _, nd := range c.nodes {

@@ -40,6 +40,16 @@
 // file whose entries were all deleted is removed whole. Uint64 stable-store
 // values are 8 big-endian bytes.
 //
+// # Entry cache
+//
+// raft reads most entries right after storing them: a leader to replicate
+// them to each follower, a follower to apply them. The Store keeps the
+// newest entries of all its groups in memory, as StoreLogs was given them,
+// up to Options.EntryCacheBytes in all (oldest out first), and GetLog
+// answers from there without touching Pebble or copying the entry: a cached
+// raft.Log shares its Data with the one stored. DeleteRange, overwrites and
+// DropGroup take entries out of the cache before they change the disk.
+//
 // # Durability
 //
 // StoreLogs writes its entries in one Pebble batch and returns once the
@@ -67,6 +77,7 @@
 //	Store.groupsMu (Group, DropGroup)
 //	Group.writeMu (a group's writes, DropGroup)
 //	Group.mu (cached first and last index)
+//	entryCache.mu (the entry cache; never held with Group.mu)
 //
 // The Store starts no goroutines of its own; Pebble's are stopped by Close.
 package raftstore

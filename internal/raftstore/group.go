@@ -30,6 +30,10 @@ type Group struct {
 	mu          sync.Mutex
 	loaded      bool
 	first, last uint64
+
+	// cache is the group's part of the Store's entry cache, guarded by
+	// the cache's mutex.
+	cache groupCache
 }
 
 var (
@@ -127,12 +131,19 @@ func (g *Group) loadLocked() error {
 }
 
 // GetLog reads entry index into l. It returns raft.ErrLogNotFound if the
-// group has no such entry.
+// group has no such entry. An entry still in the entry cache shares its
+// Data and Extensions with the raft.Log it was stored from; the caller must
+// not change them.
 func (g *Group) GetLog(index uint64, l *raft.Log) error {
 	if err := g.acquire(); err != nil {
 		return err
 	}
 	defer g.s.mu.RUnlock()
+	if g.s.entryCache.get(g, index, l) {
+		g.s.cacheHits.Add(1)
+		return nil
+	}
+	g.s.cacheMisses.Add(1)
 	err := g.s.get(logKey(g.logPrefix, index), func(v []byte) error {
 		if err := decode(v, l); err != nil {
 			return corruptf(g.id, fmt.Sprintf("log %d", index), "%v", err)
@@ -195,9 +206,13 @@ func (g *Group) StoreLogs(logs []*raft.Log) error {
 		lo, hi = min(lo, l.Index), max(hi, l.Index)
 		bytes += int64(n)
 	}
+	// Entries being overwritten leave the cache before the commit, so
+	// that it never holds what the disk no longer does.
+	g.s.entryCache.remove(g, lo, hi)
 	if err := b.Commit(g.s.wo); err != nil {
 		return fmt.Errorf("raftstore: group %s: store logs %d-%d: %w", g.id, lo, hi, err)
 	}
+	g.s.entryCache.add(g, logs)
 
 	g.mu.Lock()
 	if g.first == 0 || lo < g.first {
@@ -233,6 +248,7 @@ func (g *Group) DeleteRange(min, max uint64) error {
 	if first == 0 || max < first || min > last {
 		return nil // nothing to delete
 	}
+	g.s.entryCache.remove(g, min, max)
 	b := g.s.db.NewBatch()
 	defer b.Close()
 	if err := b.DeleteRange(logKey(g.logPrefix, min), logKeyEnd(g.logPrefix, max), nil); err != nil {

@@ -21,6 +21,11 @@ type Options struct {
 	// safety rests on its log and stable store being durable, so this is for
 	// tests only: a crash can lose entries and votes raft believes kept.
 	NoSync bool
+	// EntryCacheBytes bounds the memory of the entry cache: the newest
+	// entries of all groups, which raft reads back right after storing
+	// them (replication on a leader, the state machine on a follower).
+	// Zero means 64 MiB; a negative value turns the cache off.
+	EntryCacheBytes int64
 
 	// noValueSeparation keeps entries inside sstables instead of blob files;
 	// the benchmark compares the two.
@@ -28,8 +33,9 @@ type Options struct {
 }
 
 const (
-	cacheBytes   = 32 << 20
-	memTableSize = 64 << 20
+	cacheBytes             = 32 << 20
+	memTableSize           = 64 << 20
+	defaultEntryCacheBytes = 64 << 20
 )
 
 // withDefaults returns o with defaults filled in.
@@ -39,6 +45,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.EntryCacheBytes == 0 {
+		o.EntryCacheBytes = defaultEntryCacheBytes
 	}
 	return o
 }

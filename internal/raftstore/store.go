@@ -29,7 +29,10 @@ type Store struct {
 	groupsMu sync.Mutex
 	groups   map[string]*Group
 
+	entryCache entryCache
+
 	stores, entries, entryBytes atomic.Int64
+	cacheHits, cacheMisses      atomic.Int64
 }
 
 // Stats are counters since Open.
@@ -47,17 +50,21 @@ type Stats struct {
 	// flushes and compactions. BytesWritten/EntryBytes is the write
 	// amplification.
 	BytesWritten int64
+	// CacheHits and CacheMisses count GetLog calls answered from the
+	// entry cache and from Pebble; CacheBytes is what the cache holds now.
+	CacheHits, CacheMisses, CacheBytes int64
 }
 
 // Open opens or creates the store in dir, which holds nothing else.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	s := &Store{
-		opts:   opts,
-		fs:     pebbleenv.New(opts.FS),
-		cache:  pebble.NewCache(cacheBytes),
-		wo:     opts.writeOptions(),
-		groups: make(map[string]*Group),
+		opts:       opts,
+		fs:         pebbleenv.New(opts.FS),
+		cache:      pebble.NewCache(cacheBytes),
+		wo:         opts.writeOptions(),
+		groups:     make(map[string]*Group),
+		entryCache: entryCache{budget: opts.EntryCacheBytes},
 	}
 	db, err := pebble.Open(dir, opts.pebbleOptions(s.fs, s.cache))
 	if err != nil {
@@ -143,6 +150,7 @@ func (s *Store) DropGroup(id string) error {
 	if g != nil {
 		g.dropped.Store(true)
 		delete(s.groups, id)
+		s.entryCache.removeGroup(g)
 	}
 	return nil
 }
@@ -156,6 +164,9 @@ func (s *Store) Stats() Stats {
 		EntryBytes:   s.entryBytes.Load(),
 		WALBytes:     s.fs.WALBytes(),
 		BytesWritten: s.fs.BytesWritten(),
+		CacheHits:    s.cacheHits.Load(),
+		CacheMisses:  s.cacheMisses.Load(),
+		CacheBytes:   s.entryCache.cachedBytes(),
 	}
 }
 

@@ -257,16 +257,27 @@ func TestConcurrentGroups(t *testing.T) {
 // TestModel runs random appends, overwrites, gaps, deletes and reopens on a
 // Group and on a map, and checks that they agree after every step: the
 // cached first and last index must always match what is on disk.
+// It runs with the entry cache off, large enough for every entry, and
+// so small that entries come and go all the time.
 func TestModel(t *testing.T) {
-	for seed := range uint64(5) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { testModel(t, seed) })
+	for _, cache := range []int64{-1, 0, 3 * (entryOverhead + 64)} {
+		for seed := range uint64(5) {
+			t.Run(fmt.Sprintf("cache=%d/%d", cache, seed), func(t *testing.T) { testModel(t, seed, cache) })
+		}
 	}
 }
 
-func testModel(t *testing.T, seed uint64) {
+func testModel(t *testing.T, seed uint64, cache int64) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	fs := vfs.NewMem()
-	s := openMem(t, fs)
+	open := func() *Store {
+		s, err := Open("db", Options{FS: fs, EntryCacheBytes: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
 	defer func() { s.Close() }()
 	g := s.Group("m")
 	model := map[uint64]*raft.Log{}
@@ -306,7 +317,7 @@ func testModel(t *testing.T, seed uint64) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			s = openMem(t, fs)
+			s = open()
 			g = s.Group("m")
 		default:
 			op = "read"
