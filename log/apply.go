@@ -30,9 +30,18 @@ func (l *Log) Applied() uint64 { return l.applied.Load() }
 
 // ApplyAt appends b, when it is not nil, records index as the log's applied
 // index and applies the state operations state returns, all in one Pebble
-// batch. Like Append it validates b and assigns it the next offsets, but it
-// writes the base offset only into its own copy: b is not modified, so it
-// may be shared with other readers. ApplyAt does not wait for the
+// batch. Like Append it assigns b the next offsets, but it writes the base
+// offset only into its own copy: b is not modified, so it may be shared
+// with other readers.
+//
+// ApplyAt checks b's CRC and the header fields it uses, but does not decode
+// its records: a replicated owner validates each batch in full
+// (record.Batch.Validate) once, before it replicates it, and the CRC, which
+// covers every record, shows that the bytes are still those. A batch that
+// fails the checks returns an error matching ErrCorrupt, or
+// record.ErrUnsupported, and changes nothing.
+//
+// ApplyAt does not wait for the
 // write-ahead log sync and End covers the batch when ApplyAt returns: the
 // caller keeps a durable copy elsewhere (a raft log) and calls Sync before
 // it depends on the log's.
@@ -46,7 +55,7 @@ func (l *Log) Applied() uint64 { return l.applied.Load() }
 // A log written with ApplyAt must not also be written with Append.
 func (l *Log) ApplyAt(index uint64, b record.Batch, state func(base int64) []StateOp) (base int64, err error) {
 	if b != nil {
-		if err := b.Validate(); err != nil {
+		if err := checkHeader(b); err != nil {
 			if errors.Is(err, record.ErrCorrupt) {
 				return 0, corruptf(l.id, "apply", err)
 			}
@@ -100,6 +109,25 @@ func (l *Log) ApplyAt(index uint64, b record.Batch, state func(base int64) []Sta
 	}
 	return base, nil
 }
+
+// checkHeader checks what ApplyAt relies on without decoding b's records:
+// the CRC, and the header fields record.Batch.Validate checks without them.
+// It returns an error matching record.ErrCorrupt or record.ErrUnsupported.
+func checkHeader(b record.Batch) error {
+	if err := b.CheckCRC(); err != nil {
+		return err
+	}
+	if c := b.Attributes() & compressionMask; c != 0 {
+		return fmt.Errorf("%w: compression codec %d", record.ErrUnsupported, c)
+	}
+	if n := b.Count(); n <= 0 || int(b.LastOffsetDelta()) != n-1 {
+		return fmt.Errorf("%w: record count %d, last offset delta %d", record.ErrCorrupt, n, b.LastOffsetDelta())
+	}
+	return nil
+}
+
+// compressionMask selects the compression codec in a batch's attributes.
+const compressionMask = 0x7
 
 // stageLocked stages b, with base offset base, and its index entries in pb,
 // without modifying b. l.mu must be held.
