@@ -332,6 +332,29 @@ func TestDecommissionUnderLoad(t *testing.T) {
 		}
 	}
 
+	// Every replica of the new sets votes.
+	for part := range int32(3) {
+		id := log.ID{Topic: topicID, Partition: uint32(part)}
+		brokers[2].cluster.catalog.mu.Lock()
+		r := brokers[2].cluster.catalog.hosted[id].(*hostedReplica)
+		brokers[2].cluster.catalog.mu.Unlock()
+		m, err := r.Membership()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, mb := range m.Members {
+			if !mb.Voter {
+				t.Errorf("partition %d: %s is not a voter", part, mb.ID)
+			}
+			got = append(got, mb.ID)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, []string{"2", "3", "4"}) {
+			t.Errorf("partition %d raft group %v, want 2, 3, 4", part, got)
+		}
+	}
+
 	// Leaders move to the preferred replicas: one partition per node.
 	eventually(t, ctx, "leaders spread over nodes 2, 3 and 4", 30*time.Second, func() (bool, string) {
 		info, err = c.DescribeTopic(ctx, "m")
@@ -458,18 +481,27 @@ func TestReassignAndRefusals(t *testing.T) {
 			rest = append(rest, r)
 		}
 	}
-	pi, move, err := c.ReassignPartition(ctx, "full", 0, rest)
-	if err != nil {
-		t.Fatal(err)
+	// To two replicas, back to three with node 2 (empty now) as the
+	// preferred leader, then to two again in the other order: after each
+	// move the partition's first replica leads.
+	for _, rs := range [][]int32{rest, append([]int32{2}, rest...), {rest[1], rest[0]}} {
+		pi, move, err := c.ReassignPartition(ctx, "full", 0, rs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(pi.Replicas, rs) || move == nil {
+			t.Fatalf("reassigned to %v: %+v, move %+v", rs, pi, move)
+		}
+		eventually(t, ctx, fmt.Sprintf("the move to %v to end", rs), 30*time.Second, func() (bool, string) {
+			p, err := c.ClusterPlacement(ctx, "")
+			_, moving := p.FindMove("full", 0)
+			return err == nil && !moving, fmt.Sprint(p.Moves, err)
+		})
+		eventually(t, ctx, fmt.Sprintf("node %d to lead", rs[0]), 30*time.Second, func() (bool, string) {
+			info, err := c.DescribeTopic(ctx, "full")
+			return err == nil && info.Partitions[0].Leader == rs[0], fmt.Sprint(info.Partitions, err)
+		})
 	}
-	if !slices.Equal(pi.Replicas, rest) || move == nil {
-		t.Fatalf("reassigned: %+v, move %+v", pi, move)
-	}
-	eventually(t, ctx, "the move to end", 30*time.Second, func() (bool, string) {
-		p, err := c.ClusterPlacement(ctx, "")
-		_, moving := p.FindMove("full", 0)
-		return err == nil && !moving, fmt.Sprint(p.Moves, err)
-	})
 	// Node 2 dropped its replica; now it can be removed.
 	if _, err := c.DecommissionNode(ctx, 2); err != nil {
 		t.Fatal(err)

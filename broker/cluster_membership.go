@@ -40,7 +40,7 @@ func (h *hostedReplica) stopReconf() {
 }
 
 // steer starts or stops the reconfiguration of a hosted replica's group: it
-// runs while the replica leads and the group may differ from the assigned
+// starts while the replica leads and the group may differ from the assigned
 // replicas, and starts afresh when the assignment changes. When the
 // preferred leader changes without a move, the leader hands over to it.
 func (c *clusterCatalog) steer(st *clusterState, t clusterTopic, id log.ID, h *hostedReplica) {
@@ -52,7 +52,10 @@ func (c *clusterCatalog) steer(st *clusterState, t clusterTopic, id log.ID, h *h
 		case <-w.done:
 			h.reconf = nil
 		default:
-			if lead && pm.moving() && w.want == want {
+			// One working towards this assignment ends by itself: once
+			// its last report settles the move it hands leadership to the
+			// preferred replica, and when it stops leading it returns.
+			if w.want == want {
 				return
 			}
 			h.stopReconf()
@@ -176,17 +179,21 @@ func (c *clusterCatalog) appliedHere(id log.ID) (uint64, error) {
 // reportMembers tells the controller about partition id's raft group.
 func (c *clusterCatalog) reportMembers(t clusterTopic, id log.ID) func(context.Context, partition.Membership) error {
 	return func(ctx context.Context, m partition.Membership) error {
-		ids := make([]int32, 0, len(m.Members))
-		for _, s := range m.IDs() {
-			n, err := strconv.Atoi(s)
+		var ids, nonvoters []int32
+		for _, s := range m.Members {
+			n, err := strconv.Atoi(s.ID)
 			if err != nil {
-				return fmt.Errorf("partition %s/%d has a raft member %q that is not a node id", t.Name, id.Partition, s)
+				return fmt.Errorf("partition %s/%d has a raft member %q that is not a node id", t.Name, id.Partition, s.ID)
 			}
 			ids = append(ids, int32(n))
+			if !s.Voter {
+				nonvoters = append(nonvoters, int32(n))
+			}
 		}
 		slices.Sort(ids)
+		slices.Sort(nonvoters)
 		return c.n.propose(ctx, command{PartitionMembers: &membersCmd{
-			Topic: t.Name, TopicID: t.ID, Partition: int(id.Partition), Members: ids, Term: m.Term, Index: m.Index,
+			Topic: t.Name, TopicID: t.ID, Partition: int(id.Partition), Members: ids, Nonvoters: nonvoters, Term: m.Term, Index: m.Index,
 		}})
 	}
 }

@@ -110,7 +110,7 @@ func (s *clusterState) noteMembers(c membersCmd) {
 		return
 	}
 	pm.MembersTerm, pm.MembersIndex = c.Term, c.Index
-	if sameSet(c.Members, pm.Replicas) {
+	if sameSet(c.Members, pm.Replicas) && len(c.Nonvoters) == 0 {
 		pm.Members = nil
 		return
 	}

@@ -16,9 +16,14 @@ import (
 // and, while a removal waits, every second (a new controller leader brings
 // no state change).
 func (n *clusterNode) finishRemovals() {
+	told := false
 	for {
 		st, changed := n.ctrl.fsm.view()
 		drained := st.drained()
+		if !told && slices.Contains(drained, n.self.ID) {
+			n.b.logger.Warn("this node holds no replicas any more and leaves the cluster; stop it once runnel cluster info no longer lists it", "node", n.self.ID)
+			told = true
+		}
 		if len(drained) > 0 && n.ctrl.raft.State() == raft.Leader {
 			for _, id := range drained {
 				if err := n.finishRemoval(id); err != nil {

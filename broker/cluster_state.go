@@ -133,6 +133,9 @@ type membersCmd struct {
 	TopicID   uint32  `json:"topic_id"`
 	Partition int     `json:"partition"`
 	Members   []int32 `json:"members"`
+	// Nonvoters are the members that do not vote yet: a move is not done
+	// until every replica votes.
+	Nonvoters []int32 `json:"nonvoters,omitempty"`
 	Term      uint64  `json:"term"`
 	Index     uint64  `json:"index"`
 }

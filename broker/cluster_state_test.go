@@ -212,7 +212,12 @@ func TestRemoveNodeDrains(t *testing.T) {
 	// Leaders report their groups. A report from an older term, or from
 	// the same term at a lower index, is stale.
 	report(t, s, "t", 0, 2, 10, 1, 2, 3, 4) // 4 is about to join
-	report(t, s, "t", 0, 2, 12, 2, 3, 4)    // 1 left: settled
+	// Only 4 is left once 1 is out, but 4 does not vote yet: not settled.
+	c := command{PartitionMembers: &membersCmd{Topic: "t", TopicID: s.Topics["t"].ID, Partition: 0, Members: []int32{2, 3, 4}, Nonvoters: []int32{4}, Term: 2, Index: 11}}
+	if err := s.apply(c); err != nil || !s.Topics["t"].Partitions[0].moving() {
+		t.Fatalf("a group with a nonvoter counts as moved: %v %+v", err, s.Topics["t"].Partitions[0])
+	}
+	report(t, s, "t", 0, 2, 12, 2, 3, 4)    // 4 votes: settled
 	report(t, s, "t", 0, 2, 11, 1, 2, 3, 4) // stale
 	report(t, s, "t", 0, 1, 99, 1, 2, 3)    // stale
 	report(t, s, "t", 1, 5, 1, 2, 3, 4)

@@ -206,6 +206,11 @@ func TestReconfigureUnderWrites(t *testing.T) {
 	if l := last.IDs(); slices.Contains(l, old.id) || len(l) != 3 {
 		t.Fatalf("last report %v", l)
 	}
+	for _, mb := range last.Members {
+		if !mb.Voter {
+			t.Fatalf("last report has %s as a nonvoter", mb.ID)
+		}
+	}
 
 	w.waitAcks(t, 20)
 	acked := w.finish()

@@ -17,9 +17,9 @@ import (
 func topicCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "topic",
-		Short: "Create, list, describe, alter and delete topics",
+		Short: "Create, list, describe, alter, reassign and delete topics",
 	}
-	cmd.AddCommand(topicCreateCmd(), topicListCmd(), topicDescribeCmd(), topicAlterCmd(), topicDeleteCmd())
+	cmd.AddCommand(topicCreateCmd(), topicListCmd(), topicDescribeCmd(), topicAlterCmd(), topicReassignCmd(), topicDeleteCmd())
 	return cmd
 }
 
