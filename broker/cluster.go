@@ -45,6 +45,7 @@ type clusterNode struct {
 	peers   map[string]*grpc.ClientConn
 
 	catalog *clusterCatalog
+	groups  *clusterGroups
 	dir     string
 	// started is when this node started; caughtUp is set once its copy
 	// of the cluster state has applied everything the controller leader
@@ -356,6 +357,7 @@ func (b *Broker) openCluster(dir string) (net.Listener, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	n.catalog = &clusterCatalog{n: n, hosted: map[log.ID]replica{}, kick: make(chan struct{}, 1)}
+	n.groups = &clusterGroups{n: n}
 	b.cluster = n
 	b.topics = n.catalog
 	return n.split.Apps(), nil
@@ -400,7 +402,11 @@ func runningCluster(self int32, peers map[int32]string) bool {
 // hosting the partition replicas assigned to this node, and finishing node
 // removals when this node leads the controller.
 func (n *clusterNode) start() {
-	n.b.wg.Add(4)
+	n.b.wg.Add(5)
+	go func() {
+		defer n.b.wg.Done()
+		n.groups.watchGroups()
+	}()
 	go func() {
 		defer n.b.wg.Done()
 		n.finishRemovals()

@@ -16,6 +16,10 @@ type clusterState struct {
 	Nodes       map[int32]nodeMeta      `json:"nodes"`
 	Topics      map[string]clusterTopic `json:"topics"`
 	NextTopicID uint32                  `json:"next_topic_id"`
+	// Offsets are the consumer groups' committed offsets: group →
+	// "topic/partition" → the next offset to read (groups_cluster.go).
+	// clone leaves them out: readers of the state get them from the FSM.
+	Offsets map[string]map[string]int64 `json:"offsets,omitempty"`
 }
 
 // nodeMeta is one node of the cluster.
@@ -92,12 +96,13 @@ func newClusterState() *clusterState {
 // command is one change to the cluster state, as proposed to the
 // controller group. Exactly one field is set.
 type command struct {
-	AddNode      *nodeMeta        `json:"add_node,omitempty"`
-	RemoveNode   *int32           `json:"remove_node,omitempty"`
-	CreateTopic  *createTopicCmd  `json:"create_topic,omitempty"`
-	DeleteTopic  *string          `json:"delete_topic,omitempty"`
-	AlterConfigs *alterConfigsCmd `json:"alter_configs,omitempty"`
-	LeaderChange *leaderChangeCmd `json:"leader_change,omitempty"`
+	AddNode       *nodeMeta         `json:"add_node,omitempty"`
+	RemoveNode    *int32            `json:"remove_node,omitempty"`
+	CreateTopic   *createTopicCmd   `json:"create_topic,omitempty"`
+	DeleteTopic   *string           `json:"delete_topic,omitempty"`
+	AlterConfigs  *alterConfigsCmd  `json:"alter_configs,omitempty"`
+	LeaderChange  *leaderChangeCmd  `json:"leader_change,omitempty"`
+	CommitOffsets *commitOffsetsCmd `json:"commit_offsets,omitempty"`
 	// ReassignPartition sets a partition's replicas; the partition's
 	// leader then moves its raft group to them.
 	ReassignPartition *reassignCmd `json:"reassign_partition,omitempty"`
@@ -224,6 +229,8 @@ func (s *clusterState) apply(c command) error {
 		t.Configs = configs
 		s.Topics[a.Name] = t
 		return nil
+	case c.CommitOffsets != nil:
+		return s.applyCommitOffsets(c.CommitOffsets)
 	case c.LeaderChange != nil:
 		lc := c.LeaderChange
 		t, ok := s.Topics[lc.Topic]
@@ -287,8 +294,12 @@ func assign(nodes []int32, topicID uint32, partitions, replicas int) []partition
 
 // clone returns a deep copy, for readers outside the FSM.
 func (s *clusterState) clone() *clusterState {
+	// The committed offsets are left out: they can be many, and change
+	// far more often than the rest.
+	cp := *s
+	cp.Offsets = nil
 	var out clusterState
-	if err := json.Unmarshal(mustJSON(s), &out); err != nil {
+	if err := json.Unmarshal(mustJSON(&cp), &out); err != nil {
 		panic(fmt.Sprintf("decode cluster state: %v", err))
 	}
 	return &out

@@ -31,8 +31,8 @@ type fileOffsets struct {
 	logSize int64
 
 	mu   sync.Mutex
-	cur  map[string]map[tp]int64
-	next []*offsetWrite // waiting for the next write
+	cur  map[string]map[string]int64 // group → "topic/partition" → offset
+	next []*offsetWrite               // waiting for the next write
 	busy bool           // a writer is running
 }
 
@@ -58,7 +58,7 @@ type offsetsFile struct {
 }
 
 func openFileOffsets(path string, noSync bool) (*fileOffsets, error) {
-	o := &fileOffsets{path: path, noSync: noSync, cur: map[string]map[tp]int64{}}
+	o := &fileOffsets{path: path, noSync: noSync, cur: map[string]map[string]int64{}}
 	if path == "" {
 		return o, nil
 	}
@@ -74,9 +74,7 @@ func openFileOffsets(path string, noSync bool) (*fileOffsets, error) {
 			return nil, fmt.Errorf("read committed offsets %s: %w", path, err)
 		}
 		for g, m := range f.Groups {
-			if err := applyOp(o.cur, offsetOp{Group: g, Offsets: m, Force: true}); err != nil {
-				return nil, fmt.Errorf("read committed offsets %s: %w", path, err)
-			}
+			applyOp(o.cur, offsetOp{Group: g, Offsets: m, Force: true})
 		}
 	}
 	logData, err := os.ReadFile(o.logPath)
@@ -97,9 +95,7 @@ func openFileOffsets(path string, noSync bool) (*fileOffsets, error) {
 			return nil, fmt.Errorf("read committed offsets %s: line %d: %w", o.logPath, i+1, err)
 		}
 		for _, op := range ops {
-			if err := applyOp(o.cur, op); err != nil {
-				return nil, fmt.Errorf("read committed offsets %s: line %d: %w", o.logPath, i+1, err)
-			}
+			applyOp(o.cur, op)
 		}
 		good += len(line) + 1
 	}
@@ -142,7 +138,7 @@ func (o *fileOffsets) deleteOffsets(ctx context.Context, group string) error {
 func (o *fileOffsets) offsets(group string) map[tp]int64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return maps.Clone(o.cur[group])
+	return parseOffsets(o.cur[group])
 }
 
 func (o *fileOffsets) groups() []string {
@@ -222,15 +218,7 @@ func (o *fileOffsets) append(ops []offsetOp) error {
 
 // compactLocked writes the snapshot and empties the log.
 func (o *fileOffsets) compactLocked() error {
-	f := offsetsFile{Groups: map[string]map[string]int64{}}
-	for g, offs := range o.cur {
-		m := make(map[string]int64, len(offs))
-		for p, off := range offs {
-			m[p.String()] = off
-		}
-		f.Groups[g] = m
-	}
-	data, err := json.Marshal(f)
+	data, err := json.Marshal(offsetsFile{Groups: o.cur})
 	if err != nil {
 		return err
 	}
@@ -250,34 +238,43 @@ func (o *fileOffsets) compactLocked() error {
 	return o.log.Sync()
 }
 
-// applyOp applies one change to state. Without Force an offset below the
-// current one is ignored.
-func applyOp(state map[string]map[tp]int64, op offsetOp) error {
+// applyOp applies one change to state, keyed by group and then
+// "topic/partition". Without Force an offset below the current one is
+// ignored, so replaying changes already applied changes nothing.
+func applyOp(state map[string]map[string]int64, op offsetOp) {
 	if op.Delete {
 		delete(state, op.Group)
-		return nil
+		return
 	}
 	g := state[op.Group]
 	if g == nil {
-		g = map[tp]int64{}
+		g = map[string]int64{}
 		state[op.Group] = g
 	}
 	for k, off := range op.Offsets {
+		if cur, ok := g[k]; ok && off < cur && !op.Force {
+			continue
+		}
+		g[k] = off
+	}
+}
+
+// parseOffsets turns "topic/partition" keys into partitions, skipping any
+// that do not parse.
+func parseOffsets(m map[string]int64) map[tp]int64 {
+	out := make(map[tp]int64, len(m))
+	for k, off := range m {
 		i := strings.LastIndexByte(k, '/')
 		if i < 0 {
-			return fmt.Errorf("bad partition %q in group %s", k, op.Group)
+			continue
 		}
 		n, err := strconv.ParseInt(k[i+1:], 10, 32)
 		if err != nil {
-			return fmt.Errorf("bad partition %q in group %s", k, op.Group)
-		}
-		p := tp{Topic: k[:i], Partition: int32(n)}
-		if cur, ok := g[p]; ok && off < cur && !op.Force {
 			continue
 		}
-		g[p] = off
+		out[tp{Topic: k[:i], Partition: int32(n)}] = off
 	}
-	return nil
+	return out
 }
 
 // writeFileAtomic replaces path with data: a temporary file in the same

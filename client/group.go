@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"maps"
 	"slices"
@@ -299,6 +300,10 @@ func (g *GroupConsumer) session() (joined bool, err error) {
 		s, err := gc.GroupSession(sctx)
 		if err == nil {
 			err = s.Send(&runnelpb.GroupSessionRequest{Msg: &runnelpb.GroupSessionRequest_Join{Join: join}})
+			if errors.Is(err, io.EOF) {
+				// The stream ended: Recv has its status.
+				err = nil
+			}
 		}
 		var resp *runnelpb.GroupAssignment
 		if err == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
@@ -63,10 +64,35 @@ type GroupPartitionInfo struct {
 	Member string
 }
 
+// ErrGroupActive is returned for a seek or delete of a group that has
+// live members: stop them first.
+var ErrGroupActive = errors.New("client: group has live members")
+
 // groupsCall runs f against the group coordinator: the node at addr when
 // set, else the brokers in turn. A NOT_COORDINATOR answer is followed to
 // the coordinator it names; a broker that cannot be reached is skipped.
+// While the coordinator moves (no controller leader yet, or nodes still
+// naming the old one), the call is retried with backoff until ctx ends or
+// DeliveryTimeout passes.
 func (c *Client) groupsCall(ctx context.Context, addr string, f func(ctx context.Context, g runnelpb.GroupsClient) error) error {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		err := c.groupsCallOnce(ctx, addr, f)
+		var be *Error
+		if errors.As(err, &be) && be.Reason == "GROUP_ACTIVE" {
+			return &Error{Kind: ErrGroupActive, Reason: be.Reason, Message: be.Message, Metadata: be.Metadata}
+		}
+		if err == nil || !Retriable(err) || time.Since(start) > c.cfg.deliveryTimeout {
+			return err
+		}
+		addr = "" // ask around: the coordinator moved
+		if serr := c.sleep(ctx, c.prod.backoff(attempt)); serr != nil {
+			return err
+		}
+	}
+}
+
+func (c *Client) groupsCallOnce(ctx context.Context, addr string, f func(ctx context.Context, g runnelpb.GroupsClient) error) error {
 	addrs := c.meta.brokerAddrs()
 	if addr != "" {
 		addrs = append([]string{addr}, addrs...)
@@ -96,7 +122,7 @@ func (c *Client) groupsCall(ctx context.Context, addr string, f func(ctx context
 		case errors.As(err, &nl) && nl.LeaderAddr != "" && !tried[nl.LeaderAddr]:
 			addrs = append(addrs[:i+1], append([]string{nl.LeaderAddr}, addrs[i+1:]...)...)
 			lastErr = err
-		case isConnectError(err):
+		case isConnectError(err) || errors.Is(err, ErrUnavailable) || errors.As(err, &nl):
 			lastErr = err
 		default:
 			return err
