@@ -32,8 +32,8 @@ type fileOffsets struct {
 
 	mu   sync.Mutex
 	cur  map[string]map[string]int64 // group → "topic/partition" → offset
-	next []*offsetWrite               // waiting for the next write
-	busy bool           // a writer is running
+	next []*offsetWrite              // waiting for the next write
+	busy bool                        // a writer is running
 }
 
 // compactAt is the log size past which the snapshot is rewritten.
