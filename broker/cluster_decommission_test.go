@@ -524,3 +524,89 @@ func TestReassignAndRefusals(t *testing.T) {
 		t.Fatalf("read %d records, want 50", n)
 	}
 }
+
+// TestDecommissionDeadNode removes a node that has stopped: its replicas
+// are rebuilt on the node left over from the others' copies, and it leaves
+// the cluster without ever coming back.
+func TestDecommissionDeadNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a four-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	addrs := loopbackAddrs(t, 4)
+	peers := map[int32]string{}
+	for i, a := range addrs {
+		peers[int32(i+1)] = a
+	}
+	brokers := map[int32]*Broker{}
+	for id := range int32(4) {
+		b, err := Open(t.TempDir(), Options{NodeID: id + 1, Cluster: peers, NoSync: true, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		brokers[id+1] = b
+		t.Cleanup(func() { b.Close() })
+	}
+	c, err := client.New(ctx, client.Brokers(addrs[1:]...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually(t, ctx, "the topic to be created", 30*time.Second, func() (bool, string) {
+		_, err = c.CreateTopic(ctx, "d", 4, 3, nil)
+		return err == nil, fmt.Sprint(err)
+	})
+	recs := make([]*client.Record, 400)
+	for i := range recs {
+		recs[i] = &client.Record{Topic: "d", Key: fmt.Appendf(nil, "k%d", i%11), Value: fmt.Appendf(nil, "v%d", i)}
+	}
+	if err := c.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	if err := brokers[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "the removal of node 1 to start", 30*time.Second, func() (bool, string) {
+		_, err := c.DecommissionNode(ctx, 1)
+		return err == nil, fmt.Sprint(err)
+	})
+	eventually(t, ctx, "node 1 to leave", 60*time.Second, func() (bool, string) {
+		p, err := c.ClusterPlacement(ctx, "")
+		n, ok := p.FindNode(1)
+		return err == nil && !ok, fmt.Sprintf("%+v %+v %v", n, p.Moves, err)
+	})
+	info, err := c.DescribeTopic(ctx, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pi := range info.Partitions {
+		if slices.Contains(pi.Replicas, 1) || len(pi.Replicas) != 3 {
+			t.Fatalf("partition %d replicas %v", pi.Partition, pi.Replicas)
+		}
+	}
+	seen := map[string]bool{}
+	for part := range int32(4) {
+		offs, err := c.ListOffsets(ctx, "d", part, client.End())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if offs.End == 0 {
+			continue
+		}
+		for r, err := range c.Consume(ctx, "d", part, client.Start()) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[string(r.Value)] = true
+			if r.Offset+1 == offs.End {
+				break
+			}
+		}
+	}
+	for _, r := range recs {
+		if !seen[string(r.Value)] {
+			t.Fatalf("acknowledged %q not read back", r.Value)
+		}
+	}
+}

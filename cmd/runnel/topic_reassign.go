@@ -57,7 +57,7 @@ waiting, not the move.`,
 			}
 			errw := cmd.ErrOrStderr()
 			if move == nil {
-				fmt.Fprintf(errw, "%s/%d is on %s; nothing to move\n", topic, p, ids(rs))
+				fmt.Fprintf(errw, "%s/%d already has replicas %s; nothing to move, node %d is its preferred leader\n", topic, p, ids(rs), rs[0])
 			} else {
 				fmt.Fprintf(errw, "moving %s/%d from %s to %s\n", topic, p, ids(move.Members), ids(rs))
 				if noWait {
@@ -81,7 +81,7 @@ waiting, not the move.`,
 				}
 				fmt.Fprintf(errw, "%s/%d moved to %s\n", topic, p, ids(rs))
 			}
-			pi, err := settledPartition(cmd.Context(), c, topic, p, noWait || move == nil)
+			pi, err := settledPartition(cmd.Context(), c, topic, p, noWait)
 			if err != nil {
 				return err
 			}
