@@ -192,13 +192,14 @@ func (l *Log) State(fn func(key, value []byte) error) error {
 }
 
 // Sync makes every write to the log's store so far durable: Pebble's
-// write-ahead log is sequential, so one sync covers all logs.
+// write-ahead log is sequential, so one sync covers all logs. On a store
+// without one (Options.NoWAL), Sync flushes the memtables.
 func (l *Log) Sync() error {
 	if err := l.acquire(); err != nil {
 		return err
 	}
 	defer l.s.mu.RUnlock()
-	if err := l.s.db.LogData(nil, pebble.Sync); err != nil {
+	if err := l.s.sync(); err != nil {
 		return fmt.Errorf("log %s: sync: %w", l.id, err)
 	}
 	return nil

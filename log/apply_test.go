@@ -104,12 +104,21 @@ func TestApplyAt(t *testing.T) {
 // TestApplyAtCrash applies batches with their index, syncing now and then,
 // crashes at a random moment and checks that the applied index always names
 // exactly the batches that survived, and that nothing before a Sync is lost.
+// Without a write-ahead log (NoWAL) what survives is what memtable flushes
+// and Sync wrote.
 func TestApplyAtCrash(t *testing.T) {
+	for _, noWAL := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nowal=%v", noWAL), func(t *testing.T) { testApplyAtCrash(t, noWAL) })
+	}
+}
+
+func testApplyAtCrash(t *testing.T, noWAL bool) {
 	for seed := range uint64(20) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		fs := vfs.NewCrashableMem()
 		opts := testOptions(fs)
 		opts.memTableSize = 1 << 20
+		opts.NoWAL = noWAL
 		s := openStore(t, fs, opts)
 		l := mustLog(t, s, ID{1, 1})
 		var ends []int64 // ends[i] is End after the batch at index i+1
@@ -138,7 +147,9 @@ func TestApplyAtCrash(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		s = openStore(t, crashed, testOptions(crashed))
+		reopts := testOptions(crashed)
+		reopts.NoWAL = noWAL
+		s = openStore(t, crashed, reopts)
 		l = mustLog(t, s, ID{1, 1})
 		applied := int(l.Applied())
 		if applied < synced {
@@ -313,5 +324,71 @@ func TestDropRemovesAppliedAndState(t *testing.T) {
 	l = mustLog(t, s, id)
 	if l.Applied() != 0 || len(stateOf(t, l)) != 0 {
 		t.Fatalf("after drop: applied %d state %v", l.Applied(), stateOf(t, l))
+	}
+}
+
+// TestNoWAL checks a store without a write-ahead log: Append is refused,
+// and what Sync, Drop and Close made durable survives a crash.
+func TestNoWAL(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	opts := testOptions(fs)
+	opts.NoWAL = true
+	s := openStore(t, fs, opts)
+	a, b := mustLog(t, s, ID{1, 0}), mustLog(t, s, ID{1, 1})
+	if _, err := a.Append(batch("x", 1)); !errors.Is(err, ErrNoWAL) {
+		t.Fatalf("Append on a NoWAL store: %v, want ErrNoWAL", err)
+	}
+	for i := range 3 {
+		if _, err := a.ApplyAt(uint64(i+1), batch(fmt.Sprint("a", i), 1), nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ApplyAt(uint64(i+1), batch(fmt.Sprint("b", i), 1), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ApplyAt(4, batch("a-lost", 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if err := s.Drop(ID{1, 1}); err != nil {
+		t.Fatal(err)
+	}
+	dropped := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if _, err := a.ApplyAt(5, batch("a-closed", 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	reopen := func(fs vfs.FS) *Store {
+		t.Helper()
+		o := testOptions(fs)
+		o.NoWAL = true
+		return openStore(t, fs, o)
+	}
+	for _, c := range []struct {
+		name     string
+		fs       vfs.FS
+		aApplied uint64
+		bEnd     int64
+	}{
+		{"crash after sync", crashed, 3, 3},
+		{"crash after drop", dropped, 4, 0}, // Drop flushes every log
+		{"close", fs, 5, 0},
+	} {
+		s := reopen(c.fs)
+		if got := mustLog(t, s, ID{1, 0}).Applied(); got != c.aApplied {
+			t.Errorf("%s: log a applied %d, want %d", c.name, got, c.aApplied)
+		}
+		if got := mustLog(t, s, ID{1, 1}).End(); got != c.bEnd {
+			t.Errorf("%s: log b ends at %d, want %d", c.name, got, c.bEnd)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -70,6 +70,12 @@
 // ApplyAt, AppendRaw and Reset never wait for a sync, whatever the options:
 // their caller keeps the durable copy (the raft log) and calls Sync when it
 // needs the log's own copy durable, before raft may discard its entries.
+// A store whose logs are all written that way can do without a write-ahead
+// log (Options.NoWAL): every write is then copied once less, and reaches
+// the disk with the next memtable flush, which Pebble makes in write order,
+// so after a crash each log holds a prefix of its writes, with the applied
+// index and state that go with them. Sync then flushes; Drop and Close flush
+// too, since nothing replays them.
 //
 // # Concurrency
 //

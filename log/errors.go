@@ -22,6 +22,10 @@ var (
 	// ErrClosed is returned by every method of a Store after Close and of a
 	// Log after Drop or after its Store's Close.
 	ErrClosed = errors.New("log: closed")
+
+	// ErrNoWAL is returned by Append and AppendAsync on a store opened with
+	// Options.NoWAL, which cannot make an append durable on its own.
+	ErrNoWAL = errors.New("log: the store has no write-ahead log; Append needs one")
 )
 
 // corruptSentinel is ErrCorrupt's type: a sentinel that also matches

@@ -163,6 +163,9 @@ func (l *Log) Append(b record.Batch) (base int64, err error) {
 // batches in order while their fsyncs overlap. wait must be called exactly
 // once: until then the batch holds the store open.
 func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err error) {
+	if l.s.opts.NoWAL {
+		return 0, nil, ErrNoWAL
+	}
 	if err := b.Validate(); err != nil {
 		if errors.Is(err, record.ErrCorrupt) {
 			return 0, nil, corruptf(l.id, "append", err)

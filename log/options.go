@@ -22,6 +22,14 @@ type Options struct {
 	// NoSync makes Append return without waiting for the write-ahead log to
 	// reach stable storage. A crash can then lose acknowledged batches.
 	NoSync bool
+	// NoWAL turns Pebble's write-ahead log off, for a store whose logs are
+	// written only by replicated owners (ApplyAt, AppendRaw, Reset) that
+	// keep a durable copy of every write elsewhere, as a cluster's raft
+	// logs: each write is then copied once less, and reaches the disk when
+	// its memtable is flushed. A crash, of the process alone too, loses what
+	// was written since the last flush; Sync flushes, and the owner replays
+	// the rest from its copy. Append fails with ErrNoWAL on such a store.
+	NoWAL bool
 	// RetentionInterval is how often the Store enforces each open log's
 	// retention; 0 means one minute and a negative value disables the loop.
 	RetentionInterval time.Duration
@@ -101,6 +109,7 @@ func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache, stalls *atomic.In
 		L0StopWritesThreshold: 24,
 		Logger:                pebbleenv.Logger(o.Logger),
 		EventListener:         pebbleenv.EventListener(o.Logger, stalls),
+		DisableWAL:            o.NoWAL,
 	}
 	if !o.noValueSeparation {
 		// Batches are large values that are written once and deleted in

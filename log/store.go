@@ -111,12 +111,35 @@ func (s *Store) Close() error {
 	}
 	s.logs = nil
 	s.logsMu.Unlock()
-	err := s.db.Close()
+	var err error
+	if s.opts.NoWAL {
+		// Without a write-ahead log, what is not flushed is lost on close.
+		err = s.db.Flush()
+	}
+	err = errors.Join(err, s.db.Close())
 	s.cache.Unref()
 	if err != nil {
 		return fmt.Errorf("log: close: %w", err)
 	}
 	return nil
+}
+
+// writeSync returns the write options of a write that must be durable
+// when it returns: synced, unless the store has no write-ahead log to sync.
+func (s *Store) writeSync() *pebble.WriteOptions {
+	if s.opts.NoWAL {
+		return pebble.NoSync
+	}
+	return pebble.Sync
+}
+
+// sync makes every write so far durable: it syncs the write-ahead log, or
+// without one flushes the memtables. The caller holds s.mu for reading.
+func (s *Store) sync() error {
+	if s.opts.NoWAL {
+		return s.db.Flush()
+	}
+	return s.db.LogData(nil, pebble.Sync)
 }
 
 // acquire takes the store's read lock for an operation that touches the
@@ -177,8 +200,15 @@ func (s *Store) Drop(id ID) error {
 			return fmt.Errorf("log %s: drop: %w", id, err)
 		}
 	}
-	if err := s.db.Apply(b, pebble.Sync); err != nil {
+	if err := s.db.Apply(b, s.writeSync()); err != nil {
 		return fmt.Errorf("log %s: drop: %w", id, err)
+	}
+	if s.opts.NoWAL {
+		// A dropped log is not written again, so nothing would replay
+		// the drop after a crash.
+		if err := s.db.Flush(); err != nil {
+			return fmt.Errorf("log %s: drop: %w", id, err)
+		}
 	}
 	if l != nil {
 		l.dropped.Store(true)

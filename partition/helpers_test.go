@@ -53,6 +53,7 @@ type node struct {
 	addr    raft.ServerAddress
 	trans   *raft.InmemTransport
 	fs      vfs.FS
+	noWAL   bool // the log store runs without a write-ahead log
 	dbDir   string
 	store   *log.Store
 	log     *log.Log
@@ -123,7 +124,7 @@ func (c *cluster) newNode(dir, id string, fs vfs.FS) *node {
 
 func (c *cluster) openStore(nd *node) {
 	c.t.Helper()
-	s, err := log.Open(nd.dbDir, log.Options{FS: nd.fs, NoSync: true, RetentionInterval: -1, CacheBytes: 4 << 20, Logger: testLogger()})
+	s, err := log.Open(nd.dbDir, log.Options{FS: nd.fs, NoSync: true, NoWAL: nd.noWAL, RetentionInterval: -1, CacheBytes: 4 << 20, Logger: testLogger()})
 	if err != nil {
 		c.t.Fatal(err)
 	}

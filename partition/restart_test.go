@@ -126,14 +126,29 @@ func closeBolt(t *testing.T, nd *node) {
 	}
 }
 
-// TestCrashReplays crashes a follower whose log store runs without fsync:
-// what it applied after its last snapshot is lost, and raft's replay after
-// the restart applies it again, once.
+// TestCrashReplays crashes a follower whose log store runs without fsync,
+// or without a write-ahead log at all: what it applied after its last
+// snapshot is lost, and raft's replay after the restart applies it again,
+// once.
 func TestCrashReplays(t *testing.T) {
+	for _, noWAL := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nowal=%v", noWAL), func(t *testing.T) { testCrashReplays(t, noWAL) })
+	}
+}
+
+func testCrashReplays(t *testing.T, noWAL bool) {
 	c := newCluster(t, 2, nil)
 	l := c.leader()
 	// A third member whose log store runs on a crashable file system.
 	f := c.newNode(t.TempDir(), "crashy", vfs.NewCrashableMem())
+	if noWAL {
+		// Reopen the store newNode opened, without a write-ahead log.
+		if err := f.store.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.noWAL = true
+		c.openStore(f)
+	}
 	c.start(f, nil)
 	c.connectAll()
 	if err := l.r.AddVoter(partition.Server{ID: f.id, Addr: string(f.addr)}); err != nil {
