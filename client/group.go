@@ -104,6 +104,7 @@ type GroupConsumer struct {
 	latest    *groupAssignment
 	assigned  []TopicPartition        // the assignment last received
 	lost      bool                    // the coordinator fenced the member: drop everything
+	seeks     map[TopicPartition]Position
 	owned     map[TopicPartition]bool // what the caller's goroutine holds
 	fatal     error                   // the session ended for good
 	signal    chan struct{}           // cap 1: a new assignment, lost or fatal
@@ -544,15 +545,37 @@ func (g *GroupConsumer) nextRecord() *Record {
 	return nil
 }
 
+// Seek moves where Records reads tp next: start, end, an offset or a
+// time. It takes effect before the next record Records yields, and only
+// while the member holds tp. Commits never move a group back: after a
+// seek backwards the records are read again, but the committed offset
+// stays until reading passes it (rewind a whole group with SeekGroup).
+// It may be called from any goroutine.
+func (g *GroupConsumer) Seek(tp TopicPartition, to Position) {
+	g.mu.Lock()
+	if g.seeks == nil {
+		g.seeks = map[TopicPartition]Position{}
+	}
+	g.seeks[tp] = to
+	g.mu.Unlock()
+	g.notify()
+}
+
 // apply brings the partitions consumed in line with the latest assignment,
-// and commits when an automatic commit is due.
+// carries out seeks, and commits when an automatic commit is due.
 func (g *GroupConsumer) apply(ctx context.Context) error {
 	g.mu.Lock()
-	fatal, lost, asg := g.fatal, g.lost, g.latest
-	g.lost, g.latest = false, nil
+	fatal, lost, asg, seeks := g.fatal, g.lost, g.latest, g.seeks
+	g.lost, g.latest, g.seeks = false, nil, nil
 	g.mu.Unlock()
 	if fatal != nil {
 		return fatal
+	}
+	for tp, to := range seeks {
+		if p, ok := g.parts[tp]; ok {
+			g.stopPart(p)
+			g.startPart(tp, to, p.committed)
+		}
 	}
 	if lost {
 		// Fenced: the partitions may be others' already, so their
@@ -661,7 +684,7 @@ func (g *GroupConsumer) publishOwned() {
 }
 
 // startPart starts fetching tp at from.
-func (g *GroupConsumer) startPart(tp TopicPartition, from Position, committed int64) {
+func (g *GroupConsumer) startPart(tp TopicPartition, from Position, committed int64) *groupPart {
 	pctx, cancel := context.WithCancel(g.ctx)
 	p := &groupPart{tp: tp, cancel: cancel, done: make(chan struct{}), committed: committed, next: -1, yielded: -1, processed: -1}
 	if o, ok := from.OffsetValue(); ok {
@@ -690,6 +713,7 @@ func (g *GroupConsumer) startPart(tp TopicPartition, from Position, committed in
 			}
 		}
 	}()
+	return p
 }
 
 // stopPart stops fetching p and forgets it.

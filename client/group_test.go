@@ -301,3 +301,34 @@ func TestGroupAtLeastOnceUnderChurn(t *testing.T) {
 	}
 	t.Logf("%d records processed %d times in all (%d duplicates from rebalances)", total, n, n-total)
 }
+
+func TestGroupMemberSeek(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	produceValues(t, c, "t", 0, 20)
+	g, err := c.JoinGroup(testContext(t), "g", []string{"t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close(context.Background())
+	var got []int64
+	sought := false
+	for r, err := range g.Records(testContext(t)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.Offset)
+		if r.Offset == 9 && !sought {
+			g.Seek(client.TopicPartition{Topic: "t", Partition: 0}, client.Offset(5))
+			sought = true
+		}
+		if r.Offset == 19 {
+			break
+		}
+	}
+	want := []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19}
+	if !slices.Equal(got, want) {
+		t.Fatalf("offsets read: %v, want %v", got, want)
+	}
+}
