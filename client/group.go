@@ -102,8 +102,8 @@ type GroupConsumer struct {
 	memberID  string
 	coord     string // address of the coordinator last joined
 	latest    *groupAssignment
-	assigned  []TopicPartition        // the assignment last received
-	lost      bool                    // the coordinator fenced the member: drop everything
+	assigned  []TopicPartition // the assignment last received
+	lost      bool             // the coordinator fenced the member: drop everything
 	seeks     map[TopicPartition]Position
 	owned     map[TopicPartition]bool // what the caller's goroutine holds
 	fatal     error                   // the session ended for good
