@@ -1,0 +1,140 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runnel-dev/runnel/broker"
+)
+
+// startCluster runs n cluster nodes in process on loopback ports and
+// returns their addresses.
+func startCluster(t *testing.T, n int) []string {
+	t.Helper()
+	peers := map[int32]string{}
+	var addrs []string
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		peers[int32(i+1)] = l.Addr().String()
+		l.Close()
+	}
+	for i := range n {
+		b, err := broker.Open(t.TempDir(), broker.Options{NodeID: int32(i + 1), Cluster: peers, NoSync: true, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+	}
+	return addrs
+}
+
+// clusterNodes runs cluster info --format json and returns the nodes.
+func clusterNodes(t *testing.T, addr string) []nodeJSON {
+	t.Helper()
+	var out clusterJSON
+	if err := json.Unmarshal([]byte(mustCLI(t, addr, "", "cluster", "info", "--format", "json")), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Nodes
+}
+
+func TestClusterRemoveAndReassign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	addrs := startCluster(t, 3)
+	brokers := strings.Join(addrs, ",")
+	// The nodes register with the controller in their own time.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, errLine := cli(t, brokers, "", "topic", "create", "t", "-p", "2", "-r", "3")
+		if errLine == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("create topic: %s", errLine)
+		}
+		time.Sleep(100 * time.Millisecond) // the cluster is forming: try again
+	}
+	mustCLI(t, brokers, "a\nb\nc\nd\n", "produce", "t")
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"cluster", "remove", "0"}, `node id "0": use a positive integer`},
+		{[]string{"cluster", "remove", "9"}, "node 9 is not in the cluster"},
+		{[]string{"cluster", "remove", "3"}, `topic "t" has replication factor 3 and only 2 other node(s)`},
+		{[]string{"topic", "reassign", "t", "--replicas", "1,2"}, "--partition is required"},
+		{[]string{"topic", "reassign", "t", "--partition", "0"}, "--replicas is required"},
+		{[]string{"topic", "reassign", "t", "--partition", "0", "--replicas", "1,x"}, `"x" is not a node id`},
+		{[]string{"topic", "reassign", "t", "--partition", "0", "--replicas", "1,1"}, "node 1 appears twice"},
+		{[]string{"topic", "reassign", "t", "--partition", "5", "--replicas", "1"}, "has no partition 5"},
+		{[]string{"topic", "reassign", "t", "--partition", "0", "--replicas", "1,7"}, "node 7 is not in the cluster"},
+	} {
+		_, _, errLine := cli(t, brokers, "", tc.args...)
+		if !strings.Contains(errLine, tc.want) {
+			t.Errorf("runnel %s: %q, want it to say %q", strings.Join(tc.args, " "), errLine, tc.want)
+		}
+	}
+
+	// Move both partitions off node 3, then remove it.
+	for p := range 2 {
+		out := mustCLI(t, brokers, "", "topic", "reassign", "t", "--partition", fmt.Sprint(p), "--replicas", "2,1", "--format", "json")
+		var pi partitionOut
+		if err := json.Unmarshal([]byte(out), &pi); err != nil {
+			t.Fatalf("reassign json %q: %v", out, err)
+		}
+		if !slices.Equal(pi.Replicas, []int32{2, 1}) || pi.Leader != 2 {
+			t.Fatalf("partition %d after reassign: %+v", p, pi)
+		}
+	}
+	for _, n := range clusterNodes(t, brokers) {
+		if want := map[int32]int{1: 2, 2: 2, 3: 0}[n.ID]; n.Replicas != want || n.Draining {
+			t.Fatalf("node %+v: want %d replicas", n, want)
+		}
+	}
+	_, stderr, errLine := cli(t, brokers, "", "cluster", "remove", "3")
+	if errLine != "" || !strings.Contains(stderr, "node 3 has left the cluster") {
+		t.Fatalf("cluster remove 3: %q %q", stderr, errLine)
+	}
+	var ids []int32
+	for _, n := range clusterNodes(t, brokers) {
+		ids = append(ids, n.ID)
+	}
+	if !slices.Equal(ids, []int32{1, 2}) {
+		t.Fatalf("nodes after removing 3: %v", ids)
+	}
+	recs := parseJSONLines(t, mustCLI(t, brokers, "", "consume", "t", "--until-end", "--format", "json"))
+	if len(recs) != 4 {
+		t.Fatalf("read %d records back, want 4", len(recs))
+	}
+}
+
+func TestClusterCommandsOnASingleNode(t *testing.T) {
+	addr := startBroker(t, broker.Options{})
+	mustCLI(t, addr, "", "topic", "create", "s")
+	for _, args := range [][]string{
+		{"topic", "reassign", "s", "--partition", "0", "--replicas", "1"},
+		{"cluster", "remove", "1"},
+	} {
+		_, _, errLine := cli(t, addr, "", args...)
+		if !strings.Contains(errLine, "this node runs alone") {
+			t.Errorf("runnel %s on a single node: %q", strings.Join(args, " "), errLine)
+		}
+	}
+	nodes := clusterNodes(t, addr)
+	if len(nodes) != 1 || nodes[0].Replicas != 1 {
+		t.Fatalf("single node info: %+v", nodes)
+	}
+}
