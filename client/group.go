@@ -127,7 +127,6 @@ type GroupConsumer struct {
 type groupAssignment struct {
 	generation int64
 	assigned   []TopicPartition
-	interval   time.Duration
 }
 
 // groupPart is one partition the member consumes.
