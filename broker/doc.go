@@ -1,6 +1,7 @@
 // Package broker is a runnel node. It owns the node's Pebble storage
 // (through package log), keeps the topic registry, hosts the partitions and
-// serves the gRPC API (runnel.v1.Broker, grpc.health.v1 and reflection) on a
+// serves the gRPC API (runnel.v1.Broker, runnel.v1.Groups, grpc.health.v1
+// and reflection) on a
 // TCP socket, in process (DialContext), or both, plus an optional HTTP server
 // with /metrics, /livez, /readyz and JSON admin views.
 //
@@ -17,4 +18,14 @@
 //
 // On a single node, topics are kept in DATA/topics.json, rewritten atomically
 // (temporary file, fsync, rename) on every change.
+//
+// Consumer groups (groups*.go): one coordinator per cluster runs the groups'
+// membership and assignment (package consumergroup) — the node itself on a
+// single node, the controller leader in a cluster, where a goroutine
+// (watchGroups) starts and stops it as the leadership moves, and its run
+// goroutine expires silent members. Each member's GroupSession stream has a
+// goroutine reading the member's heartbeats. Committed offsets go to
+// DATA/offsets.log (appended, one fsync per batch of commits, compacted into
+// DATA/offsets.json) on a single node, and into the controller state,
+// proposed in batches, in a cluster.
 package broker
