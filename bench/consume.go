@@ -2,19 +2,18 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/runnel-dev/runnel/client"
 )
 
 // ConsumeConfig is a read workload over records already in a topic.
 type ConsumeConfig struct {
-	Topic string
-	// Group, when set, reads as Members members of this consumer group;
-	// otherwise one plain consumer per partition reads from the start.
+	// Group, when set, reads as Members members of this consumer group
+	// (the driver must be a GroupReader); otherwise one reader per
+	// partition reads from the start.
 	Group   string
 	Members int
 	// Progress, if set, is called about once a second.
@@ -26,23 +25,24 @@ type ConsumeConfig struct {
 // does not have) and reports the read rate. Latency percentiles are the
 // time from the start of the run until each record was read, which for a
 // replay shows how evenly the read progressed.
-func Consume(ctx context.Context, c *client.Client, cfg ConsumeConfig) (*Result, error) {
-	info, err := c.DescribeTopic(ctx, cfg.Topic)
+func Consume(ctx context.Context, d Driver, cfg ConsumeConfig) (*Result, error) {
+	var gr GroupReader
+	if cfg.Group != "" {
+		var ok bool
+		if gr, ok = d.(GroupReader); !ok {
+			return nil, fmt.Errorf("group consume: %T has no consumer groups", d)
+		}
+	}
+	lengths, err := d.Lengths(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var want, bytesPer int64
-	ends := make([]int64, len(info.Partitions))
-	for i, p := range info.Partitions {
-		offs, err := c.ListOffsets(ctx, cfg.Topic, p.Partition, client.End())
-		if err != nil {
-			return nil, err
-		}
-		ends[i] = offs.End
-		want += offs.End - offs.Start
+	var want int64
+	for _, n := range lengths {
+		want += n
 	}
 	if want == 0 {
-		return nil, fmt.Errorf("topic %s is empty; produce records into it first", cfg.Topic)
+		return nil, errors.New("the topic is empty; produce records into it first")
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -62,56 +62,39 @@ func Consume(ctx context.Context, c *client.Client, cfg ConsumeConfig) (*Result,
 		}
 	}
 	var wg sync.WaitGroup
-	fail := func(err error) { cancel(err) }
-	if cfg.Group == "" {
-		for i, p := range info.Partitions {
-			if ends[i] == 0 {
+	if gr == nil {
+		for p, n := range lengths {
+			if n == 0 {
 				continue
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for r, err := range c.Consume(ctx, cfg.Topic, p.Partition, client.Start()) {
-					if err != nil {
-						fail(err)
-						return
-					}
-					doneOne(len(r.Value))
-					if r.Offset >= ends[i]-1 {
-						return
-					}
+				if err := d.Read(ctx, p, n, doneOne); err != nil {
+					cancel(err)
 				}
 			}()
 		}
 	} else {
-		members := max(cfg.Members, 1)
-		for range members {
-			g, err := c.JoinGroup(ctx, cfg.Group, []string{cfg.Topic}, client.AutoCommitInterval(time.Second))
-			if err != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := gr.ReadGroup(ctx, cfg.Group, max(cfg.Members, 1), doneOne); err != nil {
 				cancel(err)
-				break
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer g.Close(context.WithoutCancel(ctx))
-				for r, err := range g.Records(ctx) {
-					if err != nil {
-						fail(err)
-						return
-					}
-					doneOne(len(r.Value))
-				}
-			}()
-		}
+		}()
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if err := context.Cause(ctx); err != nil && err != context.Canceled {
-		return nil, err
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return nil, fmt.Errorf("after %d of %d records read: %w", read.Load(), want, err)
+	}
+	if n := read.Load(); n < want {
+		// Canceled from outside before the end.
+		return nil, fmt.Errorf("after %d of %d records read: %w", n, want, context.Canceled)
 	}
 	n := read.Load()
-	bytesPer = size.Load()
+	bytes := size.Load()
 	workload := "consume"
 	if cfg.Group != "" {
 		workload = fmt.Sprintf("group consume (%d members)", max(cfg.Members, 1))
@@ -119,10 +102,10 @@ func Consume(ctx context.Context, c *client.Client, cfg ConsumeConfig) (*Result,
 	return &Result{
 		Workload:      workload,
 		Records:       n,
-		Bytes:         bytesPer,
+		Bytes:         bytes,
 		Seconds:       elapsed.Seconds(),
 		RecordsPerSec: float64(n) / elapsed.Seconds(),
-		MBPerSec:      float64(bytesPer) / elapsed.Seconds() / 1e6,
+		MBPerSec:      float64(bytes) / elapsed.Seconds() / 1e6,
 		LatencyMS:     lat.summary(),
 		Throughput:    tl.perSecond(),
 		latencies:     lat,

@@ -8,21 +8,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/runnel-dev/runnel/client"
 )
 
 // ProduceConfig is one produce workload.
 type ProduceConfig struct {
-	// Topic receives the records; it must exist.
-	Topic string
 	// Records is how many records to send.
 	Records int
 	// Size is each record's value size in bytes.
 	Size int
 	// Rate is the offered load in records per second. 0 sends as fast as
-	// the client's buffer takes them (closed loop: latency is measured
-	// from the call to Produce). With a rate the load is open loop:
+	// the driver takes them (closed loop: latency is measured from the
+	// call to Driver.Produce). With a rate the load is open loop:
 	// record i is due at start + i/Rate, and its latency is measured from
 	// that due time, so a stalled broker shows up in the latency instead
 	// of slowing the sender down (no coordinated omission).
@@ -32,10 +28,10 @@ type ProduceConfig struct {
 	Progress func(acked int64, elapsed time.Duration)
 }
 
-// Produce runs a produce workload on c and returns its result. Records
+// Produce runs a produce workload on d and returns its result. Records
 // carry random values (so compression, were it on, would gain nothing).
 // Every record must be acknowledged; the first failure ends the run.
-func Produce(ctx context.Context, c *client.Client, cfg ProduceConfig) (*Result, error) {
+func Produce(ctx context.Context, d Driver, cfg ProduceConfig) (*Result, error) {
 	if cfg.Records <= 0 {
 		return nil, fmt.Errorf("records %d: give a positive count", cfg.Records)
 	}
@@ -89,8 +85,7 @@ func Produce(ctx context.Context, c *client.Client, cfg ProduceConfig) (*Result,
 				}
 			}
 		}
-		r := &client.Record{Topic: cfg.Topic, Value: values[i%pool]}
-		c.Produce(ctx, r, func(_ *client.Record, err error) {
+		d.Produce(ctx, values[i%pool], func(err error) {
 			defer wg.Done()
 			if err != nil {
 				failOnce.Do(func() { cancel(err) })

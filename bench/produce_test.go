@@ -32,7 +32,7 @@ func embedded(t *testing.T) *client.Client {
 func TestProduceCountsEveryRecord(t *testing.T) {
 	c := embedded(t)
 	for _, rate := range []float64{0, 20000} {
-		res, err := bench.Produce(t.Context(), c, bench.ProduceConfig{Topic: "b", Records: 2000, Size: 100, Rate: rate})
+		res, err := bench.Produce(t.Context(), bench.NewRunnel(c, "b"), bench.ProduceConfig{Records: 2000, Size: 100, Rate: rate})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +69,7 @@ func TestProduceFailsOnUnknownTopic(t *testing.T) {
 	c := embedded(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	_, err := bench.Produce(ctx, c, bench.ProduceConfig{Topic: "missing", Records: 10, Size: 10})
+	_, err := bench.Produce(ctx, bench.NewRunnel(c, "missing"), bench.ProduceConfig{Records: 10, Size: 10})
 	if err == nil {
 		t.Fatal("produce to a missing topic succeeded")
 	}
@@ -77,7 +77,7 @@ func TestProduceFailsOnUnknownTopic(t *testing.T) {
 
 func TestResultJSONFields(t *testing.T) {
 	c := embedded(t)
-	res, err := bench.Produce(t.Context(), c, bench.ProduceConfig{Topic: "b", Records: 100, Size: 10})
+	res, err := bench.Produce(t.Context(), bench.NewRunnel(c, "b"), bench.ProduceConfig{Records: 100, Size: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

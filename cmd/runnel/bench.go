@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -160,53 +156,11 @@ func (t *benchTarget) fsyncs(ctx context.Context) int64 {
 	if len(t.metrics) == 0 {
 		return -1
 	}
-	var total int64
-	hc := &http.Client{Timeout: 5 * time.Second}
-	for _, u := range t.metrics {
-		n, err := scrapeFsyncs(ctx, hc, u)
-		if err != nil {
-			return -1
-		}
-		total += n
+	total, err := bench.ScrapeFsyncs(ctx, t.metrics)
+	if err != nil {
+		return -1
 	}
 	return total
-}
-
-// scrapeFsyncs sums the runnel_*fsyncs_total counters of one node.
-func scrapeFsyncs(ctx context.Context, hc *http.Client, url string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var total float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "runnel_") {
-			continue
-		}
-		name, rest, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		if i := strings.IndexByte(name, '{'); i >= 0 {
-			name = name[:i]
-		}
-		if !strings.HasSuffix(name, "fsyncs_total") {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.Fields(rest)[0], 64)
-		if err == nil {
-			total += v
-		}
-	}
-	return int64(total), sc.Err()
 }
 
 func benchProduceCmd() *cobra.Command {
@@ -266,14 +220,14 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
 			}
-			cfg := bench.ProduceConfig{Topic: topic, Records: records, Size: size, Rate: rate}
+			cfg := bench.ProduceConfig{Records: records, Size: size, Rate: rate}
 			if isTerminal(os.Stderr) {
 				cfg.Progress = func(acked int64, elapsed time.Duration) {
 					fmt.Fprintf(os.Stderr, "\r%d/%d records, %.0f/s   ", acked, records, float64(acked)/elapsed.Seconds())
 				}
 			}
 			before := t.fsyncs(ctx)
-			res, err := bench.Produce(ctx, t.c, cfg)
+			res, err := bench.Produce(ctx, bench.NewRunnel(t.c, topic), cfg)
 			if cfg.Progress != nil {
 				fmt.Fprint(os.Stderr, "\r\033[K")
 			}
@@ -347,10 +301,11 @@ of a new consumer group, which share the partitions.`,
 			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
 			}
-			if _, err := bench.Produce(ctx, t.c, bench.ProduceConfig{Topic: topic, Records: records, Size: size}); err != nil {
+			d := bench.NewRunnel(t.c, topic)
+			if _, err := bench.Produce(ctx, d, bench.ProduceConfig{Records: records, Size: size}); err != nil {
 				return explain(err)
 			}
-			cfg := bench.ConsumeConfig{Topic: topic}
+			cfg := bench.ConsumeConfig{}
 			if group {
 				cfg.Group, cfg.Members = topic, members
 			}
@@ -359,7 +314,7 @@ of a new consumer group, which share the partitions.`,
 					fmt.Fprintf(os.Stderr, "\r%d/%d records, %.0f/s   ", n, records, float64(n)/elapsed.Seconds())
 				}
 			}
-			res, err := bench.Consume(ctx, t.c, cfg)
+			res, err := bench.Consume(ctx, d, cfg)
 			if cfg.Progress != nil {
 				fmt.Fprint(os.Stderr, "\r\033[K")
 			}
