@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/runnel-dev/runnel/partition"
@@ -14,7 +15,8 @@ import (
 )
 
 // maxStreamInFlight bounds the produce requests of one stream that are
-// ordered but not yet answered; past it the stream stops reading.
+// ordered and not yet answered and waited for; past it the stream stops
+// reading.
 const maxStreamInFlight = 256
 
 func toAcks(a runnelpb.Acks) partition.Acks {
@@ -95,45 +97,13 @@ type inflight struct {
 }
 
 // ProduceStream reads requests in order and orders each batch in its
-// partition at once; one goroutine waits for each in turn and answers, so a
-// stream pipelines its requests while each partition keeps the stream's order.
+// partition at once; for each partition of the stream one goroutine waits
+// for its batches in turn and answers, so a stream pipelines its requests,
+// each partition keeps the stream's order, and a partition slow to commit
+// holds up no other partition's answers.
 func (s *service) ProduceStream(stream runnelpb.Broker_ProduceStreamServer) error {
 	ctx := stream.Context()
-	queue := make(chan inflight, maxStreamInFlight)
-	sendErr := make(chan error, 1)
-	go func() {
-		defer close(sendErr)
-		var failed error
-		for f := range queue {
-			resp := &runnelpb.ProduceResponse{RequestId: f.req.RequestId, Topic: f.req.Topic, Partition: f.req.Partition, BaseOffset: f.pd.Base}
-			err, waited := f.err, f.err != nil
-			if !waited && f.acks == partition.AcksAll {
-				// A replicated partition knows the offset only once the
-				// batch is committed; a retried batch gets its first offset.
-				resp.BaseOffset, err = f.pd.WaitOffset()
-				waited = true
-				s.b.met.ackLatency.Observe(time.Since(f.admitted).Seconds())
-			}
-			if err != nil || f.acks == partition.AcksNone {
-				resp.BaseOffset = -1
-			}
-			if err != nil {
-				resp.Error = toProtoError(err)
-			}
-			if failed == nil {
-				if failed = stream.Send(resp); failed != nil {
-					sendErr <- failed
-				}
-			}
-			// Every admitted batch is waited for exactly once, answered
-			// or not: lower acks are answered first.
-			if !waited {
-				if err := f.pd.Wait(); err != nil {
-					s.b.logger.Warn("append failed after it was acknowledged", "topic", f.req.Topic, "partition", f.req.Partition, "acks", f.acks, "err", err)
-				}
-			}
-		}
-	}()
+	a := &answerer{s: s, stream: stream, slots: make(chan struct{}, maxStreamInFlight), queues: map[partKey]chan inflight{}}
 
 	// Recv blocks, so it runs on its own goroutine; the handler can then
 	// also watch the broker closing and end an idle stream at once.
@@ -160,16 +130,16 @@ loop:
 	for {
 		select {
 		case req := <-reqs:
-			pd, acks, err := s.admit(req)
+			// A slot first, so the stream stops reading while
+			// maxStreamInFlight requests wait for their answers.
 			select {
-			case queue <- inflight{admitted: time.Now(), req: req, pd: pd, acks: acks, err: err}:
+			case a.slots <- struct{}{}:
 			case <-ctx.Done():
-				if err == nil {
-					pd.Wait() // admitted batches are always waited for
-				}
 				recvErr = ctx.Err()
 				break loop
 			}
+			pd, acks, err := s.admit(req)
+			a.add(inflight{admitted: time.Now(), req: req, pd: pd, acks: acks, err: err})
 		case err := <-recvDone:
 			if !errors.Is(err, io.EOF) {
 				recvErr = err
@@ -180,12 +150,130 @@ loop:
 			break loop
 		}
 	}
-	close(queue)
-	if err := <-sendErr; err != nil {
+	if err := a.close(); err != nil {
 		return err
 	}
 	if recvErr != nil && !errors.Is(recvErr, context.Canceled) {
 		return toStatus(recvErr)
 	}
 	return nil
+}
+
+type partKey struct {
+	topic     string
+	partition int32
+}
+
+// answerer answers the requests of one ProduceStream: a goroutine per
+// partition takes that partition's requests in order, waits for each and
+// sends its answer.
+type answerer struct {
+	s      *service
+	stream runnelpb.Broker_ProduceStreamServer
+	// slots holds a token for each request admitted and not yet waited for.
+	slots chan struct{}
+	// queues is the handler goroutine's alone.
+	queues map[partKey]chan inflight
+	wg     sync.WaitGroup
+
+	sendMu  sync.Mutex
+	sendErr error // the first failed Send; no answers are sent after it
+}
+
+// add hands f to its partition's goroutine, starting it on first use.
+func (a *answerer) add(f inflight) {
+	k := partKey{f.req.Topic, f.req.Partition}
+	q, ok := a.queues[k]
+	if !ok {
+		// Room for every slot, so add never blocks.
+		q = make(chan inflight, maxStreamInFlight)
+		a.queues[k] = q
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			for f := range q {
+				a.answer(f)
+				<-a.slots
+			}
+		}()
+	}
+	q <- f
+}
+
+// close waits until every request added was answered and waited for, and
+// returns the error that failed a Send, if any.
+func (a *answerer) close() error {
+	for _, q := range a.queues {
+		close(q)
+	}
+	a.wg.Wait()
+	return a.sendErr
+}
+
+// answer waits for f as its acks ask, sends its answer, and then waits for
+// it if it has not yet: every admitted batch is waited for exactly once,
+// answered or not, as Pending asks.
+func (a *answerer) answer(f inflight) {
+	s := a.s
+	resp := &runnelpb.ProduceResponse{RequestId: f.req.RequestId, Topic: f.req.Topic, Partition: f.req.Partition, BaseOffset: f.pd.Base}
+	err, waited := f.err, f.err != nil
+	var done <-chan struct{} // closed when a wait that outlived the request timeout ends
+	if !waited && f.acks == partition.AcksAll {
+		// A replicated partition knows the offset only once the batch is
+		// committed; a retried batch gets its first offset.
+		resp.BaseOffset, done, err = waitOffset(f)
+		if waited = done == nil; waited {
+			s.b.met.ackLatency.Observe(time.Since(f.admitted).Seconds())
+		}
+	}
+	if err != nil || f.acks == partition.AcksNone {
+		resp.BaseOffset = -1
+	}
+	if err != nil {
+		resp.Error = toProtoError(err)
+	}
+	a.sendMu.Lock()
+	if a.sendErr == nil {
+		a.sendErr = a.stream.Send(resp)
+	}
+	a.sendMu.Unlock()
+	switch {
+	case done != nil:
+		<-done
+	case !waited:
+		// Lower acks are answered first.
+		if err := f.pd.Wait(); err != nil {
+			s.b.logger.Warn("append failed after it was acknowledged", "topic", f.req.Topic, "partition", f.req.Partition, "acks", f.acks, "err", err)
+		}
+	}
+}
+
+// waitOffset waits for f's batch to commit and returns its base offset,
+// but no longer than the request's timeout_ms: past it, it returns an
+// OUTCOME_UNKNOWN error, which an idempotent producer's retry resolves, and
+// a channel closed when the wait, still running, ends.
+func waitOffset(f inflight) (int64, <-chan struct{}, error) {
+	if f.req.TimeoutMs == 0 {
+		base, err := f.pd.WaitOffset()
+		return base, nil, err
+	}
+	var (
+		base int64
+		err  error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		base, err = f.pd.WaitOffset()
+	}()
+	timeout := time.Duration(f.req.TimeoutMs) * time.Millisecond
+	t := time.NewTimer(time.Until(f.admitted.Add(timeout)))
+	defer t.Stop()
+	select {
+	case <-done:
+		return base, nil, err
+	case <-t.C:
+		return -1, done, errorf(ErrOutcomeUnknown, "%s/%d did not commit the batch within the request timeout of %v; retry it (an idempotent producer's retry is written once)",
+			f.req.Topic, f.req.Partition, timeout)
+	}
 }

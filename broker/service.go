@@ -28,7 +28,23 @@ func (s *service) topicInfo(t *topic) *runnelpb.TopicInfo {
 	return info
 }
 
+// caughtUp fails with ErrCatchingUp while a cluster node has not yet caught
+// up with the cluster state, so that calls listing all topics do not answer
+// from a stale or empty one: a client would take the topics missing from it
+// for deleted. (Calls naming a topic check this in the catalog.)
+func (s *service) caughtUp() error {
+	if s.b.cluster == nil {
+		return nil
+	}
+	return s.b.cluster.ready()
+}
+
 func (s *service) Metadata(ctx context.Context, req *runnelpb.MetadataRequest) (*runnelpb.MetadataResponse, error) {
+	if len(req.Topics) == 0 {
+		if err := s.caughtUp(); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 	nodes, ctrl := s.b.topics.nodes()
 	resp := &runnelpb.MetadataResponse{Controller: ctrl}
 	for _, n := range nodes {
@@ -73,6 +89,9 @@ func (s *service) DeleteTopic(ctx context.Context, req *runnelpb.DeleteTopicRequ
 }
 
 func (s *service) ListTopics(ctx context.Context, req *runnelpb.ListTopicsRequest) (*runnelpb.ListTopicsResponse, error) {
+	if err := s.caughtUp(); err != nil {
+		return nil, toStatus(err)
+	}
 	resp := &runnelpb.ListTopicsResponse{}
 	for _, t := range s.b.topics.list() {
 		resp.Topics = append(resp.Topics, s.topicInfo(t))
