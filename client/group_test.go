@@ -332,3 +332,24 @@ func TestGroupMemberSeek(t *testing.T) {
 		t.Fatalf("offsets read: %v, want %v", got, want)
 	}
 }
+
+func TestTwoGroupsEachGetEveryRecord(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 3, nil)
+	produceValues(t, c, "t", 0, 300)
+	a1, a2 := startMember(t, c, "a", []string{"t"}), startMember(t, c, "a", []string{"t"})
+	b1 := startMember(t, c, "b", []string{"t"})
+	distinct := func(ms ...*member) int {
+		seen := map[string]bool{}
+		for _, m := range ms {
+			for _, v := range m.values() {
+				seen[v] = true
+			}
+		}
+		return len(seen)
+	}
+	waitFor(t, "both groups to read all 300 records", 10*time.Second, func() bool {
+		return distinct(a1, a2) == 300 && distinct(b1) == 300
+	})
+}
