@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/runnel-dev/runnel/proto/runnelpb"
@@ -104,6 +105,7 @@ func (c *Client) conn(addr string) (runnelpb.BrokerClient, error) {
 	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
+		grpc.WithConnectParams(connectParams),
 	}
 	if c.cfg.dial != nil {
 		opts = append(opts, grpc.WithContextDialer(c.cfg.dial))
@@ -118,11 +120,56 @@ func (c *Client) conn(addr string) (runnelpb.BrokerClient, error) {
 	return runnelpb.NewBrokerClient(cc), nil
 }
 
+// connectParams bound how long the client waits for a connection and how
+// long it waits between attempts to a broker it cannot reach. gRPC's
+// defaults (20 s to connect, backoff growing to 120 s) would leave a broker
+// that restarted unreachable for minutes, and a broker that accepts
+// connections before it serves (as a node does while it starts) would hold
+// a stream's open for 20 s. The backoff matches Kafka's
+// reconnect.backoff.max.ms.
+var connectParams = grpc.ConnectParams{
+	Backoff: backoff.Config{
+		BaseDelay:  100 * time.Millisecond,
+		Multiplier: 1.6,
+		Jitter:     0.2,
+		MaxDelay:   time.Second,
+	},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // call runs one unary call against the brokers in turn, starting with the
 // one at addr when addr is set, until one answers. A broker that cannot be
-// reached is skipped; any answer, error or not, ends the loop. A NOT_LEADER
-// answer is followed once to the leader it names.
+// reached is skipped, and so is one that answers it has no leader yet, is
+// catching up or is shutting down; any other answer, error or not, ends the
+// loop. A NOT_LEADER answer is followed once to the leader it names. When
+// brokers answered only that they cannot serve yet, the call is tried
+// again after a backoff while ctx lasts; when ctx has no deadline, retries
+// stop after RequestTimeout.
 func (c *Client) call(ctx context.Context, addr string, f func(ctx context.Context, b runnelpb.BrokerClient) error) error {
+	start := time.Now()
+	_, bounded := ctx.Deadline()
+	var last error // the last answer that was waited out
+	for attempt := 1; ; attempt++ {
+		later, err := c.callOnce(ctx, addr, f)
+		if !later && last != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			// The context ended during a retry: say what was waited for.
+			return fmt.Errorf("%w (last error: %w)", err, last)
+		}
+		if !later || (!bounded && time.Since(start) >= c.cfg.requestTimeout) {
+			return err
+		}
+		last = err
+		delay := c.prod.backoff(attempt)
+		c.cfg.logger.Debug("runnel client: retrying call", "attempt", attempt, "delay", delay, "err", err)
+		if serr := c.sleep(ctx, delay); serr != nil {
+			return fmt.Errorf("%w (last error: %w)", serr, err)
+		}
+	}
+}
+
+// callOnce is one pass of call over the brokers. later reports that the
+// error is an answer worth waiting out (see retryLater).
+func (c *Client) callOnce(ctx context.Context, addr string, f func(ctx context.Context, b runnelpb.BrokerClient) error) (later bool, err error) {
 	addrs := c.meta.brokerAddrs()
 	if addr != "" {
 		addrs = append([]string{addr}, addrs...)
@@ -138,29 +185,34 @@ func (c *Client) call(ctx context.Context, addr string, f func(ctx context.Conte
 		tried[a] = true
 		b, err := c.conn(a)
 		if err != nil {
-			return err
+			return false, err
 		}
 		cctx, cancel := context.WithTimeout(ctx, c.cfg.requestTimeout)
 		err = fromStatus(f(cctx, b), a)
 		cancel()
 		if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
-			return ctxErr
+			return false, ctxErr
 		}
 		var nl *NotLeaderError
 		switch {
 		case err == nil:
-			return nil
+			c.meta.reachable(a)
+			return false, nil
 		case errors.As(err, &nl) && nl.LeaderAddr != "" && !followed && !tried[nl.LeaderAddr]:
 			followed = true
 			addrs = append(addrs[:i+1], append([]string{nl.LeaderAddr}, addrs[i+1:]...)...)
 			lastErr = err
+		case retryLater(err):
+			lastErr, later = err, true
 		case isConnectError(err):
-			lastErr = err
+			if !later {
+				lastErr = err
+			}
 		default:
-			return err
+			return false, err
 		}
 	}
-	return lastErr
+	return later, lastErr
 }
 
 func isConnectError(err error) bool {

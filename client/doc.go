@@ -23,9 +23,22 @@
 // order they were produced. Retriable failures (no leader, not the leader,
 // over a bound, unknown outcome, a lost connection) are retried with
 // exponential backoff and full jitter, or after the delay the broker asks
-// for, until DeliveryTimeout; others fail the records at once. There is no
-// idempotent producer yet, so a batch whose outcome was unknown may be
-// written twice when retried.
+// for, until DeliveryTimeout; others fail the records at once.
+//
+// Batches carry the client's producer id and sequence numbers, so a retried
+// batch is written once; one the partition wrote before and no longer
+// remembers the offset of (ErrDuplicateSequence) counts as acknowledged,
+// with Offset -1. The broker answers a batch that has not committed within
+// its request timeout (RequestTimeout, or what is left of DeliveryTimeout
+// when that is less) with ErrUnknownOutcome, and the batch is sent again.
+//
+// When a partition's leader moves, the producer follows: a NOT_LEADER
+// answer names the new leader, which is tried at once; a leader that cannot
+// be reached is avoided for a second and the partition's batches go to
+// another replica, whose answer names the leader raft elected (fresher than
+// the metadata, which learns it from the controller) or says there is none
+// yet. Connections to a broker that is down are tried again at most every
+// second, so one that restarts is reached again soon.
 //
 // Partitions are chosen by the Partitioner (KeyPartitioner by default,
 // which agrees with Kafka's for keyed records). Record.Partition is an

@@ -44,9 +44,23 @@ var (
 	// ErrStaleGeneration: a consumer group generation has moved on.
 	ErrStaleGeneration = errors.New("client: stale generation")
 	// ErrUnknownOutcome: the broker cannot tell whether a write happened
-	// (leadership was lost mid-write, a deadline passed). Retriable; a retry
-	// may write the records twice until the idempotent producer exists.
+	// (leadership was lost mid-write, a deadline passed). Retriable: the
+	// producer's retry carries the same producer id and sequence numbers, so
+	// the partition writes the batch once.
 	ErrUnknownOutcome = errors.New("client: outcome unknown")
+	// ErrOutOfOrderSequence: a batch of the idempotent producer does not
+	// follow the last one the partition has from it, as when an earlier
+	// batch was lost. Definite (not written) and retriable: the producer
+	// sends the batches before it first.
+	ErrOutOfOrderSequence = errors.New("client: out of order sequence number")
+	// ErrDuplicateSequence: the partition wrote the batch before, longer ago
+	// than it remembers the offset of. Not written again; the producer counts
+	// the records as acknowledged, with Offset -1.
+	ErrDuplicateSequence = errors.New("client: duplicate sequence number")
+	// ErrProducerFenced: a newer instance of the producer (a higher epoch of
+	// the same producer id) has written to the partition. Definite (not
+	// written) and final.
+	ErrProducerFenced = errors.New("client: producer fenced")
 	// ErrInternal: the broker failed in a way it did not classify.
 	ErrInternal = errors.New("client: internal broker error")
 	// ErrClosed is returned for calls on a closed client and for records
@@ -145,11 +159,28 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 func (e *ConnectError) Is(target error) bool { return target == ErrUnavailable }
 
 // Retriable reports whether retrying err may succeed: the broker was
-// unavailable or not the leader, was over a bound, or could not tell the
-// outcome, or the connection failed.
+// unavailable or not the leader, was over a bound, could not tell the
+// outcome or got a batch out of order, or the connection failed.
 func Retriable(err error) bool {
 	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotLeader) ||
-		errors.Is(err, ErrResourceExhausted) || errors.Is(err, ErrUnknownOutcome)
+		errors.Is(err, ErrResourceExhausted) || errors.Is(err, ErrUnknownOutcome) ||
+		errors.Is(err, ErrOutOfOrderSequence)
+}
+
+// retryLater reports whether err is a broker's answer that it cannot serve
+// yet but should soon: no leader (of the controller or a partition) yet,
+// the node is catching up after a start, or it is shutting down and
+// another node can answer.
+func retryLater(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || e.Kind != ErrUnavailable {
+		return false
+	}
+	switch e.Reason {
+	case "NO_LEADER", "CATCHING_UP", "SHUTTING_DOWN":
+		return true
+	}
+	return false
 }
 
 // retryAfter returns the delay the broker asked for, or 0.
@@ -161,18 +192,28 @@ func retryAfter(err error) time.Duration {
 	return 0
 }
 
-// kindOf maps a status code to its sentinel.
+// kindOf maps a status code, and the ErrorInfo reason where one code
+// covers several failures, to its sentinel.
 func kindOf(c codes.Code, reason string) error {
 	switch c {
 	case codes.NotFound:
 		return ErrNotFound
 	case codes.AlreadyExists:
+		if reason == "DUPLICATE_SEQUENCE" {
+			return ErrDuplicateSequence
+		}
 		return ErrAlreadyExists
 	case codes.InvalidArgument:
 		return ErrInvalidArgument
 	case codes.OutOfRange:
 		return ErrOffsetOutOfRange
 	case codes.FailedPrecondition:
+		switch reason {
+		case "OUT_OF_ORDER_SEQUENCE":
+			return ErrOutOfOrderSequence
+		case "PRODUCER_FENCED":
+			return ErrProducerFenced
+		}
 		return ErrNotLeader
 	case codes.Unavailable:
 		if reason == "OUTCOME_UNKNOWN" {
@@ -202,7 +243,9 @@ func newError(c codes.Code, msg, reason string, md map[string]string, after time
 			Err:       e,
 		}
 	case codes.FailedPrecondition:
-		return &NotLeaderError{LeaderID: int32(atoi(md["leader_id"])), LeaderAddr: md["leader_addr"], Err: e}
+		if e.Kind == ErrNotLeader {
+			return &NotLeaderError{LeaderID: int32(atoi(md["leader_id"])), LeaderAddr: md["leader_addr"], Err: e}
+		}
 	}
 	return e
 }

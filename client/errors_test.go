@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/runnel-dev/runnel/client"
 )
 
@@ -81,5 +85,59 @@ func TestUnreachableBroker(t *testing.T) {
 	err = c.ProduceSync(testContext(t), &client.Record{Topic: "t"})
 	if !errors.As(err, &ce) {
 		t.Fatalf("produce: err = %v, want a ConnectError", err)
+	}
+}
+
+// TestErrorReasons checks that a status code shared by several failures is
+// told apart by the ErrorInfo reason, in a call's status and in a produce
+// stream's answer alike.
+func TestErrorReasons(t *testing.T) {
+	cases := []struct {
+		code      codes.Code
+		reason    string
+		want      error
+		notLeader bool // an *NotLeaderError with the hint
+		retriable bool
+	}{
+		{codes.FailedPrecondition, "NOT_LEADER", client.ErrNotLeader, true, true},
+		{codes.FailedPrecondition, "OUT_OF_ORDER_SEQUENCE", client.ErrOutOfOrderSequence, false, true},
+		{codes.FailedPrecondition, "PRODUCER_FENCED", client.ErrProducerFenced, false, false},
+		{codes.AlreadyExists, "DUPLICATE_SEQUENCE", client.ErrDuplicateSequence, false, false},
+		{codes.AlreadyExists, "TOPIC_EXISTS", client.ErrAlreadyExists, false, false},
+	}
+	sentinels := []error{client.ErrNotLeader, client.ErrOutOfOrderSequence, client.ErrProducerFenced,
+		client.ErrDuplicateSequence, client.ErrAlreadyExists}
+	for _, tc := range cases {
+		t.Run(tc.reason, func(t *testing.T) {
+			f := startFake(t, 1)
+			// A hint to the broker asked, so the call does not follow it.
+			md := map[string]string{"leader_id": "2", "leader_addr": f.addr}
+			f.set(func(f *fakeBroker) {
+				f.onAdmin = func(int, string) error {
+					st, err := status.New(tc.code, "answer "+tc.reason).WithDetails(&errdetails.ErrorInfo{Reason: tc.reason, Domain: "runnel.dev", Metadata: md})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return st.Err()
+				}
+			})
+			_, err := fakeClient(t, f).DescribeTopic(testContext(t), "t")
+			for _, s := range sentinels {
+				if errors.Is(err, s) != (s == tc.want) {
+					t.Errorf("errors.Is(%v, %v) = %v", err, s, !(s == tc.want))
+				}
+			}
+			var nl *client.NotLeaderError
+			if errors.As(err, &nl) != tc.notLeader || (tc.notLeader && (nl.LeaderID != 2 || nl.LeaderAddr != f.addr)) {
+				t.Errorf("NotLeaderError from %v: %+v, want one: %v", err, nl, tc.notLeader)
+			}
+			var e *client.Error
+			if !errors.As(err, &e) || e.Reason != tc.reason {
+				t.Errorf("reason of %v: want %s", err, tc.reason)
+			}
+			if client.Retriable(err) != tc.retriable {
+				t.Errorf("Retriable(%v) = %v", err, !tc.retriable)
+			}
+		})
 	}
 }

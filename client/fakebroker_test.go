@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/runnel-dev/runnel/proto/runnelpb"
 	"github.com/runnel-dev/runnel/record"
@@ -27,13 +29,19 @@ type fakeBroker struct {
 	id   int32
 	addr string
 
-	mu      sync.Mutex
-	nodes   []*runnelpb.Node
-	leader  int32
-	onBatch func(n int, req *runnelpb.ProduceRequest) (*runnelpb.Error, error) // n counts from 0
-	batches int
-	written []record.Batch
-	hold    chan struct{} // when set, produce answers wait for it to close
+	mu       sync.Mutex
+	nodes    []*runnelpb.Node
+	leader   int32
+	replicas []int32                                                            // of partition 0; just the leader when nil
+	noTopics bool                                                               // Metadata answers without topic "t"
+	onBatch  func(n int, req *runnelpb.ProduceRequest) (*runnelpb.Error, error) // n counts from 0
+	// onAdmin, when set, answers DescribeTopic, CreateTopic and ClusterInfo
+	// first: a non-nil error goes back as it is. n counts admin calls from 0.
+	onAdmin    func(n int, method string) error
+	adminCalls int
+	batches    int
+	written    []record.Batch
+	hold       chan struct{} // when set, produce answers wait for it to close
 }
 
 func startFake(t *testing.T, id int32) *fakeBroker {
@@ -66,12 +74,57 @@ func (f *fakeBroker) writtenCopy() []record.Batch {
 func (f *fakeBroker) Metadata(ctx context.Context, req *runnelpb.MetadataRequest) (*runnelpb.MetadataResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &runnelpb.MetadataResponse{
-		Nodes: f.nodes,
-		Topics: []*runnelpb.TopicInfo{{Name: "t", Partitions: []*runnelpb.PartitionInfo{
-			{Partition: 0, Leader: f.leader, Replicas: []int32{f.leader}},
-		}}},
-	}, nil
+	resp := &runnelpb.MetadataResponse{Nodes: f.nodes}
+	if !f.noTopics {
+		resp.Topics = []*runnelpb.TopicInfo{f.topicLocked()}
+	}
+	return resp, nil
+}
+
+func (f *fakeBroker) topicLocked() *runnelpb.TopicInfo {
+	replicas := f.replicas
+	if replicas == nil {
+		replicas = []int32{f.leader}
+	}
+	return &runnelpb.TopicInfo{Name: "t", Partitions: []*runnelpb.PartitionInfo{
+		{Partition: 0, Leader: f.leader, Replicas: replicas},
+	}}
+}
+
+// admin runs onAdmin for one admin call.
+func (f *fakeBroker) admin(method string) error {
+	f.mu.Lock()
+	n := f.adminCalls
+	f.adminCalls++
+	on := f.onAdmin
+	f.mu.Unlock()
+	if on == nil {
+		return nil
+	}
+	return on(n, method)
+}
+
+func (f *fakeBroker) DescribeTopic(ctx context.Context, req *runnelpb.DescribeTopicRequest) (*runnelpb.DescribeTopicResponse, error) {
+	if err := f.admin("DescribeTopic"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &runnelpb.DescribeTopicResponse{Topic: f.topicLocked()}, nil
+}
+
+func (f *fakeBroker) CreateTopic(ctx context.Context, req *runnelpb.CreateTopicRequest) (*runnelpb.CreateTopicResponse, error) {
+	if err := f.admin("CreateTopic"); err != nil {
+		return nil, err
+	}
+	return &runnelpb.CreateTopicResponse{Topic: &runnelpb.TopicInfo{Name: req.Name}}, nil
+}
+
+func (f *fakeBroker) ClusterInfo(ctx context.Context, req *runnelpb.ClusterInfoRequest) (*runnelpb.ClusterInfoResponse, error) {
+	if err := f.admin("ClusterInfo"); err != nil {
+		return nil, err
+	}
+	return &runnelpb.ClusterInfoResponse{Node: f.id}, nil
 }
 
 func (f *fakeBroker) ProduceStream(stream grpc.BidiStreamingServer[runnelpb.ProduceRequest, runnelpb.ProduceResponse]) error {
@@ -147,6 +200,17 @@ func tooLarge() *runnelpb.Error {
 		Message:  "record batch of 2.0 MiB for t/0 exceeds max.message.bytes (1.0 MiB)",
 		Metadata: map[string]string{"topic": "t", "partition": "0", "size": "2097152", "limit": "1048576"},
 	}
+}
+
+// unavailable is the status a broker sends when it cannot serve yet, as
+// broker/status.go builds it.
+func unavailable(t testing.TB, reason string) error {
+	t.Helper()
+	st, err := status.New(codes.Unavailable, "cannot serve yet: "+reason).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: "runnel.dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Err()
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }

@@ -82,7 +82,7 @@ func defaultConfig() config {
 		maxBatchBytes:    1 << 20,
 		maxBufferedBytes: 64 << 20,
 		backoffMin:       50 * time.Millisecond,
-		backoffMax:       2 * time.Second,
+		backoffMax:       time.Second,
 		deliveryTimeout:  2 * time.Minute,
 		requestTimeout:   30 * time.Second,
 		metadataMaxAge:   5 * time.Minute,
@@ -160,8 +160,11 @@ func MaxBatchBytes(n int) Option { return func(c *config) { c.maxBatchBytes = n 
 func MaxBufferedBytes(n int64) Option { return func(c *config) { c.maxBufferedBytes = n } }
 
 // RetryBackoff sets the bounds of the exponential backoff with full jitter
-// between retries; the default is 50ms to 2s. A delay the broker asks for
-// takes precedence.
+// between retries; the default is 50ms to 1s. A delay the broker asks for
+// takes precedence. While a partition's leader moves, retries wait at most
+// 5 times min, and a retry that goes to another broker (a new leader, or a
+// replica asked for the leader in place of one that cannot be reached)
+// goes at once.
 func RetryBackoff(min, max time.Duration) Option {
 	return func(c *config) { c.backoffMin, c.backoffMax = min, max }
 }
@@ -170,7 +173,11 @@ func RetryBackoff(min, max time.Duration) Option {
 // the last error; the default is 2 minutes.
 func DeliveryTimeout(d time.Duration) Option { return func(c *config) { c.deliveryTimeout = d } }
 
-// RequestTimeout bounds one request to a broker; the default is 30s.
+// RequestTimeout bounds one request to a broker; the default is 30s. For a
+// produce it is how long the broker waits for the batch to commit before it
+// answers with ErrUnknownOutcome, which the producer retries; a broker that
+// does not answer at all is given up on after RequestTimeout and a grace
+// period of a quarter of it, at least 2s.
 func RequestTimeout(d time.Duration) Option { return func(c *config) { c.requestTimeout = d } }
 
 // MetadataMaxAge sets how often cached metadata (partition counts, leaders)

@@ -150,7 +150,9 @@ type batch struct {
 	urgent   bool         // a ProduceSync waits for it
 	inflight bool
 	sentAt   time.Time
+	timeout  time.Duration // the request timeout it was last sent with
 	attempts int
+	hops     int // retries in a row sent at once to another broker
 	lastErr  error
 }
 
@@ -423,9 +425,10 @@ func (p *producer) sink(addr string) *sink {
 }
 
 // rerouteAll runs after each metadata refresh: topics grow to their new
-// partition counts and parked partitions go to their leaders, fail when
-// their topic or partition is gone, or wait for the next refresh.
-func (p *producer) rerouteAll() {
+// partition counts, partitions whose leader changed and that wait to retry
+// a batch retry it at once, and parked partitions go to their leaders, fail
+// when their topic or partition is gone, or wait for the next refresh.
+func (p *producer) rerouteAll(changed []topicPartition) {
 	p.mu.Lock()
 	for name, tp := range p.topics {
 		if n, err := p.c.meta.cachedPartitions(name); err == nil {
@@ -434,8 +437,23 @@ func (p *producer) rerouteAll() {
 	}
 	parked := p.parked
 	p.parked = make(map[*partProducer]bool)
+	var moved []*partProducer
+	for _, c := range changed {
+		if tp := p.topics[c.topic]; tp != nil {
+			tp.mu.Lock()
+			if int(c.partition) < len(tp.parts) {
+				moved = append(moved, tp.parts[c.partition])
+			}
+			tp.mu.Unlock()
+		}
+	}
 	p.mu.Unlock()
 
+	for _, pp := range moved {
+		if !parked[pp] {
+			pp.retryNow()
+		}
+	}
 	for pp := range parked {
 		pp.scheduled.Store(false)
 		_, err := p.c.meta.leader(pp.topic, pp.partition)
@@ -450,6 +468,17 @@ func (p *producer) rerouteAll() {
 		default:
 			pp.schedule()
 		}
+	}
+}
+
+// retryNow ends the partition's retry backoff, if any, and schedules it.
+func (pp *partProducer) retryNow() {
+	pp.mu.Lock()
+	waiting := time.Now().Before(pp.retryAt)
+	pp.retryAt = time.Time{}
+	pp.mu.Unlock()
+	if waiting {
+		pp.schedule()
 	}
 }
 
@@ -574,10 +603,19 @@ func (p *producer) finish(b *batch, base int64, err error) {
 	}
 }
 
-// retryOrFail handles a failed send of b: it requeues b at the head of its
-// partition after a backoff when err is retriable and time is left, and
-// fails its records otherwise.
-func (p *producer) retryOrFail(b *batch, err error) {
+// maxHops bounds the retries in a row that go at once to another broker,
+// so brokers that name each other as leader do not bounce a batch between
+// them without a pause.
+const maxHops = 2
+
+// retryOrFail handles a failed send of b to the broker at from: it
+// requeues b at the head of its partition after a backoff when err is
+// retriable and time is left, and fails its records otherwise. A batch the
+// partition wrote before (ErrDuplicateSequence) counts as acknowledged. A
+// retry goes at once when it goes to another broker than from, because the
+// answer named a new leader or from could not be reached, and when the
+// broker gave up on the batch after waiting out its request timeout.
+func (p *producer) retryOrFail(b *batch, err error, from string) {
 	pp := b.pp
 	var nl *NotLeaderError
 	if errors.As(err, &nl) {
@@ -589,6 +627,9 @@ func (p *producer) retryOrFail(b *batch, err error) {
 	b.lastErr = err
 	now := time.Now()
 	switch {
+	case errors.Is(err, ErrDuplicateSequence):
+		p.finish(b, -1, nil)
+		return
 	case p.c.ctx.Err() != nil:
 		p.finish(b, -1, b.wrap(fmt.Errorf("%w: %w", ErrClosed, err)))
 		return
@@ -606,10 +647,21 @@ func (p *producer) retryOrFail(b *batch, err error) {
 	b.attempts++
 	delay := retryAfter(err)
 	if delay == 0 {
-		delay = p.backoff(b.attempts)
+		next, lerr := p.c.meta.leader(pp.topic, pp.partition)
+		switch {
+		case lerr == nil && next != from && b.hops < maxHops:
+			b.hops++
+		case errors.Is(err, ErrUnknownOutcome) && b.timeout > 0 && now.Sub(b.sentAt) >= b.timeout:
+			// The broker waited out the request timeout: that was the
+			// pause.
+			b.hops = 0
+		default:
+			b.hops = 0
+			delay = p.retryBackoff(b.attempts, err)
+		}
 	}
 	p.c.cfg.logger.Debug("runnel client: retrying produce", "topic", pp.topic, "partition", pp.partition,
-		"attempt", b.attempts, "delay", delay, "err", err)
+		"attempt", b.attempts, "delay", delay, "from", from, "err", err)
 	pp.mu.Lock()
 	pp.inflight--
 	b.inflight = false
@@ -617,6 +669,18 @@ func (p *producer) retryOrFail(b *batch, err error) {
 	pp.retryAt = now.Add(delay)
 	pp.mu.Unlock()
 	pp.retry.Reset(delay)
+}
+
+// retryBackoff returns the delay before retry attempt n after err. While a
+// partition's leader moves (no leader yet, not the leader, unreachable),
+// the retries that ask for the new one wait at most 5 times the minimum
+// backoff, so writes resume soon after an election.
+func (p *producer) retryBackoff(n int, err error) time.Duration {
+	d := p.backoff(n)
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNotLeader) {
+		d = min(d, 5*p.c.cfg.backoffMin)
+	}
+	return d
 }
 
 // backoff returns the delay before retry attempt n (from 1): exponential

@@ -54,9 +54,11 @@ func (s *sink) run() {
 			st.fail(ErrClosed)
 		}
 	}()
-	// A broker that stops answering without breaking the stream would hold
-	// its batches forever; the watchdog gives up on such a stream after
-	// RequestTimeout and a grace period, and its batches are retried.
+	// The broker answers a batch it could not commit within the request's
+	// timeout with OUTCOME_UNKNOWN. A broker that stops answering without
+	// breaking the stream would hold its batches forever; the watchdog gives
+	// up on such a stream when a request is unanswered a grace period after
+	// its timeout, and its batches are retried.
 	timeout := s.p.c.cfg.requestTimeout
 	watchdog := time.NewTicker(min(max(timeout/4, 10*time.Millisecond), time.Second))
 	defer watchdog.Stop()
@@ -66,7 +68,7 @@ func (s *sink) run() {
 			return
 		case <-watchdog.C:
 			if st != nil {
-				st.expire(time.Now().Add(-timeout - timeout/4))
+				st.expire(time.Now())
 			}
 			continue
 		case <-s.wake:
@@ -98,7 +100,10 @@ func (s *sink) run() {
 				if st == nil || st.isDead() {
 					var err error
 					if st, err = s.open(ctx); err != nil {
-						s.p.retryOrFail(b, err)
+						if isConnectError(err) {
+							s.p.c.meta.unreachable(s.addr)
+						}
+						s.p.retryOrFail(b, err, s.addr)
 						break
 					}
 				}
@@ -162,11 +167,15 @@ func (st *stream) send(id uint64, b *batch) {
 	st.mu.Lock()
 	if st.dead {
 		st.mu.Unlock()
-		p.retryOrFail(b, errStreamBroken(st.s.addr, nil))
+		p.retryOrFail(b, errStreamBroken(st.s.addr, nil), st.s.addr)
 		return
 	}
 	st.inflight[id] = b
 	b.sentAt = time.Now()
+	// The broker waits for the batch no longer than the request timeout,
+	// nor past the batch's delivery deadline, so the batch's last attempt
+	// ends with its delivery timeout.
+	b.timeout = max(min(p.c.cfg.requestTimeout, b.deadline.Sub(b.sentAt)), time.Millisecond)
 	st.mu.Unlock()
 	err := st.cs.Send(&runnelpb.ProduceRequest{
 		RequestId: id,
@@ -174,39 +183,44 @@ func (st *stream) send(id uint64, b *batch) {
 		Partition: b.pp.partition,
 		Batch:     b.data,
 		Acks:      acksProto(p.c.cfg.acks),
-		TimeoutMs: uint32(p.c.cfg.requestTimeout / time.Millisecond),
+		TimeoutMs: uint32(b.timeout / time.Millisecond),
 	})
 	if err != nil {
-		// The stream is broken; recv learns why and retries what was in
-		// flight, b included unless this send was first to notice.
+		// The stream is broken; fail retries what was in flight, b
+		// included unless recv noticed first and retried it.
 		st.mu.Lock()
 		_, mine := st.inflight[id]
 		delete(st.inflight, id)
 		st.mu.Unlock()
-		if mine {
-			p.retryOrFail(b, errStreamBroken(st.s.addr, err))
-		}
 		st.fail(errStreamBroken(st.s.addr, nil))
+		if mine {
+			p.retryOrFail(b, errStreamBroken(st.s.addr, err), st.s.addr)
+		}
 	}
 }
 
-// expire fails the stream when a request sent before cutoff is still
-// unanswered.
-func (st *stream) expire(cutoff time.Time) {
+// expire fails the stream when a request is still unanswered at now, a
+// grace period after its timeout: a quarter of RequestTimeout, at least 2s.
+func (st *stream) expire(now time.Time) {
+	grace := max(st.s.p.c.cfg.requestTimeout/4, 2*time.Second)
 	st.mu.Lock()
-	stale := false
+	var late *batch
 	for _, b := range st.inflight {
-		if b.sentAt.Before(cutoff) {
-			stale = true
+		if now.After(b.sentAt.Add(b.timeout + grace)) {
+			late = b
 			break
 		}
 	}
+	var waited time.Duration
+	if late != nil {
+		waited = now.Sub(late.sentAt)
+	}
 	st.mu.Unlock()
-	if stale {
+	if late != nil {
 		st.fail(&Error{
 			Kind:    ErrUnknownOutcome,
 			Reason:  "REQUEST_TIMEOUT",
-			Message: fmt.Sprintf("broker at %s did not answer a produce request within %v", st.s.addr, st.s.p.c.cfg.requestTimeout),
+			Message: fmt.Sprintf("broker at %s did not answer a produce request in %v", st.s.addr, waited.Round(time.Millisecond)),
 		})
 	}
 }
@@ -223,6 +237,7 @@ func (st *stream) recv() {
 			}
 			return
 		}
+		p.c.meta.reachable(st.s.addr)
 		st.mu.Lock()
 		b := st.inflight[resp.GetRequestId()]
 		delete(st.inflight, resp.GetRequestId())
@@ -231,7 +246,7 @@ func (st *stream) recv() {
 			continue
 		}
 		if e := resp.GetError(); e != nil {
-			p.retryOrFail(b, fromProto(e))
+			p.retryOrFail(b, fromProto(e), st.s.addr)
 			continue
 		}
 		p.finish(b, resp.GetBaseOffset(), nil)
@@ -239,6 +254,9 @@ func (st *stream) recv() {
 }
 
 // fail marks the stream dead, ends it, and retries its in-flight batches.
+// Unless the client is closing, the broker counts as unreachable for now,
+// so the batches of the partitions it leads ask another replica for the
+// leader.
 func (st *stream) fail(err error) {
 	st.mu.Lock()
 	st.dead = true
@@ -246,8 +264,11 @@ func (st *stream) fail(err error) {
 	st.inflight = make(map[uint64]*batch)
 	st.mu.Unlock()
 	st.cancel()
+	if !errors.Is(err, ErrClosed) {
+		st.s.p.c.meta.unreachable(st.s.addr)
+	}
 	for _, b := range left {
-		st.s.p.retryOrFail(b, err)
+		st.s.p.retryOrFail(b, err, st.s.addr)
 	}
 	if len(left) > 0 {
 		st.s.p.c.cfg.logger.Info("runnel client: produce stream ended", "broker", st.s.addr, "in_flight", len(left), "err", err)
