@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +32,9 @@ func produceCmd() *cobra.Command {
 		acks      string
 		partition int32
 		timeout   time.Duration
+		reqTime   time.Duration
+		logLevel  string
+		offsets   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "produce TOPIC",
@@ -58,7 +64,17 @@ only if every record was acknowledged.`,
 			if timeout <= 0 {
 				return fmt.Errorf("--timeout %v: use a positive duration, such as 30s", timeout)
 			}
-			opts := []client.Option{client.Acks(level), client.DeliveryTimeout(timeout)}
+			if reqTime <= 0 {
+				return fmt.Errorf("--request-timeout %v: use a positive duration, such as 10s", reqTime)
+			}
+			opts := []client.Option{client.Acks(level), client.DeliveryTimeout(timeout), client.RequestTimeout(reqTime)}
+			if logLevel != "" {
+				var lv slog.Level
+				if err := lv.UnmarshalText([]byte(logLevel)); err != nil {
+					return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+				}
+				opts = append(opts, client.Logger(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))))
+			}
 			manual := cmd.Flags().Changed("partition")
 			if manual {
 				opts = append(opts, client.RecordPartitioner(client.ManualPartitioner()))
@@ -91,6 +107,10 @@ only if every record was acknowledged.`,
 					return
 				}
 				acked.Add(1)
+			}
+			var report *ackReport
+			if offsets {
+				report = newAckReport(cmd.OutOrStdout())
 			}
 
 			start := time.Now()
@@ -128,6 +148,10 @@ only if every record was acknowledged.`,
 				}
 				total++
 				bytesIn += int64(len(r.Key) + len(r.Value))
+				if report != nil {
+					c.Produce(ctx, r, report.promise(total, promise))
+					continue
+				}
 				c.Produce(ctx, r, promise)
 			}
 			if err := sc.Err(); err != nil && readErr == nil {
@@ -139,6 +163,11 @@ only if every record was acknowledged.`,
 			}
 			flushErr := c.Flush(ctx)
 			elapsed := time.Since(start)
+			if report != nil {
+				// No promise runs once the client is closed.
+				c.Close()
+				report.close()
+			}
 			switch {
 			case failed.Load() > 0:
 				return fmt.Errorf("%d of %d records not acked: %v", failed.Load(), total, explain(firstErr))
@@ -160,8 +189,60 @@ only if every record was acknowledged.`,
 	fl.StringArrayVar(&headers, "header", nil, "header KEY=VALUE for every record (repeatable)")
 	fl.StringVar(&acks, "acks", "all", "when a record counts as written: none, leader or all")
 	fl.Int32Var(&partition, "partition", -1, "produce to this partition instead of by key")
+	fl.BoolVar(&offsets, "print-offsets", false, `print one JSON line {"line", "partition", "offset"} to stdout per acknowledged record, as it is acknowledged`)
+	fl.StringVar(&logLevel, "log-level", "", "log the client's retries and reconnects to stderr at this level: debug, info, warn or error (off when empty)")
 	fl.DurationVar(&timeout, "timeout", 30*time.Second, "how long a record may take to be acknowledged, retries included, before the command fails")
+	fl.DurationVar(&reqTime, "request-timeout", 30*time.Second, "how long one attempt may wait for its acknowledgement before the batch is sent again")
 	return cmd
+}
+
+// ackReport writes a JSON line per acknowledged record to stdout, in the
+// order of the acknowledgements. Promises hand the lines to its goroutine,
+// which flushes whenever it has caught up, so a reader sees each
+// acknowledgement within moments of it.
+type ackReport struct {
+	lines chan ackLine
+	done  chan struct{}
+}
+
+type ackLine struct {
+	Line      int64 `json:"line"`
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+}
+
+func newAckReport(out io.Writer) *ackReport {
+	a := &ackReport{lines: make(chan ackLine, 4096), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		w := bufio.NewWriter(out)
+		enc := json.NewEncoder(w)
+		for l := range a.lines {
+			enc.Encode(l)
+			if len(a.lines) == 0 {
+				w.Flush()
+			}
+		}
+		w.Flush()
+	}()
+	return a
+}
+
+// promise returns the promise of input line n: it reports the record once
+// acknowledged, then calls next.
+func (a *ackReport) promise(n int64, next func(*client.Record, error)) func(*client.Record, error) {
+	return func(r *client.Record, err error) {
+		if err == nil {
+			a.lines <- ackLine{Line: n, Partition: r.Partition, Offset: r.Offset}
+		}
+		next(r, err)
+	}
+}
+
+// close writes out what is left; no promise may run after it.
+func (a *ackReport) close() {
+	close(a.lines)
+	<-a.done
 }
 
 // arena hands out copies of input lines from large shared blocks, so
