@@ -1,0 +1,322 @@
+// Command peers runs a bench workload against runnel and against NATS
+// JetStream in one run and compares them:
+//
+//	cd bench/peers && go run . produce --records 200000 --size 100 --format json
+//
+// Both systems run embedded in this process with their data in temporary
+// folders, one after the other (never at once): runnel as one broker, or a
+// cluster of three nodes with --replicas 3; JetStream as one nats-server
+// with file storage, or three clustered over routes on 127.0.0.1. The
+// output has each side's result (the fields of `runnel bench --format
+// json`) and their ratios, runnel/JetStream, for records/s and each
+// latency percentile.
+//
+// Durability is labelled on both sides. By default runnel fsyncs before it
+// acknowledges (acks=all) and JetStream runs at its default sync setting,
+// which acknowledges writes without an fsync per write (it syncs in the
+// background every two minutes); --jetstream-sync always makes it fsync
+// every write, and --runnel-sync=false stops runnel's fsyncs.
+//
+// This is a module of its own so that nats-server and nats.go never enter
+// runnel's go.mod.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/runnel-dev/runnel/bench"
+	"github.com/runnel-dev/runnel/client"
+	"github.com/runnel-dev/runnel/record"
+)
+
+const usage = `usage: go run . WORKLOAD [flags]
+
+Workloads:
+  produce   produce --records records of --size bytes: as fast as each
+            client takes them (closed loop), or at --rate records/s (open
+            loop, latency from each record's due time)
+  consume   produce the records, then replay them from the start (one
+            reader per partition) and report the read rate
+
+Flags:
+`
+
+// config is one comparison, from the command line.
+type config struct {
+	workload   string
+	records    int
+	size       int
+	partitions int
+	replicas   int
+	rate       float64
+	runnelSync bool
+	jsSync     string
+	inFlight   int
+	conn       string
+	format     string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "peers: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// errUsage is a command line that could not be parsed; the flag package
+// has already said why.
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	var progress func(side string) func(int64, time.Duration)
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+		progress = func(side string) func(int64, time.Duration) {
+			return func(n int64, elapsed time.Duration) {
+				fmt.Fprintf(stderr, "\r%s: %d/%d records, %.0f/s   \033[K", side, n, cfg.records, float64(n)/elapsed.Seconds())
+			}
+		}
+		defer fmt.Fprint(stderr, "\r\033[K")
+	}
+	cmp, err := compare(ctx, cfg, progress)
+	if err != nil {
+		return err
+	}
+	if cfg.format == "json" {
+		return cmp.writeJSON(stdout)
+	}
+	return cmp.writeTable(stdout)
+}
+
+func parseArgs(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&cfg.records, "records", 200000, "records to produce")
+	fs.IntVar(&cfg.size, "size", 100, "value size in bytes")
+	fs.IntVar(&cfg.partitions, "partitions", 1, "runnel partitions, and as many JetStream streams")
+	fs.IntVar(&cfg.replicas, "replicas", 1, "replicas: 1 (one node or server) or 3 (three, clustered in this process)")
+	fs.Float64Var(&cfg.rate, "rate", 0, "offered load in records/s, open loop (0: as fast as possible)")
+	fs.BoolVar(&cfg.runnelSync, "runnel-sync", true, "runnel fsyncs before it acknowledges (--runnel-sync=false: no fsync)")
+	fs.StringVar(&cfg.jsSync, "jetstream-sync", "default", "JetStream sync setting: default (no fsync per write) or always (fsync every write)")
+	fs.IntVar(&cfg.inFlight, "max-in-flight", 0, "records produced and not yet acknowledged, at most, on both sides (0: each client's default: runnel buffers 64 MiB, JetStream 4000 publishes)")
+	fs.StringVar(&cfg.conn, "conn", "tcp", "single node: clients connect over loopback tcp, or inprocess (runnel: in-memory listener; JetStream: net.Pipe)")
+	fs.StringVar(&cfg.format, "format", "table", "output format: table or json")
+	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			fs.Usage()
+			return cfg, flag.ErrHelp
+		}
+		fs.Usage()
+		fmt.Fprintln(stderr, "\ngive a workload: produce or consume")
+		return cfg, errUsage
+	}
+	cfg.workload = args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, errUsage
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments %q: flags follow the workload", fs.Args())
+	}
+	switch {
+	case cfg.workload != "produce" && cfg.workload != "consume":
+		return cfg, fmt.Errorf("workload %q: use produce or consume", cfg.workload)
+	case cfg.records < 1:
+		return cfg, fmt.Errorf("--records %d: use 1 or more", cfg.records)
+	case cfg.size < 0:
+		return cfg, fmt.Errorf("--size %d: use 0 or more bytes", cfg.size)
+	case cfg.partitions < 1:
+		return cfg, fmt.Errorf("--partitions %d: use 1 or more", cfg.partitions)
+	case cfg.replicas != 1 && cfg.replicas != 3:
+		return cfg, fmt.Errorf("--replicas %d: use 1 or 3", cfg.replicas)
+	case cfg.rate < 0:
+		return cfg, fmt.Errorf("--rate %v: use records per second, or 0 for as fast as possible", cfg.rate)
+	case cfg.rate > 0 && cfg.workload != "produce":
+		return cfg, fmt.Errorf("--rate applies to the produce workload")
+	case cfg.jsSync != "default" && cfg.jsSync != "always":
+		return cfg, fmt.Errorf("--jetstream-sync %q: use default or always", cfg.jsSync)
+	case cfg.inFlight < 0:
+		return cfg, fmt.Errorf("--max-in-flight %d: use 1 or more, or 0 for each client's default", cfg.inFlight)
+	case cfg.conn != "tcp" && cfg.conn != "inprocess":
+		return cfg, fmt.Errorf("--conn %q: use tcp or inprocess", cfg.conn)
+	case cfg.conn == "inprocess" && cfg.replicas > 1:
+		return cfg, fmt.Errorf("--conn inprocess applies to one node; a cluster's clients use loopback tcp")
+	case cfg.format != "table" && cfg.format != "json":
+		return cfg, fmt.Errorf("--format %q: use table or json", cfg.format)
+	}
+	return cfg, nil
+}
+
+// compare runs the workload on runnel, then on JetStream.
+func compare(ctx context.Context, cfg config, progress func(string) func(int64, time.Duration)) (*comparison, error) {
+	side := func(name string) func(int64, time.Duration) {
+		if progress == nil {
+			return nil
+		}
+		return progress(name)
+	}
+	r, err := runRunnel(ctx, cfg, side("runnel"))
+	if err != nil {
+		return nil, fmt.Errorf("runnel: %w", err)
+	}
+	j, err := runJetStream(ctx, cfg, side("jetstream"))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return newComparison(cfg.workload, r, j), nil
+}
+
+// measure runs the workload on d: produce, or produce and then replay.
+func measure(ctx context.Context, cfg config, d bench.Driver, progress func(int64, time.Duration)) (*bench.Result, error) {
+	// Start each side with the other's garbage collected.
+	runtime.GC()
+	p := bench.ProduceConfig{Records: cfg.records, Size: cfg.size, Rate: cfg.rate}
+	if cfg.workload == "produce" {
+		p.Progress = progress
+		return bench.Produce(ctx, d, p)
+	}
+	if _, err := bench.Produce(ctx, d, p); err != nil {
+		return nil, err
+	}
+	runtime.GC()
+	return bench.Consume(ctx, d, bench.ConsumeConfig{Progress: progress})
+}
+
+func runRunnel(ctx context.Context, cfg config, progress func(int64, time.Duration)) (*bench.Result, error) {
+	dir, err := os.MkdirTemp("", "runnel-peers-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	var copts []client.Option
+	inFlight := "at most 64 MiB buffered (the client's default)"
+	if cfg.inFlight > 0 {
+		// The client bounds the encoded bytes of records not yet acked,
+		// and wants a batch to fit in that bound (and hold 1 KiB).
+		per := record.Size(&record.Record{Value: make([]byte, cfg.size)})
+		buf := max(cfg.inFlight*per, 1024)
+		copts = append(copts, client.MaxBufferedBytes(int64(buf)), client.MaxBatchBytes(min(buf, 1<<20)))
+		inFlight = fmt.Sprintf("about %d records awaiting acks at most", cfg.inFlight)
+	}
+	rn, err := startRunnel(ctx, cfg.replicas, cfg.runnelSync, cfg.conn == "inprocess", dir, copts...)
+	if err != nil {
+		return nil, err
+	}
+	defer rn.close()
+	const topic = "bench"
+	if err := rn.createTopic(ctx, topic, cfg.partitions, cfg.replicas); err != nil {
+		return nil, err
+	}
+	before := rn.fsyncs(ctx)
+	res, err := measure(ctx, cfg, bench.NewRunnel(rn.c, topic), progress)
+	if err != nil {
+		return nil, err
+	}
+	res.Durability = bench.Durability{Acks: "all", Replicas: cfg.replicas, Fsync: cfg.runnelSync, Note: runnelSyncLabel(cfg)}
+	if after := rn.fsyncs(ctx); cfg.workload == "produce" && before >= 0 && after >= 0 {
+		res.SetFsyncs(after - before)
+	}
+	res.Environment = bench.CurrentEnvironment(fmt.Sprintf("runnel: %s, %s", rn.label, inFlight))
+	return res, nil
+}
+
+func runJetStream(ctx context.Context, cfg config, progress func(int64, time.Duration)) (*bench.Result, error) {
+	dir, err := os.MkdirTemp("", "runnel-peers-jetstream-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	always := cfg.jsSync == "always"
+	srv, err := startJetStream(ctx, cfg.replicas, always, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.shutdown()
+	d, err := newJetStream(ctx, srv, jetStreamOptions{
+		Streams: cfg.partitions, Replicas: cfg.replicas, MaxPending: cfg.inFlight, InProcess: cfg.conn == "inprocess",
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	res, err := measure(ctx, cfg, d, progress)
+	if err != nil {
+		return nil, err
+	}
+	res.Durability = bench.Durability{Acks: "all", Replicas: cfg.replicas, Fsync: always, Note: jetStreamSyncLabel(cfg)}
+	target := fmt.Sprintf("JetStream: nats-server %s embedded, %d server(s)", server.VERSION, cfg.replicas)
+	if cfg.replicas > 1 {
+		target += " clustered in one process, loopback TCP"
+	} else if cfg.conn == "inprocess" {
+		target += ", in-process connection"
+	} else {
+		target += ", loopback TCP"
+	}
+	pending := cfg.inFlight
+	if pending == 0 {
+		pending = 4000
+	}
+	res.Environment = bench.CurrentEnvironment(fmt.Sprintf("%s, async publish with at most %d awaiting acks", target, pending))
+	return res, nil
+}
+
+// runnelSyncLabel says when runnel's acknowledged records were fsynced.
+func runnelSyncLabel(cfg config) string {
+	label := "no fsync (--runnel-sync=false)"
+	if cfg.runnelSync {
+		label = "fsync before ack"
+		if cfg.replicas > 1 {
+			label += " on a majority of replicas"
+		}
+	}
+	if cfg.workload == "consume" {
+		label += "; records produced before the read"
+	}
+	return label
+}
+
+// jetStreamSyncLabel names JetStream's sync setting.
+func jetStreamSyncLabel(cfg config) string {
+	label := "default (no fsync per write)"
+	if cfg.jsSync == "always" {
+		label = "sync always (fsync every write)"
+	}
+	if cfg.workload == "consume" {
+		label += "; records produced before the read"
+	}
+	return label
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// runJSON runs the command with args and --format json and decodes its
+// output.
+func runJSON(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), append(args, "--format", "json"), &out, &errOut); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, errOut.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out.String())
+	}
+	return m
+}
+
+func TestCompareJSON(t *testing.T) {
+	tests := []struct {
+		args     []string
+		records  float64
+		replicas float64
+		jsFsync  bool
+	}{
+		{[]string{"produce", "--records", "2000", "--size", "100"}, 2000, 1, false},
+		{[]string{"produce", "--records", "1000", "--rate", "5000", "--partitions", "2", "--jetstream-sync", "always", "--conn", "inprocess"}, 1000, 1, true},
+		{[]string{"consume", "--records", "3000", "--partitions", "3", "--max-in-flight", "200"}, 3000, 1, false},
+	}
+	if !testing.Short() {
+		tests = append(tests, struct {
+			args     []string
+			records  float64
+			replicas float64
+			jsFsync  bool
+		}{[]string{"produce", "--records", "2000", "--replicas", "3", "--partitions", "2"}, 2000, 3, false})
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			m := runJSON(t, tt.args...)
+			if m["workload"] != tt.args[0] {
+				t.Errorf("workload %v, want %s", m["workload"], tt.args[0])
+			}
+			for side, fsync := range map[string]bool{"runnel": true, "jetstream": tt.jsFsync} {
+				r, ok := m[side].(map[string]any)
+				if !ok {
+					t.Fatalf("no %s object: %v", side, m)
+				}
+				for _, k := range []string{"workload", "records", "records_per_sec", "mb_per_sec", "latency_ms", "durability", "environment"} {
+					if _, ok := r[k]; !ok {
+						t.Errorf("%s has no %q", side, k)
+					}
+				}
+				if r["records"] != tt.records {
+					t.Errorf("%s records %v, want %v", side, r["records"], tt.records)
+				}
+				d, _ := r["durability"].(map[string]any)
+				if d["replicas"] != tt.replicas || d["fsync"] != fsync || d["note"] == "" {
+					t.Errorf("%s durability %v: want %v replicas, fsync %v, a note", side, d, tt.replicas, fsync)
+				}
+			}
+			ratio, _ := m["ratio"].(map[string]any)
+			for _, k := range []string{"records_per_sec", "p50", "p90", "p99", "p999", "max"} {
+				if v, ok := ratio[k].(float64); !ok || v <= 0 {
+					t.Errorf("ratio %q is %v", k, ratio[k])
+				}
+			}
+		})
+	}
+}
+
+func TestCompareTable(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"produce", "--records", "500"}, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"records/s", "p99.9 ms", "runnel/jetstream", "fsync before ack", "default (no fsync per write)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table has no %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	bad := [][]string{
+		nil,
+		{"--records", "10"},
+		{"fetch"},
+		{"produce", "--replicas", "2"},
+		{"produce", "--records", "0"},
+		{"produce", "--jetstream-sync", "sometimes"},
+		{"produce", "--conn", "inprocess", "--replicas", "3"},
+		{"consume", "--rate", "100"},
+		{"produce", "--format", "yaml"},
+		{"produce", "extra"},
+		{"produce", "--no-such-flag"},
+	}
+	for _, args := range bad {
+		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("%q: parsed", args)
+		}
+	}
+	cfg, err := parseArgs([]string{"produce"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", conn: "tcp", format: "table"}
+	if cfg != want {
+		t.Errorf("defaults %+v, want %+v", cfg, want)
+	}
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/runnel-dev/runnel/bench"
+)
+
+// comparison is one workload's results on both systems. Its JSON form is
+// the contract of `go run . WORKLOAD --format json`.
+type comparison struct {
+	Workload  string        `json:"workload"`
+	Runnel    *bench.Result `json:"runnel"`
+	JetStream *bench.Result `json:"jetstream"`
+	Ratio     ratio         `json:"ratio"`
+}
+
+// ratio is runnel's figure over JetStream's: above 1 runnel moved more
+// records per second, below 1 runnel's latency was lower. A ratio whose
+// JetStream figure is 0 is null.
+type ratio struct {
+	RecordsPerSec *float64 `json:"records_per_sec"`
+	P50           *float64 `json:"p50"`
+	P90           *float64 `json:"p90"`
+	P99           *float64 `json:"p99"`
+	P999          *float64 `json:"p999"`
+	Max           *float64 `json:"max"`
+}
+
+func newComparison(workload string, r, j *bench.Result) *comparison {
+	div := func(a, b float64) *float64 {
+		if b == 0 {
+			return nil
+		}
+		q := a / b
+		return &q
+	}
+	rl, jl := r.LatencyMS, j.LatencyMS
+	return &comparison{
+		Workload:  workload,
+		Runnel:    r,
+		JetStream: j,
+		Ratio: ratio{
+			RecordsPerSec: div(r.RecordsPerSec, j.RecordsPerSec),
+			P50:           div(rl.P50, jl.P50),
+			P90:           div(rl.P90, jl.P90),
+			P99:           div(rl.P99, jl.P99),
+			P999:          div(rl.P999, jl.P999),
+			Max:           div(rl.Max, jl.Max),
+		},
+	}
+}
+
+func (c *comparison) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(c)
+}
+
+// writeTable writes the two results side by side for a person to read.
+func (c *comparison) writeTable(w io.Writer) error {
+	r, j := c.Runnel, c.JetStream
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	loop := "closed loop"
+	if r.OfferedRate > 0 {
+		loop = fmt.Sprintf("open loop at %.0f records/s", r.OfferedRate)
+	}
+	size := 0.0
+	if r.Records > 0 {
+		size = float64(r.Bytes) / float64(r.Records)
+	}
+	fmt.Fprintf(tw, "%s: %d records of %.0f B, %d replica(s), %s\n\n", c.Workload, r.Records, size, r.Durability.Replicas, loop)
+	fmt.Fprintf(tw, "\trunnel\tjetstream\trunnel/jetstream\n")
+	row := func(name, format string, a, b float64, q *float64) {
+		fmt.Fprintf(tw, "%s\t"+format+"\t"+format+"\t%s\n", name, a, b, ratioString(q))
+	}
+	row("records/s", "%.0f", r.RecordsPerSec, j.RecordsPerSec, c.Ratio.RecordsPerSec)
+	row("MB/s", "%.1f", r.MBPerSec, j.MBPerSec, c.Ratio.RecordsPerSec)
+	row("p50 ms", "%.2f", r.LatencyMS.P50, j.LatencyMS.P50, c.Ratio.P50)
+	row("p90 ms", "%.2f", r.LatencyMS.P90, j.LatencyMS.P90, c.Ratio.P90)
+	row("p99 ms", "%.2f", r.LatencyMS.P99, j.LatencyMS.P99, c.Ratio.P99)
+	row("p99.9 ms", "%.2f", r.LatencyMS.P999, j.LatencyMS.P999, c.Ratio.P999)
+	row("max ms", "%.2f", r.LatencyMS.Max, j.LatencyMS.Max, c.Ratio.Max)
+	fmt.Fprintf(tw, "seconds\t%.2f\t%.2f\t\n", r.Seconds, j.Seconds)
+	fmt.Fprintf(tw, "durability\t%s\t%s\t\n", durability(r.Durability), durability(j.Durability))
+	fmt.Fprintf(tw, "fsyncs\t%s\t%s\t\n", fsyncs(r.Durability), fsyncs(j.Durability))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nrunnel:    %s\njetstream: %s\n", r.Environment.Target, j.Environment.Target)
+	e := r.Environment
+	_, err := fmt.Fprintf(w, "machine:   %s, %d cores, %s, %s, commit %s\n", e.CPU, e.Cores, e.OS, e.GoVersion, e.Commit)
+	return err
+}
+
+func ratioString(q *float64) string {
+	if q == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", *q)
+}
+
+func durability(d bench.Durability) string {
+	return fmt.Sprintf("acks=%s, %s", d.Acks, d.Note)
+}
+
+func fsyncs(d bench.Durability) string {
+	if d.Fsyncs <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d (%.0f/s, %.0f records/fsync)", d.Fsyncs, d.FsyncsPerSec, d.RecordsPerFsync)
+}
