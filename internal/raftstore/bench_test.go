@@ -111,12 +111,18 @@ func BenchmarkStoreLogsTruncate(b *testing.B) {
 }
 
 // BenchmarkGetLog reads back entries just written, as raft's replication
-// does on a leader, from 1 and 6 groups at once.
+// does on a leader, from 1 and 6 groups at once. The Pebble store answers
+// them from its entry cache; pebble-nocache reads them from Pebble.
 func BenchmarkGetLog(b *testing.B) {
 	skipBoltUnderRace(b)
+	stores := append(benchStores[:len(benchStores):len(benchStores)],
+		struct {
+			name string
+			open storebench.Open
+		}{"pebble-nocache", openShared(Options{EntryCacheBytes: -1})})
 	for _, size := range benchSizes {
 		for _, groups := range []int{1, 6} {
-			for _, st := range benchStores {
+			for _, st := range stores {
 				b.Run(fmt.Sprintf("size=%s/groups=%d/store=%s", size.name, groups, st.name), func(b *testing.B) {
 					storebench.GetLog(b, st.open, groups, size.size, (32<<20)/size.size)
 				})

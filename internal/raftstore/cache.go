@@ -39,6 +39,9 @@ type cacheRef struct {
 type groupCache struct {
 	first   uint64
 	entries []cachedEntry
+	// gen counts the group's writes (StoreLogs, DeleteRange), so that an
+	// entry read from Pebble is cached only if no write came in between.
+	gen uint64
 }
 
 type cachedEntry struct {
@@ -54,19 +57,63 @@ func entrySize(l *raft.Log) int64 {
 	return int64(len(l.Data)+len(l.Extensions)) + entryOverhead
 }
 
-// get fills l from g's cached entry index and reports whether there was one.
-func (c *entryCache) get(g *Group, index uint64, l *raft.Log) bool {
+// get fills l from g's cached entry index and reports whether there was
+// one. On a miss it returns the group's write count, for fill.
+func (c *entryCache) get(g *Group, index uint64, l *raft.Log) (gen uint64, ok bool) {
 	if c.budget <= 0 {
-		return false
+		return 0, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	gc := &g.cache
 	if index < gc.first || index-gc.first >= uint64(len(gc.entries)) {
-		return false
+		return gc.gen, false
 	}
 	*l = gc.entries[index-gc.first].log
-	return true
+	return 0, true
+}
+
+// fill caches l, which GetLog read from Pebble after get missed and
+// returned gen, if the group was not written since and l does not leave a
+// gap in its cached entries. raft reads the same entry over and over in one
+// case: a leader's replication names the entry before the ones it sends,
+// and when the group is idle it sends an empty append, naming the last
+// entry, every CommitTimeout to each follower. Once the entries of busier
+// groups have pushed that entry out, each of those reads would copy it out
+// of Pebble again.
+func (c *entryCache) fill(g *Group, gen uint64, l *raft.Log) {
+	if c.budget <= 0 {
+		return
+	}
+	size := entrySize(l)
+	if size > c.budget {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	gc := &g.cache
+	if gc.gen != gen {
+		return
+	}
+	switch n := uint64(len(gc.entries)); {
+	case n == 0:
+		gc.first = l.Index
+	case l.Index != gc.first+n:
+		return
+	}
+	c.pushLocked(gc, g, l, size)
+	for c.bytes > c.budget {
+		c.evictLocked()
+	}
+}
+
+// pushLocked appends l to gc, which it follows, as the newest entry of
+// the cache.
+func (c *entryCache) pushLocked(gc *groupCache, g *Group, l *raft.Log, size int64) {
+	c.seq++
+	gc.entries = append(gc.entries, cachedEntry{log: *l, seq: c.seq, size: size})
+	c.fifo = append(c.fifo, cacheRef{g: g, seq: c.seq})
+	c.bytes += size
 }
 
 // add caches logs, just stored in g, and evicts the oldest entries of any
@@ -79,6 +126,7 @@ func (c *entryCache) add(g *Group, logs []*raft.Log) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	gc := &g.cache
+	gc.gen++
 	for _, l := range logs {
 		size := entrySize(l)
 		if size > c.budget {
@@ -98,23 +146,22 @@ func (c *entryCache) add(g *Group, logs []*raft.Log) {
 				gc.first = l.Index
 			}
 		}
-		c.seq++
-		gc.entries = append(gc.entries, cachedEntry{log: *l, seq: c.seq, size: size})
-		c.fifo = append(c.fifo, cacheRef{g: g, seq: c.seq})
-		c.bytes += size
+		c.pushLocked(gc, g, l, size)
 	}
 	for c.bytes > c.budget {
 		c.evictLocked()
-	}
-	if c.head > 1024 && c.head > len(c.fifo)/2 {
-		n := copy(c.fifo, c.fifo[c.head:])
-		clear(c.fifo[n:])
-		c.fifo, c.head = c.fifo[:n], 0
 	}
 }
 
 // evictLocked removes the oldest entry of the cache, skipping stale refs.
 func (c *entryCache) evictLocked() {
+	defer func() {
+		if c.head > 1024 && c.head > len(c.fifo)/2 {
+			n := copy(c.fifo, c.fifo[c.head:])
+			clear(c.fifo[n:])
+			c.fifo, c.head = c.fifo[:n], 0
+		}
+	}()
 	for c.head < len(c.fifo) {
 		ref := c.fifo[c.head]
 		c.fifo[c.head] = cacheRef{}
@@ -137,6 +184,7 @@ func (c *entryCache) remove(g *Group, min, max uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	gc := &g.cache
+	gc.gen++
 	n := uint64(len(gc.entries))
 	if n == 0 || max < gc.first || min >= gc.first+n {
 		return
@@ -188,6 +236,7 @@ func (c *entryCache) removeGroup(g *Group) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	g.cache.gen++
 	c.dropLocked(&g.cache, 0, len(g.cache.entries))
 }
 

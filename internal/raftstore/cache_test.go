@@ -107,3 +107,37 @@ func groupOf(a, b *Group, index uint64) *Group {
 	}
 	return a
 }
+
+// TestEntryCacheRefill checks that an entry read from Pebble after it left
+// the cache is cached again, as an idle group's last entry is: raft's
+// replication reads it every CommitTimeout.
+func TestEntryCacheRefill(t *testing.T) {
+	size := entrySize(entry(1, 1))
+	s, err := Open("db", Options{FS: vfs.NewMem(), EntryCacheBytes: 2 * size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	idle, busy := s.Group("idle"), s.Group("busy")
+	mustStore(t, idle, entries(1, 1, 1))
+	mustStore(t, busy, entries(10, 11, 1))
+	read := func(g *Group, index uint64) {
+		t.Helper()
+		var l raft.Log
+		if err := g.GetLog(index, &l); err != nil || l.Index != index {
+			t.Fatalf("GetLog(%d) = %+v, %v", index, l, err)
+		}
+	}
+	read(idle, 1)
+	read(idle, 1)
+	if st := s.Stats(); st.CacheMisses != 1 || st.CacheHits != 1 {
+		t.Errorf("after two reads of an evicted entry: %d hits, %d misses; want 1 and 1", st.CacheHits, st.CacheMisses)
+	}
+	// The refill pushed busy's oldest entry out; an entry before a group's
+	// cached ones is not cached again, as that would leave a gap.
+	read(busy, 10)
+	read(busy, 10)
+	if st := s.Stats(); st.CacheMisses != 3 {
+		t.Errorf("%d misses after reading busy's entry 10 twice, want 3", st.CacheMisses)
+	}
+}

@@ -139,7 +139,8 @@ func (g *Group) GetLog(index uint64, l *raft.Log) error {
 		return err
 	}
 	defer g.s.mu.RUnlock()
-	if g.s.entryCache.get(g, index, l) {
+	gen, ok := g.s.entryCache.get(g, index, l)
+	if ok {
 		g.s.cacheHits.Add(1)
 		return nil
 	}
@@ -157,6 +158,8 @@ func (g *Group) GetLog(index uint64, l *raft.Log) error {
 	if err != nil {
 		return fmt.Errorf("raftstore: group %s: get log %d: %w", g.id, index, err)
 	}
+	// decode copied the entry, so the cache may share it with l.
+	g.s.entryCache.fill(g, gen, l)
 	return nil
 }
 
