@@ -121,6 +121,7 @@ type joinArgs struct {
 	strategy                  string
 	sessionTimeout            time.Duration
 	owned                     []tp
+	ownedSince                int64
 }
 
 // groupLocked returns the group, creating it if create is set.
@@ -179,7 +180,7 @@ func (c *coordinator) join(a joinArgs) (*memberSession, consumergroup.Assignment
 	}
 	asg, err := cg.g.Join(c.now(), consumergroup.JoinRequest{
 		MemberID: a.memberID, ClientID: a.clientID, Topics: a.topics, Strategy: strategy,
-		SessionTimeout: a.sessionTimeout, Owned: a.owned,
+		SessionTimeout: a.sessionTimeout, Owned: a.owned, OwnedSince: a.ownedSince,
 	})
 	if err != nil {
 		if errors.Is(err, consumergroup.ErrStrategyMismatch) {

@@ -44,7 +44,7 @@ func (s *groupsService) GroupSession(stream runnelpb.Groups_GroupSessionServer) 
 	}
 	sess, _, err := c.join(joinArgs{
 		group: j.Group, memberID: j.MemberId, clientID: j.ClientId, topics: j.Topics, strategy: j.Strategy,
-		sessionTimeout: time.Duration(j.SessionTimeoutMs) * time.Millisecond, owned: fromPBPartitions(j.Owned),
+		sessionTimeout: time.Duration(j.SessionTimeoutMs) * time.Millisecond, owned: fromPBPartitions(j.Owned), ownedSince: j.Generation,
 	})
 	if err != nil {
 		return toStatus(err)

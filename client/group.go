@@ -98,18 +98,21 @@ type GroupConsumer struct {
 	wg     sync.WaitGroup
 
 	// Shared between the session goroutine and the caller's.
-	mu        sync.Mutex
-	memberID  string
-	coord     string // address of the coordinator last joined
-	latest    *groupAssignment
-	assigned  []TopicPartition // the assignment last received
-	lost      bool             // the coordinator fenced the member: drop everything
-	seeks     map[TopicPartition]Position
-	owned     map[TopicPartition]bool // what the caller's goroutine holds
-	fatal     error                   // the session ended for good
-	signal    chan struct{}           // cap 1: a new assignment, lost or fatal
-	heartbeat chan struct{}           // cap 1: send a heartbeat now
-	joined    chan struct{}           // closed at the first assignment or fatal error
+	mu       sync.Mutex
+	memberID string
+	coord    string // address of the coordinator last joined
+	latest   *groupAssignment
+	assigned []TopicPartition // the assignment last received
+	received int64            // its generation
+	// assignedCh is closed and replaced when an assignment arrives.
+	assignedCh chan struct{}
+	lost       bool // the coordinator fenced the member: drop everything
+	seeks      map[TopicPartition]Position
+	owned      map[TopicPartition]bool // what the caller's goroutine holds
+	fatal      error                   // the session ended for good
+	signal     chan struct{}           // cap 1: a new assignment, lost or fatal
+	heartbeat  chan struct{}           // cap 1: send a heartbeat now
+	joined     chan struct{}           // closed at the first assignment or fatal error
 
 	// Owned by the caller's goroutine (under mu where Commit reads them).
 	parts      map[TopicPartition]*groupPart
@@ -159,12 +162,13 @@ func (c *Client) JoinGroup(ctx context.Context, group string, topics []string, o
 	}
 	g := &GroupConsumer{
 		c: c, group: group, topics: slices.Clone(topics), cfg: cfg,
-		owned:     map[TopicPartition]bool{},
-		signal:    make(chan struct{}, 1),
-		heartbeat: make(chan struct{}, 1),
-		joined:    make(chan struct{}),
-		parts:     map[TopicPartition]*groupPart{},
-		chunks:    make(chan groupChunk, 16),
+		owned:      map[TopicPartition]bool{},
+		signal:     make(chan struct{}, 1),
+		heartbeat:  make(chan struct{}, 1),
+		joined:     make(chan struct{}),
+		assignedCh: make(chan struct{}),
+		parts:      map[TopicPartition]*groupPart{},
+		chunks:     make(chan groupChunk, 16),
 	}
 	g.ctx, g.cancel = context.WithCancel(c.ctx)
 	g.wg.Add(1)
@@ -226,6 +230,7 @@ func (g *GroupConsumer) sessionLoop() {
 			g.c.cfg.logger.Info("runnel client: group member fenced; joining again", "group", g.group, "err", err)
 			g.mu.Lock()
 			g.memberID = ""
+			g.received = 0
 			g.lost = true
 			g.owned = map[TopicPartition]bool{}
 			g.assigned = nil
@@ -272,7 +277,7 @@ func (g *GroupConsumer) session() (joined bool, err error) {
 	join := &runnelpb.GroupJoin{
 		Group: g.group, MemberId: g.memberID, ClientId: g.cfg.clientID, Topics: g.topics,
 		Strategy: g.cfg.strategy, SessionTimeoutMs: g.cfg.sessionTimeout.Milliseconds(),
-		Owned: toPBParts(sortedParts(g.owned)),
+		Owned: toPBParts(sortedParts(g.owned)), Generation: g.received,
 	}
 	g.mu.Unlock()
 	var (
@@ -388,6 +393,9 @@ func (g *GroupConsumer) setAssignment(resp *runnelpb.GroupAssignment) {
 	g.memberID = resp.GetMemberId()
 	g.latest = &groupAssignment{generation: resp.GetGeneration(), assigned: fromPBParts(resp.GetAssigned())}
 	g.assigned = sortParts(slices.Clone(g.latest.assigned))
+	g.received = resp.GetGeneration()
+	close(g.assignedCh)
+	g.assignedCh = make(chan struct{})
 	g.mu.Unlock()
 	g.notify()
 	select {
@@ -759,6 +767,52 @@ func (g *GroupConsumer) fetchFailed(ctx context.Context, ch groupChunk) error {
 // commit commits the positions of parts: what was processed, or with
 // yielded everything handed out. Partitions with nothing new are skipped.
 func (g *GroupConsumer) commit(ctx context.Context, parts []*groupPart, yielded bool) error {
+	err := g.commitOnce(ctx, parts, yielded)
+	if !errors.Is(err, ErrStaleGeneration) {
+		return err
+	}
+	// The coordinator does not know the member (yet) in the generation
+	// the commit carried: it moved and the member is joining it again,
+	// or a rebalance is under way. Once the session has a newer
+	// assignment, the commit is tried once more for what the member
+	// still holds.
+	g.mu.Lock()
+	seen, changed := g.received, g.assignedCh
+	g.mu.Unlock()
+	wait := time.NewTimer(g.cfg.sessionTimeout)
+	defer wait.Stop()
+	for {
+		select {
+		case <-changed:
+		case <-wait.C:
+			return err
+		case <-ctx.Done():
+			return err
+		case <-g.ctx.Done():
+			return err
+		}
+		g.mu.Lock()
+		received := g.received
+		changed = g.assignedCh
+		held := map[TopicPartition]bool{}
+		for _, tp := range g.assigned {
+			held[tp] = true
+		}
+		g.mu.Unlock()
+		if received == seen {
+			continue
+		}
+		var still []*groupPart
+		for _, p := range parts {
+			if held[p.tp] {
+				still = append(still, p)
+			}
+		}
+		return g.commitOnce(ctx, still, yielded)
+	}
+}
+
+func (g *GroupConsumer) commitOnce(ctx context.Context, parts []*groupPart, yielded bool) error {
 	g.mu.Lock()
 	member := g.memberID
 	addr := g.coord
@@ -776,7 +830,9 @@ func (g *GroupConsumer) commit(ctx context.Context, parts []*groupPart, yielded 
 		offs = append(offs, &runnelpb.PartitionOffset{Topic: p.tp.Topic, Partition: p.tp.Partition, Offset: pos})
 		sent, at = append(sent, p), append(at, pos)
 	}
-	generation := g.generation
+	// The latest generation the coordinator sent: the member holds these
+	// partitions in it too, or the coordinator refuses the commit.
+	generation := max(g.generation, g.received)
 	g.mu.Unlock()
 	if len(offs) == 0 {
 		return nil

@@ -110,6 +110,10 @@ type JoinRequest struct {
 	// new coordinator). They stay with it unless another member claimed
 	// them first.
 	Owned []TopicPartition
+	// OwnedSince is the generation the member got Owned in, from the
+	// previous coordinator; its commits for them are accepted from that
+	// generation on. 0 means from this join's generation.
+	OwnedSince int64
 }
 
 // Assignment is what a member is told.
@@ -239,9 +243,13 @@ func (g *Group) Join(now time.Time, req JoinRequest) (Assignment, error) {
 	m.deadline = now.Add(req.SessionTimeout)
 	// Adopt what the member held under a previous coordinator, unless
 	// someone else holds it already.
+	since := g.generation + 1
+	if req.OwnedSince > 0 && req.OwnedSince < since {
+		since = req.OwnedSince
+	}
 	for _, tp := range req.Owned {
 		if _, taken := g.owner[tp]; !taken && g.exists(tp) && slices.Contains(m.topics, tp.Topic) {
-			g.owner[tp] = ownership{member: m.id, since: g.generation + 1}
+			g.owner[tp] = ownership{member: m.id, since: since}
 		}
 	}
 	g.rebalance()

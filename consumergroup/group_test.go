@@ -58,7 +58,7 @@ func TestGroup(t *testing.T) {
 				}
 				_, err := g.Join(now, JoinRequest{MemberID: arg("member"), ClientID: "c-" + arg("member"),
 					Topics: splitList(arg("topics")), Strategy: Strategy(arg("strategy")), SessionTimeout: timeout,
-					Owned: parseTPs(t, arg("owned"))})
+					Owned: parseTPs(t, arg("owned")), OwnedSince: atoi64(arg("since"))})
 				if err != nil {
 					return "error: " + err.Error()
 				}
@@ -108,6 +108,11 @@ func TestGroup(t *testing.T) {
 			return ""
 		})
 	})
+}
+
+func atoi64(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
 }
 
 func splitList(s string) []string {

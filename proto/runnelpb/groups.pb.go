@@ -180,7 +180,11 @@ type GroupJoin struct {
 	// session_timeout_ms: 0 means 10 s; 1 s to 5 min.
 	SessionTimeoutMs int64 `protobuf:"varint,6,opt,name=session_timeout_ms,json=sessionTimeoutMs,proto3" json:"session_timeout_ms,omitempty"`
 	// owned are the partitions the member holds from before it joined again.
-	Owned         []*TopicPartition `protobuf:"bytes,7,rep,name=owned,proto3" json:"owned,omitempty"`
+	Owned []*TopicPartition `protobuf:"bytes,7,rep,name=owned,proto3" json:"owned,omitempty"`
+	// generation is the generation of the assignment the member holds them
+	// in; the coordinator accepts the member's commits for them from that
+	// generation on.
+	Generation    int64 `protobuf:"varint,8,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -262,6 +266,13 @@ func (x *GroupJoin) GetOwned() []*TopicPartition {
 		return x.Owned
 	}
 	return nil
+}
+
+func (x *GroupJoin) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 type GroupHeartbeat struct {
@@ -1259,7 +1270,7 @@ const file_runnel_v1_groups_proto_rawDesc = "" +
 	"\x13GroupSessionRequest\x12*\n" +
 	"\x04join\x18\x01 \x01(\v2\x14.runnel.v1.GroupJoinH\x00R\x04join\x129\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x19.runnel.v1.GroupHeartbeatH\x00R\theartbeatB\x05\n" +
-	"\x03msg\"\xee\x01\n" +
+	"\x03msg\"\x8e\x02\n" +
 	"\tGroupJoin\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x1b\n" +
 	"\tmember_id\x18\x02 \x01(\tR\bmemberId\x12\x1b\n" +
@@ -1267,7 +1278,10 @@ const file_runnel_v1_groups_proto_rawDesc = "" +
 	"\x06topics\x18\x04 \x03(\tR\x06topics\x12\x1a\n" +
 	"\bstrategy\x18\x05 \x01(\tR\bstrategy\x12,\n" +
 	"\x12session_timeout_ms\x18\x06 \x01(\x03R\x10sessionTimeoutMs\x12/\n" +
-	"\x05owned\x18\a \x03(\v2\x19.runnel.v1.TopicPartitionR\x05owned\"A\n" +
+	"\x05owned\x18\a \x03(\v2\x19.runnel.v1.TopicPartitionR\x05owned\x12\x1e\n" +
+	"\n" +
+	"generation\x18\b \x01(\x03R\n" +
+	"generation\"A\n" +
 	"\x0eGroupHeartbeat\x12/\n" +
 	"\x05owned\x18\x01 \x03(\v2\x19.runnel.v1.TopicPartitionR\x05owned\"\xf0\x01\n" +
 	"\x0fGroupAssignment\x12\x1b\n" +
