@@ -229,6 +229,9 @@ func newJetStream(ctx context.Context, srv *jetStreamServers, o jetStreamOptions
 		d.conns = append(d.conns, nc)
 		js, err := jetstream.New(nc,
 			jetstream.WithPublishAsyncMaxPending(maxPending),
+			// A publish never acknowledged fails the run instead of
+			// hanging it.
+			jetstream.WithPublishAsyncTimeout(time.Minute),
 			jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { d.resolve(m, nil) }),
 			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { d.resolve(m, err) }))
 		if err != nil {

@@ -22,6 +22,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -30,6 +31,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -63,6 +65,7 @@ type config struct {
 	runnelSync bool
 	jsSync     string
 	inFlight   int
+	runs       int
 	conn       string
 	format     string
 }
@@ -126,6 +129,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.jsSync, "jetstream-sync", "default", "JetStream sync setting: default (no fsync per write) or always (fsync every write)")
 	fs.IntVar(&cfg.inFlight, "max-in-flight", 0, "records produced and not yet acknowledged, at most, on both sides (0: each client's default: runnel buffers 64 MiB, JetStream 4000 publishes)")
 	fs.StringVar(&cfg.conn, "conn", "tcp", "single node: clients connect over loopback tcp, or inprocess (runnel: in-memory listener; JetStream: net.Pipe)")
+	fs.IntVar(&cfg.runs, "runs", 1, "runs of each system, alternating which goes first; each side reports its median run")
 	fs.StringVar(&cfg.format, "format", "table", "output format: table or json")
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
@@ -169,13 +173,17 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("--conn %q: use tcp or inprocess", cfg.conn)
 	case cfg.conn == "inprocess" && cfg.replicas > 1:
 		return cfg, fmt.Errorf("--conn inprocess applies to one node; a cluster's clients use loopback tcp")
+	case cfg.runs < 1:
+		return cfg, fmt.Errorf("--runs %d: use 1 or more", cfg.runs)
 	case cfg.format != "table" && cfg.format != "json":
 		return cfg, fmt.Errorf("--format %q: use table or json", cfg.format)
 	}
 	return cfg, nil
 }
 
-// compare runs the workload on runnel, then on JetStream.
+// compare runs the workload on runnel and on JetStream, cfg.runs times
+// each, one system at a time, alternating which goes first so neither is
+// always measured after the other. Each side reports its median run.
 func compare(ctx context.Context, cfg config, progress func(string) func(int64, time.Duration)) (*comparison, error) {
 	side := func(name string) func(int64, time.Duration) {
 		if progress == nil {
@@ -183,15 +191,47 @@ func compare(ctx context.Context, cfg config, progress func(string) func(int64, 
 		}
 		return progress(name)
 	}
-	r, err := runRunnel(ctx, cfg, side("runnel"))
-	if err != nil {
-		return nil, fmt.Errorf("runnel: %w", err)
+	type system struct {
+		name string
+		run  func(context.Context, config, func(int64, time.Duration)) (*bench.Result, error)
+		res  []*bench.Result
 	}
-	j, err := runJetStream(ctx, cfg, side("jetstream"))
-	if err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
+	systems := []*system{{name: "runnel", run: runRunnel}, {name: "jetstream", run: runJetStream}}
+	for i := range max(cfg.runs, 1) {
+		for k := range systems {
+			s := systems[(i+k)%len(systems)]
+			res, err := s.run(ctx, cfg, side(s.name))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", s.name, err)
+			}
+			s.res = append(s.res, res)
+		}
 	}
-	return newComparison(cfg.workload, r, j), nil
+	cmp := newComparison(cfg.workload, median(systems[0].res, cfg.rate > 0), median(systems[1].res, cfg.rate > 0))
+	cmp.Runs = max(cfg.runs, 1)
+	if cmp.Runs > 1 {
+		cmp.AllRuns = map[string][]runSummary{}
+		for _, s := range systems {
+			for _, r := range s.res {
+				cmp.AllRuns[s.name] = append(cmp.AllRuns[s.name], runSummary{RecordsPerSec: r.RecordsPerSec, LatencyMS: r.LatencyMS})
+			}
+		}
+	}
+	return cmp, nil
+}
+
+// median returns the median run: by records/s for a closed loop, by p99
+// latency for an open loop (whose rate is the offered one). With an even
+// count it is the lower middle one.
+func median(runs []*bench.Result, openLoop bool) *bench.Result {
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b *bench.Result) int {
+		if openLoop {
+			return cmp.Compare(a.LatencyMS.P99, b.LatencyMS.P99)
+		}
+		return cmp.Compare(a.RecordsPerSec, b.RecordsPerSec)
+	})
+	return sorted[(len(sorted)-1)/2]
 }
 
 // measure runs the workload on d: produce, or produce and then replay.

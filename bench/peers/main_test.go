@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/runnel-dev/runnel/bench"
 )
 
 // runJSON runs the command with args and --format json and decodes its
@@ -100,6 +103,7 @@ func TestParseArgs(t *testing.T) {
 		{"produce", "--format", "yaml"},
 		{"produce", "extra"},
 		{"produce", "--no-such-flag"},
+		{"produce", "--runs", "0"},
 	}
 	for _, args := range bad {
 		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {
@@ -110,8 +114,47 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", conn: "tcp", format: "table"}
+	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", conn: "tcp", runs: 1, format: "table"}
 	if cfg != want {
 		t.Errorf("defaults %+v, want %+v", cfg, want)
+	}
+}
+
+func TestCompareRuns(t *testing.T) {
+	m := runJSON(t, "produce", "--records", "300", "--runs", "3")
+	if m["runs"] != 3.0 {
+		t.Errorf("runs %v, want 3", m["runs"])
+	}
+	all, _ := m["all_runs"].(map[string]any)
+	for _, side := range []string{"runnel", "jetstream"} {
+		runs, _ := all[side].([]any)
+		if len(runs) != 3 {
+			t.Fatalf("all_runs.%s: %v, want 3 runs", side, all[side])
+		}
+		// The reported result is the median of the three.
+		var rates []float64
+		for _, r := range runs {
+			rates = append(rates, r.(map[string]any)["records_per_sec"].(float64))
+		}
+		slices.Sort(rates)
+		if got := m[side].(map[string]any)["records_per_sec"]; got != rates[1] {
+			t.Errorf("%s records_per_sec %v, want the median of %v", side, got, rates)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	res := func(rate, p99 float64) *bench.Result {
+		return &bench.Result{RecordsPerSec: rate, LatencyMS: bench.Latency{P99: p99}}
+	}
+	runs := []*bench.Result{res(30, 1), res(10, 3), res(20, 2), res(40, 9)}
+	if got := median(runs, false); got.RecordsPerSec != 20 {
+		t.Errorf("closed loop: median run %+v, want the one at 20/s", got)
+	}
+	if got := median(runs, true); got.LatencyMS.P99 != 2 {
+		t.Errorf("open loop: median run %+v, want the one with p99 2", got)
+	}
+	if got := median(runs[:1], false); got != runs[0] {
+		t.Errorf("one run: %+v", got)
 	}
 }

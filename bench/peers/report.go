@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/runnel-dev/runnel/bench"
@@ -16,6 +17,16 @@ type comparison struct {
 	Runnel    *bench.Result `json:"runnel"`
 	JetStream *bench.Result `json:"jetstream"`
 	Ratio     ratio         `json:"ratio"`
+	// Runs is how many times each system ran; Runnel and JetStream are
+	// each one's median run, and AllRuns has every run's figures.
+	Runs    int                     `json:"runs"`
+	AllRuns map[string][]runSummary `json:"all_runs,omitempty"`
+}
+
+// runSummary is one run's figures.
+type runSummary struct {
+	RecordsPerSec float64       `json:"records_per_sec"`
+	LatencyMS     bench.Latency `json:"latency_ms"`
 }
 
 // ratio is runnel's figure over JetStream's: above 1 runnel moved more
@@ -72,7 +83,11 @@ func (c *comparison) writeTable(w io.Writer) error {
 	if r.Records > 0 {
 		size = float64(r.Bytes) / float64(r.Records)
 	}
-	fmt.Fprintf(tw, "%s: %d records of %.0f B, %d replica(s), %s\n\n", c.Workload, r.Records, size, r.Durability.Replicas, loop)
+	runs := ""
+	if c.Runs > 1 {
+		runs = fmt.Sprintf(", median of %d runs", c.Runs)
+	}
+	fmt.Fprintf(tw, "%s: %d records of %.0f B, %d replica(s), %s%s\n\n", c.Workload, r.Records, size, r.Durability.Replicas, loop, runs)
 	fmt.Fprintf(tw, "\trunnel\tjetstream\trunnel/jetstream\n")
 	row := func(name, format string, a, b float64, q *float64) {
 		fmt.Fprintf(tw, "%s\t"+format+"\t"+format+"\t%s\n", name, a, b, ratioString(q))
@@ -85,6 +100,10 @@ func (c *comparison) writeTable(w io.Writer) error {
 	row("p99.9 ms", "%.2f", r.LatencyMS.P999, j.LatencyMS.P999, c.Ratio.P999)
 	row("max ms", "%.2f", r.LatencyMS.Max, j.LatencyMS.Max, c.Ratio.Max)
 	fmt.Fprintf(tw, "seconds\t%.2f\t%.2f\t\n", r.Seconds, j.Seconds)
+	if c.Runs > 1 {
+		fmt.Fprintf(tw, "all runs, records/s\t%s\t%s\t\n", allRuns(c.AllRuns["runnel"]), allRuns(c.AllRuns["jetstream"]))
+		fmt.Fprintf(tw, "all runs, p99 ms\t%s\t%s\t\n", allP99(c.AllRuns["runnel"]), allP99(c.AllRuns["jetstream"]))
+	}
 	fmt.Fprintf(tw, "durability\t%s\t%s\t\n", durability(r.Durability), durability(j.Durability))
 	fmt.Fprintf(tw, "fsyncs\t%s\t%s\t\n", fsyncs(r.Durability), fsyncs(j.Durability))
 	if err := tw.Flush(); err != nil {
@@ -112,4 +131,20 @@ func fsyncs(d bench.Durability) string {
 		return "-"
 	}
 	return fmt.Sprintf("%d (%.0f/s, %.0f records/fsync)", d.Fsyncs, d.FsyncsPerSec, d.RecordsPerFsync)
+}
+
+func allRuns(runs []runSummary) string {
+	var parts []string
+	for _, r := range runs {
+		parts = append(parts, fmt.Sprintf("%.0f", r.RecordsPerSec))
+	}
+	return strings.Join(parts, " ")
+}
+
+func allP99(runs []runSummary) string {
+	var parts []string
+	for _, r := range runs {
+		parts = append(parts, fmt.Sprintf("%.2f", r.LatencyMS.P99))
+	}
+	return strings.Join(parts, " ")
 }
