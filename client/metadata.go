@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/runnel-dev/runnel/proto/runnelpb"
@@ -91,7 +90,6 @@ func (c *Client) Metadata(ctx context.Context) (Cluster, error) {
 type metadata struct {
 	c       *Client
 	trigger chan struct{}
-	turn    atomic.Uint32 // rotates the replica asked in place of an unreachable leader
 
 	mu     sync.RWMutex
 	nodes  map[int32]string
@@ -271,10 +269,10 @@ func (m *metadata) leader(topic string, partition int32) (string, error) {
 	if !m.downLocked(addr, now) {
 		return addr, nil
 	}
-	n := len(pm.replicas)
-	turn := int(m.turn.Add(1))
-	for i := range n {
-		if a, ok := m.nodes[pm.replicas[(turn+i)%n]]; ok && a != addr && !m.downLocked(a, now) {
+	// The first replica that can be reached, the same each time, so the
+	// retry goes where retryOrFail expects it to.
+	for _, r := range pm.replicas {
+		if a, ok := m.nodes[r]; ok && a != addr && !m.downLocked(a, now) {
 			return a, nil
 		}
 	}
