@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -45,7 +46,7 @@ func consumeGroup(ctx context.Context, c *client.Client, cmd *cobra.Command, gro
 			done[p.Partition] = start >= offs.End
 		}
 	}
-	g, err := c.JoinGroup(ctx, group, []string{a.topic}, client.StartAt(a.from), client.GroupClientID("runnel-consume"))
+	g, err := c.JoinGroup(ctx, group, []string{a.topic}, client.StartAt(a.from), client.GroupClientID(fmt.Sprintf("runnel-consume-%d", os.Getpid())))
 	if err != nil {
 		return err
 	}
