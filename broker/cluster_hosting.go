@@ -196,7 +196,7 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 				// unresolved when the group shuts down meanwhile, and the
 				// watcher must still see the stop. While the group moves,
 				// its leader hands over when the move is done.
-				go c.transferToPreferred(h, preferred)
+				go c.transferToPreferred(h, id, preferred)
 			}
 		}
 		select {
@@ -221,16 +221,45 @@ func (c *clusterCatalog) preferredOf(t clusterTopic, id log.ID) (int32, bool) {
 	return pm.Replicas[0], pm.moving()
 }
 
-// transferToPreferred hands leadership to the preferred replica once it has
-// caught up; if it is not a voter that has caught up, leadership stays.
-func (c *clusterCatalog) transferToPreferred(h *hostedReplica, preferred int32) {
-	st, _ := c.n.ctrl.fsm.view()
-	node, ok := st.Nodes[preferred]
-	if !ok {
-		return
-	}
-	if err := h.TransferLeadershipTo(partition.Server{ID: strconv.Itoa(int(preferred)), Addr: node.Addr}); err != nil {
-		c.n.b.logger.Debug("hand partition leadership to the preferred replica", "group", h.group, "to", preferred, "err", err)
+// transferToPreferred hands leadership to the preferred replica once it
+// answers and has applied the log up to about where the leader has
+// committed. Right after a failover the preferred replica is often the
+// node that just died: raft refuses writes during a transfer, so handing
+// over to a node that cannot take it would stall the partition for an
+// election timeout. It checks again every second while this replica leads.
+func (c *clusterCatalog) transferToPreferred(h *hostedReplica, id log.ID, preferred int32) {
+	// Entries a caught-up follower may still be behind by: its commit
+	// index trails the leader's by one heartbeat.
+	const slack = 256
+	applied := c.replicaApplied(id)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if !h.IsLeader() {
+			return
+		}
+		st, _ := c.n.ctrl.fsm.view()
+		node, ok := st.Nodes[preferred]
+		if !ok {
+			return
+		}
+		server := partition.Server{ID: strconv.Itoa(int(preferred)), Addr: node.Addr}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		at, err := applied(ctx, server)
+		cancel()
+		if commit := h.Stats().CommitIndex; err == nil && at+slack >= commit {
+			if err := h.TransferLeadershipTo(server); err != nil {
+				c.n.b.logger.Debug("hand partition leadership to the preferred replica", "group", h.group, "to", preferred, "err", err)
+			}
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-h.stop:
+			return
+		case <-c.n.b.closing:
+			return
+		}
 	}
 }
 

@@ -68,7 +68,7 @@ func (c *clusterCatalog) steer(st *clusterState, t clusterTopic, id log.ID, h *h
 	}
 	if !pm.moving() {
 		if preferredChanged && h.preferred != c.n.self.ID {
-			go c.transferToPreferred(h, h.preferred)
+			go c.transferToPreferred(h, id, h.preferred)
 		}
 		return
 	}
@@ -111,7 +111,7 @@ func (c *clusterCatalog) reconfigure(ctx context.Context, t clusterTopic, id log
 		case err == nil:
 			c.n.b.logger.Info("partition replicas moved", "topic", t.Name, "partition", id.Partition, "replicas", pm.Replicas)
 			if pm.Replicas[0] != c.n.self.ID {
-				go c.transferToPreferred(h, pm.Replicas[0])
+				go c.transferToPreferred(h, id, pm.Replicas[0])
 			}
 			return
 		case errors.Is(err, partition.ErrNotLeader), ctx.Err() != nil:
