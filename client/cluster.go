@@ -67,7 +67,9 @@ func (c *Client) AddNode(ctx context.Context, n Node) error {
 	})
 }
 
-// RemoveNode removes a node that holds no partition replicas.
+// RemoveNode starts removing node id: its replicas move to the other nodes
+// and it leaves once none remains. It returns when the removal has
+// started; DecommissionNode does the same and also reports the progress.
 func (c *Client) RemoveNode(ctx context.Context, id int32) error {
 	return c.call(ctx, "", func(ctx context.Context, b runnelpb.BrokerClient) error {
 		_, err := b.RemoveNode(ctx, &runnelpb.RemoveNodeRequest{Id: id})
