@@ -30,7 +30,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"syscall"
 	"time"
@@ -66,8 +68,11 @@ type config struct {
 	jsSync     string
 	inFlight   int
 	runs       int
+	profileDir string
 	conn       string
 	format     string
+	// run counts the runs of each system, from 1, for profile names.
+	run int
 }
 
 func main() {
@@ -129,6 +134,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.jsSync, "jetstream-sync", "default", "JetStream sync setting: default (no fsync per write) or always (fsync every write)")
 	fs.IntVar(&cfg.inFlight, "max-in-flight", 0, "records produced and not yet acknowledged, at most, on both sides (0: each client's default: runnel buffers 64 MiB, JetStream 4000 publishes)")
 	fs.StringVar(&cfg.conn, "conn", "tcp", "single node: clients connect over loopback tcp, or inprocess (runnel: in-memory listener; JetStream: net.Pipe)")
+	fs.StringVar(&cfg.profileDir, "cpuprofile", "", "write a CPU profile of each measured run to `DIR`/runnel-N.pprof and DIR/jetstream-N.pprof")
 	fs.IntVar(&cfg.runs, "runs", 1, "runs of each system, alternating which goes first; each side reports its median run")
 	fs.StringVar(&cfg.format, "format", "table", "output format: table or json")
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
@@ -198,6 +204,7 @@ func compare(ctx context.Context, cfg config, progress func(string) func(int64, 
 	}
 	systems := []*system{{name: "runnel", run: runRunnel}, {name: "jetstream", run: runJetStream}}
 	for i := range max(cfg.runs, 1) {
+		cfg.run = i + 1
 		for k := range systems {
 			s := systems[(i+k)%len(systems)]
 			res, err := s.run(ctx, cfg, side(s.name))
@@ -234,20 +241,50 @@ func median(runs []*bench.Result, openLoop bool) *bench.Result {
 	return sorted[(len(sorted)-1)/2]
 }
 
-// measure runs the workload on d: produce, or produce and then replay.
-func measure(ctx context.Context, cfg config, d bench.Driver, progress func(int64, time.Duration)) (*bench.Result, error) {
+// measure runs the workload on d, the system called name: produce, or
+// produce and then replay. With cfg.profileDir the measured part (the
+// replay alone, for consume) runs under the CPU profiler.
+func measure(ctx context.Context, cfg config, name string, d bench.Driver, progress func(int64, time.Duration)) (*bench.Result, error) {
 	// Start each side with the other's garbage collected.
 	runtime.GC()
 	p := bench.ProduceConfig{Records: cfg.records, Size: cfg.size, Rate: cfg.rate}
-	if cfg.workload == "produce" {
-		p.Progress = progress
-		return bench.Produce(ctx, d, p)
+	if cfg.workload == "consume" {
+		if _, err := bench.Produce(ctx, d, p); err != nil {
+			return nil, err
+		}
+		runtime.GC()
 	}
-	if _, err := bench.Produce(ctx, d, p); err != nil {
+	if cfg.profileDir != "" {
+		stop, err := startProfile(filepath.Join(cfg.profileDir, fmt.Sprintf("%s-%d.pprof", name, max(cfg.run, 1))))
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
+	if cfg.workload == "consume" {
+		return bench.Consume(ctx, d, bench.ConsumeConfig{Progress: progress})
+	}
+	p.Progress = progress
+	return bench.Produce(ctx, d, p)
+}
+
+// startProfile starts the CPU profiler writing to path; stop ends it.
+func startProfile(path string) (stop func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	runtime.GC()
-	return bench.Consume(ctx, d, bench.ConsumeConfig{Progress: progress})
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func runRunnel(ctx context.Context, cfg config, progress func(int64, time.Duration)) (*bench.Result, error) {
@@ -276,7 +313,7 @@ func runRunnel(ctx context.Context, cfg config, progress func(int64, time.Durati
 		return nil, err
 	}
 	before := rn.fsyncs(ctx)
-	res, err := measure(ctx, cfg, bench.NewRunnel(rn.c, topic), progress)
+	res, err := measure(ctx, cfg, "runnel", bench.NewRunnel(rn.c, topic), progress)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +344,7 @@ func runJetStream(ctx context.Context, cfg config, progress func(int64, time.Dur
 		return nil, err
 	}
 	defer d.Close()
-	res, err := measure(ctx, cfg, d, progress)
+	res, err := measure(ctx, cfg, "jetstream", d, progress)
 	if err != nil {
 		return nil, err
 	}

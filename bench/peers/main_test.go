@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -121,7 +123,13 @@ func TestParseArgs(t *testing.T) {
 }
 
 func TestCompareRuns(t *testing.T) {
-	m := runJSON(t, "produce", "--records", "300", "--runs", "3")
+	dir := t.TempDir()
+	m := runJSON(t, "produce", "--records", "300", "--runs", "3", "--cpuprofile", dir)
+	for _, name := range []string{"runnel-1", "runnel-3", "jetstream-1", "jetstream-3"} {
+		if st, err := os.Stat(filepath.Join(dir, name+".pprof")); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
+		}
+	}
 	if m["runs"] != 3.0 {
 		t.Errorf("runs %v, want 3", m["runs"])
 	}
