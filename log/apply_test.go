@@ -392,3 +392,27 @@ func TestNoWAL(t *testing.T) {
 		}
 	}
 }
+
+// TestNoWALAfterWAL reopens a store that had a write-ahead log without one,
+// as after an upgrade: Pebble replays the old log first.
+func TestNoWALAfterWAL(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := testOptions(fs)
+	opts.NoSync = true
+	s := openStore(t, fs, opts)
+	l := mustLog(t, s, ID{1, 0})
+	for i := range 3 {
+		if _, err := l.ApplyAt(uint64(i+1), batch(fmt.Sprint("a", i), 1), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opts.NoWAL = true
+	s = openStore(t, fs, opts)
+	defer s.Close()
+	if l := mustLog(t, s, ID{1, 0}); l.Applied() != 3 || l.End() != 3 {
+		t.Fatalf("after reopening without a write-ahead log: applied %d, end %d; want 3, 3", l.Applied(), l.End())
+	}
+}
