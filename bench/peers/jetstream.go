@@ -341,17 +341,40 @@ func (d *JetStream) Produce(ctx context.Context, value []byte, done func(error))
 func (d *JetStream) Lengths(ctx context.Context) ([]int64, error) {
 	out := make([]int64, len(d.streams))
 	for i, st := range d.streams {
-		s, err := d.js[st.conn].Stream(ctx, st.name)
+		err := retry(ctx, func(ctx context.Context) error {
+			s, err := d.js[st.conn].Stream(ctx, st.name)
+			if err != nil {
+				return err
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				return err
+			}
+			out[i] = int64(info.State.Msgs)
+			return nil
+		})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("stream %s: %w", st.name, err)
 		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = int64(info.State.Msgs)
 	}
 	return out, nil
+}
+
+// retry calls f, each call bounded to 10s, until it succeeds, a minute has
+// passed or ctx ends. On a loaded machine a clustered stream can take
+// longer than one API call's timeout to answer, while its raft group
+// elects a leader.
+func retry(ctx context.Context, f func(context.Context) error) error {
+	limit, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var err error
+	waitFor(limit, time.Minute, func() bool {
+		cctx, cancel := context.WithTimeout(limit, 10*time.Second)
+		defer cancel()
+		err = f(cctx)
+		return err == nil
+	})
+	return err
 }
 
 // Read replays a stream from its first message with an ordered consumer.
@@ -360,9 +383,13 @@ func (d *JetStream) Read(ctx context.Context, partition int, n int64, fn func(si
 		return nil
 	}
 	st := d.streams[partition]
-	cons, err := d.js[st.conn].OrderedConsumer(ctx, st.name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
+	var cons jetstream.Consumer
+	err := retry(ctx, func(ctx context.Context) (err error) {
+		cons, err = d.js[st.conn].OrderedConsumer(ctx, st.name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s: ordered consumer: %w", st.name, err)
 	}
 	var read atomic.Int64
 	all := make(chan struct{})
