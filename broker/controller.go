@@ -39,14 +39,17 @@ type controllerFSM struct {
 	mu      sync.RWMutex
 	state   *clusterState
 	applied uint64
-	// changed is closed and replaced after every apply and restore.
-	changed chan struct{}
+	// changed is closed and replaced after every apply and restore that
+	// changes more than committed offsets, which are too frequent to wake
+	// every watcher of the state; appliedCh after every apply and restore.
+	changed   chan struct{}
+	appliedCh chan struct{}
 }
 
 var _ raft.FSM = (*controllerFSM)(nil)
 
 func newControllerFSM() *controllerFSM {
-	return &controllerFSM{state: newClusterState(), changed: make(chan struct{})}
+	return &controllerFSM{state: newClusterState(), changed: make(chan struct{}), appliedCh: make(chan struct{})}
 }
 
 // Apply applies one committed command; a refused command returns its error
@@ -59,8 +62,12 @@ func (f *controllerFSM) Apply(l *raft.Log) any {
 		err = f.state.apply(c)
 	}
 	f.applied = l.Index
-	close(f.changed)
-	f.changed = make(chan struct{})
+	if c.CommitOffsets == nil {
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+	close(f.appliedCh)
+	f.appliedCh = make(chan struct{})
 	return err
 }
 
@@ -87,6 +94,8 @@ func (f *controllerFSM) Restore(rc io.ReadCloser) error {
 	f.state = s
 	close(f.changed)
 	f.changed = make(chan struct{})
+	close(f.appliedCh)
+	f.appliedCh = make(chan struct{})
 	return nil
 }
 
@@ -200,7 +209,7 @@ func (c *controller) applyLocal(ctx context.Context, cmd command) (uint64, error
 func (c *controller) waitApplied(ctx context.Context, index uint64) error {
 	for {
 		c.fsm.mu.RLock()
-		applied, changed := c.fsm.applied, c.fsm.changed
+		applied, changed := c.fsm.applied, c.fsm.appliedCh
 		c.fsm.mu.RUnlock()
 		if applied >= index {
 			return nil

@@ -116,15 +116,22 @@ func (g *clusterGroups) watchGroups() {
 }
 
 // clusterOffsets keeps committed offsets in the controller state. Commits
-// that arrive while a proposal is under way wait for the next one and
-// share it, so one raft entry carries a batch of commits.
+// that arrive while proposals are under way wait for one to finish and are
+// then proposed together, in one controller command; up to
+// maxOffsetProposals run at once. Commits apply in any order without
+// harm (an offset never moves back), but a seek or a delete does not: a
+// batch holding one waits until nothing else is in flight, and nothing
+// starts while it is.
 type clusterOffsets struct {
 	n *clusterNode
 
-	mu   sync.Mutex
-	next []*offsetWrite
-	busy bool
+	mu       sync.Mutex
+	next     []*offsetWrite
+	inflight int
+	barrier  bool // an ordered batch is in flight
 }
+
+const maxOffsetProposals = 4
 
 func (o *clusterOffsets) commitOffsets(ctx context.Context, group string, offs map[tp]int64, force bool) error {
 	m := make(map[string]int64, len(offs))
@@ -152,41 +159,60 @@ func (o *clusterOffsets) groups() []string {
 	return slices.Sorted(maps.Keys(f.state.Offsets))
 }
 
-// write queues op and, unless a proposal is under way, proposes every
-// queued change in one controller command until the queue is empty.
+// write queues op and waits until the batch it goes out in is committed.
 func (o *clusterOffsets) write(ctx context.Context, op offsetOp) error {
 	w := &offsetWrite{op: op, done: make(chan error, 1)}
 	o.mu.Lock()
 	o.next = append(o.next, w)
-	if o.busy {
-		o.mu.Unlock()
-		select {
-		case err := <-w.done:
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	o.pumpLocked()
+	o.mu.Unlock()
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+		// The batch may still commit; the caller learns it did not wait.
+		return ctx.Err()
 	}
-	o.busy = true
-	for len(o.next) > 0 {
+}
+
+// pumpLocked starts proposals for the queued changes while there is room.
+func (o *clusterOffsets) pumpLocked() {
+	for len(o.next) > 0 && o.inflight < maxOffsetProposals && !o.barrier {
+		ordered := false
+		for _, w := range o.next {
+			if w.op.Force || w.op.Delete {
+				ordered = true
+			}
+		}
+		if ordered && o.inflight > 0 {
+			return // the seek or delete waits for the commits before it
+		}
 		batch := o.next
 		o.next = nil
-		o.mu.Unlock()
-		ops := make([]offsetOp, len(batch))
-		for i, w := range batch {
-			ops[i] = w.op
-		}
-		// The batch outlives any one caller's context, but not a
-		// controller that stays without a leader.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		err := o.n.propose(pctx, command{CommitOffsets: &commitOffsetsCmd{Ops: ops}})
-		cancel()
-		for _, w := range batch {
-			w.done <- err
-		}
-		o.mu.Lock()
+		o.inflight++
+		o.barrier = ordered
+		go o.propose(batch, ordered)
 	}
-	o.busy = false
+}
+
+func (o *clusterOffsets) propose(batch []*offsetWrite, ordered bool) {
+	ops := make([]offsetOp, len(batch))
+	for i, w := range batch {
+		ops[i] = w.op
+	}
+	// The batch outlives any one caller's context, but not a controller
+	// that stays without a leader.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := o.n.propose(ctx, command{CommitOffsets: &commitOffsetsCmd{Ops: ops}})
+	cancel()
+	for _, w := range batch {
+		w.done <- err
+	}
+	o.mu.Lock()
+	o.inflight--
+	if ordered {
+		o.barrier = false
+	}
+	o.pumpLocked()
 	o.mu.Unlock()
-	return <-w.done
 }

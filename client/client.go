@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -35,6 +36,9 @@ type Client struct {
 
 	meta metadata
 	prod producer
+	// groupsCoord is the address of the group coordinator that answered
+	// last (a string), tried first by group calls.
+	groupsCoord atomic.Value
 }
 
 // New returns a client for the cluster named by the Brokers option. It

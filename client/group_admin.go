@@ -94,6 +94,13 @@ func (c *Client) groupsCall(ctx context.Context, addr string, f func(ctx context
 
 func (c *Client) groupsCallOnce(ctx context.Context, addr string, f func(ctx context.Context, g runnelpb.GroupsClient) error) error {
 	addrs := c.meta.brokerAddrs()
+	if addr == "" {
+		// The coordinator that answered last, if any: in a cluster only
+		// the controller leader coordinates.
+		if v, ok := c.groupsCoord.Load().(string); ok {
+			addr = v
+		}
+	}
 	if addr != "" {
 		addrs = append([]string{addr}, addrs...)
 	}
@@ -118,6 +125,7 @@ func (c *Client) groupsCallOnce(ctx context.Context, addr string, f func(ctx con
 		var nl *NotLeaderError
 		switch {
 		case err == nil:
+			c.groupsCoord.Store(a)
 			return nil
 		case errors.As(err, &nl) && nl.LeaderAddr != "" && !tried[nl.LeaderAddr]:
 			addrs = append(addrs[:i+1], append([]string{nl.LeaderAddr}, addrs[i+1:]...)...)
