@@ -67,6 +67,7 @@ type config struct {
 	runnelSync bool
 	jsSync     string
 	inFlight   int
+	linger     time.Duration
 	runs       int
 	profileDir string
 	conn       string
@@ -133,6 +134,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.runnelSync, "runnel-sync", true, "runnel fsyncs before it acknowledges (--runnel-sync=false: no fsync)")
 	fs.StringVar(&cfg.jsSync, "jetstream-sync", "default", "JetStream sync setting: default (no fsync per write) or always (fsync every write)")
 	fs.IntVar(&cfg.inFlight, "max-in-flight", 0, "records produced and not yet acknowledged, at most, on both sides (0: each client's default: runnel buffers 64 MiB, JetStream 4000 publishes)")
+	fs.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "how long runnel's producer waits to fill a batch (runnel bench's default)")
 	fs.StringVar(&cfg.conn, "conn", "tcp", "single node: clients connect over loopback tcp, or inprocess (runnel: in-memory listener; JetStream: net.Pipe)")
 	fs.StringVar(&cfg.profileDir, "cpuprofile", "", "write a CPU profile of each measured run to `DIR`/runnel-N.pprof and DIR/jetstream-N.pprof")
 	fs.IntVar(&cfg.runs, "runs", 1, "runs of each system, alternating which goes first; each side reports its median run")
@@ -179,6 +181,8 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("--conn %q: use tcp or inprocess", cfg.conn)
 	case cfg.conn == "inprocess" && cfg.replicas > 1:
 		return cfg, fmt.Errorf("--conn inprocess applies to one node; a cluster's clients use loopback tcp")
+	case cfg.linger < 0:
+		return cfg, fmt.Errorf("--linger %v: use 0 or more", cfg.linger)
 	case cfg.runs < 1:
 		return cfg, fmt.Errorf("--runs %d: use 1 or more", cfg.runs)
 	case cfg.format != "table" && cfg.format != "json":
@@ -293,7 +297,7 @@ func runRunnel(ctx context.Context, cfg config, progress func(int64, time.Durati
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	var copts []client.Option
+	copts := []client.Option{client.Linger(cfg.linger)}
 	inFlight := "at most 64 MiB buffered (the client's default)"
 	if cfg.inFlight > 0 {
 		// The client bounds the encoded bytes of records not yet acked,
@@ -321,7 +325,7 @@ func runRunnel(ctx context.Context, cfg config, progress func(int64, time.Durati
 	if after := rn.fsyncs(ctx); cfg.workload == "produce" && before >= 0 && after >= 0 {
 		res.SetFsyncs(after - before)
 	}
-	res.Environment = bench.CurrentEnvironment(fmt.Sprintf("runnel: %s, %s", rn.label, inFlight))
+	res.Environment = bench.CurrentEnvironment(fmt.Sprintf("runnel: %s, linger %v, %s", rn.label, cfg.linger, inFlight))
 	return res, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/runnel-dev/runnel/bench"
 )
@@ -35,7 +36,7 @@ func TestCompareJSON(t *testing.T) {
 		jsFsync  bool
 	}{
 		{[]string{"produce", "--records", "2000", "--size", "100"}, 2000, 1, false},
-		{[]string{"produce", "--records", "1000", "--rate", "5000", "--partitions", "2", "--jetstream-sync", "always", "--conn", "inprocess"}, 1000, 1, true},
+		{[]string{"produce", "--records", "1000", "--rate", "5000", "--partitions", "2", "--jetstream-sync", "always", "--conn", "inprocess", "--linger", "1ms"}, 1000, 1, true},
 		{[]string{"consume", "--records", "3000", "--partitions", "3", "--max-in-flight", "200"}, 3000, 1, false},
 	}
 	if !testing.Short() {
@@ -106,6 +107,7 @@ func TestParseArgs(t *testing.T) {
 		{"produce", "extra"},
 		{"produce", "--no-such-flag"},
 		{"produce", "--runs", "0"},
+		{"produce", "--linger", "-1ms"},
 	}
 	for _, args := range bad {
 		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {
@@ -116,7 +118,7 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", conn: "tcp", runs: 1, format: "table"}
+	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", linger: 5 * time.Millisecond, conn: "tcp", runs: 1, format: "table"}
 	if cfg != want {
 		t.Errorf("defaults %+v, want %+v", cfg, want)
 	}

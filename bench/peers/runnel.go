@@ -27,8 +27,7 @@ type runnelNodes struct {
 // startRunnel starts nodes brokers with their data in subfolders of dir,
 // and a client with copts. With inProcess a single broker is reached
 // without a socket; otherwise the client dials 127.0.0.1. Produce acks are
-// all, the default, with the producer's default linger (5ms, as runnel
-// bench).
+// all, the client's default.
 func startRunnel(ctx context.Context, nodes int, sync, inProcess bool, dir string, copts ...client.Option) (*runnelNodes, error) {
 	if nodes != 1 && nodes != 3 {
 		return nil, fmt.Errorf("runnel: %d nodes; use 1 or 3", nodes)
