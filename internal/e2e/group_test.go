@@ -82,15 +82,25 @@ func (g groupDescribe) counts() []int {
 
 func describeGroup(t *testing.T, d *devCluster, group string) groupDescribe {
 	t.Helper()
+	g, err := tryDescribeGroup(t, d, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// tryDescribeGroup runs group describe; a group whose first member has not
+// joined yet is not found.
+func tryDescribeGroup(t *testing.T, d *devCluster, group string) (groupDescribe, error) {
 	var g groupDescribe
 	stdout, stderr, err := run(t, d.bin, d.brokers, nil, "group", "describe", group, "--format", "json")
 	if err != nil {
-		t.Fatalf("group describe: %v: %s", err, stderr)
+		return g, fmt.Errorf("group describe: %v: %s", err, stderr)
 	}
 	if err := json.Unmarshal([]byte(stdout), &g); err != nil {
-		t.Fatalf("group describe: %v: %s", err, stdout)
+		return g, fmt.Errorf("group describe: %v: %s", err, stdout)
 	}
-	return g
+	return g, nil
 }
 
 // waitCounts waits until the group's members hold want partitions each
@@ -100,8 +110,13 @@ func waitCounts(t *testing.T, d *devCluster, group string, want []int, limit tim
 	start := time.Now()
 	var last []int
 	for time.Since(start) < limit {
-		last = describeGroup(t, d, group).counts()
-		if fmt.Sprint(last) == fmt.Sprint(want) {
+		g, err := tryDescribeGroup(t, d, group)
+		if err != nil {
+			last = nil // not joined yet, or the coordinator is moving
+		} else {
+			last = g.counts()
+		}
+		if err == nil && fmt.Sprint(last) == fmt.Sprint(want) {
 			return time.Since(start)
 		}
 		time.Sleep(100 * time.Millisecond) // polling the group's state
