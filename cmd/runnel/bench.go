@@ -26,7 +26,11 @@ func benchCmd() *cobra.Command {
 By default the workload runs against an embedded broker in this process,
 with its data in a temporary folder. --nodes N starts a local cluster of N
 runnel serve processes for the run instead, and --brokers measures an
-existing cluster. Durability (acks, replicas, fsync) is always reported.`,
+existing cluster. Durability (acks, replicas, fsync) is always reported.
+
+To run a workload against runnel and NATS JetStream in one run and compare
+them, use the bench/peers module of the source tree:
+cd bench/peers && go run . produce --records 200000 --size 100`,
 	}
 	cmd.AddCommand(benchProduceCmd(), benchConsumeCmd(), benchCommitsCmd())
 	return cmd
