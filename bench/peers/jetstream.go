@@ -181,9 +181,9 @@ func waitFor(ctx context.Context, limit time.Duration, cond func() bool) error {
 // (PublishMsgAsync), on the connection to the server that leads the
 // stream, as runnel's client sends to each partition's leader; at most
 // MaxPending await their acks over all connections, as runnel's one
-// client bounds what it buffers. Reads use an ordered
-// consumer (an ephemeral, flow-controlled pull consumer without acks),
-// like a runnel consumer reading one partition.
+// client bounds what it buffers. Reads use an ordered consumer (an
+// ephemeral, flow-controlled pull consumer without acks), like a runnel
+// consumer reading one partition.
 type JetStream struct {
 	conns   []*nats.Conn
 	js      []jetstream.JetStream // by connection
@@ -191,6 +191,9 @@ type JetStream struct {
 	next    atomic.Uint64
 	// slots holds one token per publish awaiting its ack.
 	slots chan struct{}
+
+	// stop ends the watch on the context newJetStream was given.
+	stop func() bool
 
 	mu      sync.Mutex
 	pending map[*nats.Msg]func(error)
@@ -215,6 +218,7 @@ func newJetStream(ctx context.Context, srv *jetStreamServers, o jetStreamOptions
 		return nil, errors.New("jetstream: an in-process connection reaches one server; a cluster's clients dial")
 	}
 	d := &JetStream{pending: map[*nats.Msg]func(error){}, slots: make(chan struct{}, maxPending)}
+	d.stop = context.AfterFunc(ctx, func() { d.failPending(context.Cause(ctx)) })
 	byName := map[string]int{}
 	for i, s := range srv.servers {
 		url, copts := s.ClientURL(), []nats.Option{nats.MaxReconnects(-1)}
@@ -228,10 +232,9 @@ func newJetStream(ctx context.Context, srv *jetStreamServers, o jetStreamOptions
 		}
 		d.conns = append(d.conns, nc)
 		js, err := jetstream.New(nc,
+			// No ack timeout, the client's default: it would cost a
+			// timer per publish. A run that hangs ends with its context.
 			jetstream.WithPublishAsyncMaxPending(maxPending),
-			// A publish never acknowledged fails the run instead of
-			// hanging it.
-			jetstream.WithPublishAsyncTimeout(time.Minute),
 			jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) { d.resolve(m, nil) }),
 			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) { d.resolve(m, err) }))
 		if err != nil {
@@ -287,8 +290,25 @@ func newJetStream(ctx context.Context, srv *jetStreamServers, o jetStreamOptions
 
 // Close closes the connections; records still awaiting acks fail.
 func (d *JetStream) Close() {
+	d.stop()
 	for _, nc := range d.conns {
 		nc.Close()
+	}
+	d.failPending(nats.ErrConnectionClosed)
+}
+
+// failPending fails every publish still awaiting its ack, so that a run
+// whose context ended (or a stalled server) does not wait for them.
+func (d *JetStream) failPending(err error) {
+	d.mu.Lock()
+	pending := d.pending
+	d.pending = map[*nats.Msg]func(error){}
+	d.mu.Unlock()
+	for range pending {
+		<-d.slots
+	}
+	for _, done := range pending {
+		done(err)
 	}
 }
 
