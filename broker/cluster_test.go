@@ -28,21 +28,16 @@ func freeAddrs(t *testing.T, n int) []string {
 	return out
 }
 
-// TestClusterInProcess runs three cluster nodes in this process on real
-// sockets: a replicated topic takes writes through any node, every record
-// reads back once, and the cluster keeps taking writes with one node gone.
-func TestClusterInProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	addrs := freeAddrs(t, 3)
+// startCluster opens n cluster nodes in this process on loopback sockets
+// with OS-chosen ports; they close when the test ends.
+func startCluster(t *testing.T, n int) ([]*broker.Broker, []string) {
+	t.Helper()
+	addrs := freeAddrs(t, n)
 	peers := map[int32]string{}
 	for i, a := range addrs {
 		peers[int32(i+1)] = a
 	}
-	brokers := make([]*broker.Broker, 3)
+	brokers := make([]*broker.Broker, n)
 	for i := range brokers {
 		b, err := broker.Open(t.TempDir(), broker.Options{NodeID: int32(i + 1), Cluster: peers, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -51,19 +46,17 @@ func TestClusterInProcess(t *testing.T) {
 		brokers[i] = b
 		t.Cleanup(func() { b.Close() })
 	}
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	return brokers, addrs
+}
 
-	// Creating the topic retries while the controller elects its leader and
-	// the nodes register.
-	var info client.TopicInfo
+// createTopicWhenReady creates a topic, retrying while the controller
+// elects its leader and the nodes register.
+func createTopicWhenReady(t *testing.T, ctx context.Context, c *client.Client, name string, partitions, replicas int) client.TopicInfo {
+	t.Helper()
 	for {
-		info, err = c.CreateTopic(ctx, "r", 3, 3, nil)
+		info, err := c.CreateTopic(ctx, name, partitions, replicas, nil)
 		if err == nil {
-			break
+			return info
 		}
 		if ctx.Err() != nil || !strings.Contains(err.Error(), "cluster has") && !client.Retriable(err) {
 			t.Fatalf("create topic: %v", err)
@@ -74,6 +67,24 @@ func TestClusterInProcess(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// TestClusterInProcess runs three cluster nodes in this process on real
+// sockets: a replicated topic takes writes through any node, every record
+// reads back once, and the cluster keeps taking writes with one node gone.
+func TestClusterInProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	brokers, addrs := startCluster(t, 3)
+	c, err := client.New(ctx, client.Brokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	info := createTopicWhenReady(t, ctx, c, "r", 3, 3)
 	leaders := map[int32]bool{}
 	for _, p := range info.Partitions {
 		if len(p.Replicas) != 3 {

@@ -2,14 +2,11 @@ package broker_test
 
 import (
 	"context"
-	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/runnel-dev/runnel/broker"
 	"github.com/runnel-dev/runnel/client"
 )
 
@@ -23,35 +20,13 @@ func TestGroupCoordinatorFailover(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	addrs := freeAddrs(t, 3)
-	peers := map[int32]string{}
-	for i, a := range addrs {
-		peers[int32(i+1)] = a
-	}
-	brokers := make([]*broker.Broker, 3)
-	for i := range brokers {
-		b, err := broker.Open(t.TempDir(), broker.Options{NodeID: int32(i + 1), Cluster: peers, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		brokers[i] = b
-		t.Cleanup(func() { b.Close() })
-	}
+	brokers, addrs := startCluster(t, 3)
 	c, err := client.New(ctx, client.Brokers(addrs...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for {
-		_, err = c.CreateTopic(ctx, "t", 3, 3, nil)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "cluster has") && !client.Retriable(err) {
-			t.Fatalf("create topic: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	createTopicWhenReady(t, ctx, c, "t", 3, 3)
 	produce := func(from, n int) {
 		recs := make([]*client.Record, n)
 		for i := range recs {
