@@ -261,10 +261,11 @@ func TestLeadership(t *testing.T) {
 	if nl == l {
 		t.Fatal("leadership did not move")
 	}
-	st := nl.r.Stats()
-	if st.State != "Leader" || st.Leader.ID != nl.id || st.Term == 0 {
-		t.Fatalf("stats of the new leader: %+v", st)
-	}
+	// Raft sets its state before it records itself as the leader.
+	waitFor(t, "the new leader's stats to name it", func() bool {
+		st := nl.r.Stats()
+		return st.State == "Leader" && st.Leader.ID == nl.id && st.Term > 0
+	})
 	mustAppend(t, nl.r, batchOf("x"))
 	waitFor(t, "followers to apply", func() bool {
 		for _, f := range c.followers(nl) {

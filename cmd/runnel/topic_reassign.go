@@ -81,7 +81,7 @@ waiting, not the move.`,
 				}
 				fmt.Fprintf(errw, "%s/%d moved to %s\n", topic, p, ids(rs))
 			}
-			pi, err := settledPartition(cmd.Context(), c, topic, p, noWait)
+			pi, err := settledPartition(cmd.Context(), c, topic, p, rs, noWait)
 			if err != nil {
 				return err
 			}
@@ -102,10 +102,12 @@ waiting, not the move.`,
 	return cmd
 }
 
-// settledPartition describes partition p of topic once its preferred
-// replica leads, which the leader hands over to after a move, or after ten
-// seconds (or at once with now) as it is.
-func settledPartition(ctx context.Context, c *client.Client, topic string, p int32, now bool) (client.PartitionInfo, error) {
+// settledPartition describes partition p of topic once the node asked
+// shows the replicas want and its preferred replica leads, which the leader
+// hands over to after a move, or after ten seconds (or at once with now)
+// as it is. A node whose copy of the cluster state lags can still show the
+// old replicas for a moment.
+func settledPartition(ctx context.Context, c *client.Client, topic string, p int32, want []int32, now bool) (client.PartitionInfo, error) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		t, err := c.DescribeTopic(ctx, topic)
@@ -117,7 +119,8 @@ func settledPartition(ctx context.Context, c *client.Client, topic string, p int
 			return client.PartitionInfo{}, fmt.Errorf("topic %s has no partition %d any more", topic, p)
 		}
 		pi := t.Partitions[i]
-		if now || len(pi.Replicas) == 0 || pi.Leader == pi.Replicas[0] || time.Now().After(deadline) {
+		settled := slices.Equal(pi.Replicas, want) && len(pi.Replicas) > 0 && pi.Leader == pi.Replicas[0]
+		if now || settled || time.Now().After(deadline) {
 			return pi, nil
 		}
 		select {
