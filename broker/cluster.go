@@ -131,6 +131,9 @@ func (n *clusterNode) proposeOnce(ctx context.Context, cmd command) (uint64, err
 func (n *clusterNode) peer(addr string) (*grpc.ClientConn, error) {
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
+	if n.peers == nil {
+		return nil, errorf(ErrShuttingDown, "node %d is shutting down", n.self.ID)
+	}
 	if c, ok := n.peers[addr]; ok {
 		return c, nil
 	}

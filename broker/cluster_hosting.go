@@ -235,6 +235,13 @@ func (c *clusterCatalog) transferToPreferred(h *hostedReplica, id log.ID, prefer
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		select {
+		case <-h.stop:
+			return
+		case <-c.n.b.closing:
+			return
+		default:
+		}
 		if !h.IsLeader() {
 			return
 		}
