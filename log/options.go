@@ -111,6 +111,10 @@ func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache, stalls *atomic.In
 		EventListener:         pebbleenv.EventListener(o.Logger, stalls),
 		DisableWAL:            o.NoWAL,
 	}
+	// MinLZ at its fastest level rather than Pebble's default, Snappy: it
+	// is faster and compresses better (JSON records to 23% rather than
+	// 26%); flushes compress every batch once.
+	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	if !o.noValueSeparation {
 		// Batches are large values that are written once and deleted in
 		// order; in blob files compactions move only keys and handles.

@@ -82,6 +82,11 @@ func (o Options) pebbleOptions(fs vfs.FS, cache *pebble.Cache) *pebble.Options {
 		Logger:                pebbleenv.Logger(o.Logger),
 		EventListener:         pebbleenv.EventListener(o.Logger, nil),
 	}
+	// MinLZ at its fastest level rather than Pebble's default, Snappy: it
+	// is faster and compresses better (JSON records to 23% rather than
+	// 26%), which matters here because every entry is flushed once
+	// before raft truncates it.
+	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	if !o.noValueSeparation {
 		// Entries are large values written once and deleted in order; in
 		// blob files compactions move only keys and handles, and a blob
