@@ -75,12 +75,12 @@ func (c *entryCache) get(g *Group, index uint64, l *raft.Log) (gen uint64, ok bo
 
 // fill caches l, which GetLog read from Pebble after get missed and
 // returned gen, if the group was not written since and l does not leave a
-// gap in its cached entries. raft reads the same entry over and over in one
-// case: a leader's replication names the entry before the ones it sends,
-// and when the group is idle it sends an empty append, naming the last
-// entry, every CommitTimeout to each follower. Once the entries of busier
-// groups have pushed that entry out, each of those reads would copy it out
-// of Pebble again.
+// gap in its cached entries. GetLog fills only the group's last entry,
+// which raft reads over and over while the group is idle: a leader's
+// replication names the entry before the ones it sends, and an idle leader
+// sends each follower an empty append, naming the last entry, every
+// CommitTimeout. Once the entries of busier groups have pushed that entry
+// out, each of those reads would copy it out of Pebble again.
 func (c *entryCache) fill(g *Group, gen uint64, l *raft.Log) {
 	if c.budget <= 0 {
 		return

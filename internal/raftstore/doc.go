@@ -48,11 +48,11 @@
 // up to Options.EntryCacheBytes in all (oldest out first), and GetLog
 // answers from there without touching Pebble or copying the entry: a cached
 // raft.Log shares its Data with the one stored. DeleteRange, overwrites and
-// DropGroup take entries out of the cache before they change the disk. An
-// entry read from Pebble is cached again when it follows the group's cached
-// entries, or the group has none: a leader names its last entry in the
-// empty append it sends each follower every CommitTimeout while the group
-// is idle, and would otherwise copy it out of Pebble each time.
+// DropGroup take entries out of the cache before they change the disk. A
+// group's last entry, once read from Pebble, is cached again: a leader
+// names it in the empty append it sends each follower every CommitTimeout
+// while the group is idle, and would otherwise copy it out of Pebble each
+// time.
 //
 // # Durability
 //

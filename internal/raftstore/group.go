@@ -158,8 +158,14 @@ func (g *Group) GetLog(index uint64, l *raft.Log) error {
 	if err != nil {
 		return fmt.Errorf("raftstore: group %s: get log %d: %w", g.id, index, err)
 	}
-	// decode copied the entry, so the cache may share it with l.
-	g.s.entryCache.fill(g, gen, l)
+	// A leader names an idle group's last entry in the empty append it
+	// sends each follower every CommitTimeout: keep that one at hand once
+	// read. decode copied it, so the cache may share it with l. Older
+	// entries, read to catch a follower up, would only push out the
+	// newest entries of busier groups.
+	if _, last, err := g.indexes(); err == nil && index == last {
+		g.s.entryCache.fill(g, gen, l)
+	}
 	return nil
 }
 
