@@ -1,0 +1,365 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/runnel-dev/runnel/client"
+	"github.com/runnel-dev/runnel/client/job"
+)
+
+// Handler runs one job. It returns nil on success, a RetryAfter error to
+// run the job again after a given delay, a Permanent error to dead-letter
+// it at once, and any other error to run it again after the worker's
+// backoff (or dead-letter it after its last attempt). ctx ends at the job's
+// timeout (cause ErrTimeout), when the lease is lost (ErrLeaseLost) and
+// when a drain runs out of time (ErrShutdown); a handler should return
+// soon after.
+type Handler func(ctx context.Context, j *Job) error
+
+// Worker takes jobs from a queue and runs them with a Handler.
+type Worker struct {
+	q       Queue
+	h       Handler
+	opts    Options
+	met     *metrics
+	running atomic.Bool
+}
+
+// New returns a worker that runs h on the records of q. It does not start
+// it; see Run.
+func New(q Queue, h Handler, opts Options) (*Worker, error) {
+	if q == nil || h == nil {
+		return nil, errors.New("worker: New needs a queue and a handler")
+	}
+	if err := opts.ensureDefaults(); err != nil {
+		return nil, err
+	}
+	met, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("worker: register metrics: %w", err)
+	}
+	return &Worker{q: q, h: h, opts: opts, met: met}, nil
+}
+
+// Run leases records from the queue and runs up to Concurrency jobs at
+// once until ctx ends. Then it stops leasing, lets running jobs finish for
+// up to DrainTimeout, ends the contexts of those still running (cause
+// ErrShutdown), waits for their handlers to return and settles them. It
+// returns nil after a drain started by ctx, or the queue's error (after the
+// same drain) when leasing fails for a reason retrying cannot fix. Run can
+// be called once.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("worker: Run called twice")
+	}
+	// Jobs run on past ctx, until the drain's deadline cancels hard.
+	hard, cancelHard := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelHard(nil)
+	var (
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, w.opts.Concurrency)
+		err   error
+		fails int
+	)
+	for err == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		var d *Delivery
+		d, err = w.q.Next(ctx)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				err = nil
+				break
+			}
+			if retriable(err) {
+				fails++
+				w.opts.Logger.Warn("worker: lease a record; trying again", "err", err, "failures", fails)
+				err = sleep(ctx, w.opts.Backoff(fails))
+				if ctx.Err() != nil {
+					err = nil
+				}
+				continue
+			}
+			err = fmt.Errorf("worker: lease a record: %w", err)
+			break
+		}
+		fails = 0
+		wg.Go(func() {
+			defer func() { <-slots }()
+			w.process(hard, d)
+		})
+	}
+	w.drain(&wg, cancelHard)
+	return err
+}
+
+// drain waits for running jobs, for at most DrainTimeout before it ends
+// their contexts.
+func (w *Worker) drain(wg *sync.WaitGroup, cancelHard context.CancelCauseFunc) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(w.opts.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	w.opts.Logger.Warn("worker: drain timeout passed; stopping the jobs still running", "drain_timeout", w.opts.DrainTimeout)
+	cancelHard(ErrShutdown)
+	<-done
+}
+
+// retriable reports whether a failure to lease can pass by itself.
+func retriable(err error) bool {
+	return errors.Is(err, client.ErrUnavailable) || errors.Is(err, client.ErrResourceExhausted) ||
+		errors.Is(err, client.ErrNotLeader) || errors.Is(err, client.ErrStaleGeneration)
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run is the record of one run, for its result and dead letter.
+type run struct {
+	outcome  string // a job.Outcome* or outcomeLeaseLost, outcomeInterrupted
+	errText  string
+	reason   string // for a dead letter
+	delay    time.Duration
+	duration time.Duration
+}
+
+// process runs the job of d (or dead-letters it unrun when it has no
+// attempts left) and settles d.
+func (w *Worker) process(hard context.Context, d *Delivery) {
+	queue := d.Topic
+	j := newJob(d, &w.opts)
+	if j.Attempt > j.MaxAttempts {
+		r := run{
+			outcome: job.OutcomeDead,
+			reason: fmt.Sprintf("attempt %d of a job allowed %d attempts: the earlier runs did not finish "+
+				"(a worker stopped or lost the lease mid-run), so it is not run again", j.Attempt, j.MaxAttempts),
+		}
+		r.errText = r.reason
+		w.finish(hard, j, r, j.Attempt-1)
+		return
+	}
+
+	start := time.Now()
+	if j.Attempt == 1 {
+		w.met.age.WithLabelValues(queue).Observe(max(start.Sub(j.due), 0).Seconds())
+	}
+	inFlight := w.met.inFlight.WithLabelValues(queue)
+	inFlight.Inc()
+	err, cause := w.call(hard, j)
+	inFlight.Dec()
+	r := run{duration: time.Since(start)}
+	w.met.runtime.WithLabelValues(queue).Observe(r.duration.Seconds())
+
+	var perm *PermanentError
+	switch {
+	case err == nil:
+		r.outcome = job.OutcomeSuccess
+	case errors.Is(cause, ErrLeaseLost):
+		r.outcome, r.errText = outcomeLeaseLost, fmt.Sprintf("lease lost mid-run: %v", err)
+	case errors.Is(cause, ErrShutdown):
+		r.outcome, r.errText = outcomeInterrupted, fmt.Sprintf("interrupted by the worker shutting down: %v", err)
+	default:
+		r.errText = err.Error()
+		if errors.Is(cause, ErrTimeout) {
+			r.errText = fmt.Sprintf("timed out after %v: %v", time.Duration(j.TimeoutMS)*time.Millisecond, err)
+		}
+		var ra *RetryAfterError
+		switch {
+		case errors.As(err, &perm):
+			r.outcome = job.OutcomeFailed
+			r.reason = "permanent failure on attempt " + fmt.Sprint(j.Attempt) + ": " + r.errText
+		case j.Attempt >= j.MaxAttempts:
+			r.outcome = job.OutcomeDead
+			r.reason = fmt.Sprintf("attempt %d of %d failed: %s", j.Attempt, j.MaxAttempts, r.errText)
+		case errors.As(err, &ra):
+			r.outcome, r.delay = job.OutcomeRetry, ra.Delay
+		default:
+			r.outcome, r.delay = job.OutcomeRetry, w.opts.Backoff(j.Attempt)
+		}
+	}
+	if j.ExitCode == nil {
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			j.ExitCode = &ee.Code
+		}
+	}
+	w.finish(hard, j, r, j.Attempt)
+}
+
+// call runs the handler under the job's timeout and lease, and returns its
+// error and, when the job's context ended, why.
+func (w *Worker) call(hard context.Context, j *Job) (err error, cause error) {
+	ctx, cancel := context.WithCancelCause(hard)
+	defer cancel(nil)
+	stop := w.keepLease(ctx, j.Delivery, cancel)
+	tctx, tcancel := context.WithTimeoutCause(ctx, time.Duration(j.TimeoutMS)*time.Millisecond, ErrTimeout)
+	defer tcancel()
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				w.opts.Logger.Error("worker: handler panicked", "job", j.ID, "panic", p, "stack", string(debug.Stack()))
+				err = fmt.Errorf("handler panicked: %v", p)
+			}
+		}()
+		err = w.h(tctx, j)
+	}()
+	stop()
+	if tctx.Err() != nil {
+		cause = context.Cause(tctx)
+	}
+	return err, cause
+}
+
+// keepLease extends d's lease by Visibility whenever less than half of
+// Visibility is left, until stop is called. When the queue says the lease
+// is lost it ends ctx with cause ErrLeaseLost.
+func (w *Worker) keepLease(ctx context.Context, d *Delivery, lost context.CancelCauseFunc) (stop func()) {
+	v := w.opts.Visibility
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		until := d.LeaseUntil
+		for {
+			t := time.NewTimer(time.Until(until) - v/2)
+			select {
+			case <-done:
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			err := w.q.Extend(ctx, d, v)
+			switch {
+			case err == nil:
+				until = time.Now().Add(v)
+			case errors.Is(err, errQueueLeaseLost):
+				lost(ErrLeaseLost)
+				return
+			case ctx.Err() != nil:
+				return
+			default:
+				w.opts.Logger.Warn("worker: extend a lease; trying again", "topic", d.Topic, "partition", d.Partition, "offset", d.Offset, "err", err)
+				until = time.Now().Add(v/2 + v/10)
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// finish writes the run's result, settles the delivery as r says and
+// counts the outcome. attempts is how many runs of the job started.
+func (w *Worker) finish(hard context.Context, j *Job, r run, attempts int) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), settleTimeout)
+	defer cancel()
+	d := j.Delivery
+	log := w.opts.Logger.With("job", j.ID, "name", j.Name, "attempt", j.Attempt, "topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
+	output := tail(j.Output, OutputLimit)
+
+	if w.opts.Results != nil {
+		w.writeResult(ctx, j, r, output, log)
+	}
+	var err error
+	switch r.outcome {
+	case job.OutcomeSuccess:
+		err = w.q.Ack(ctx, d)
+	case job.OutcomeRetry:
+		log.Warn("worker: job failed; it will run again", "err", r.errText, "delay", r.delay)
+		err = w.q.Nack(ctx, d, r.delay)
+	case outcomeInterrupted:
+		log.Warn("worker: job interrupted; it goes back to the queue", "err", r.errText)
+		err = w.q.Nack(ctx, d, 0)
+	case outcomeLeaseLost:
+		// The record is someone else's now: nothing to settle.
+		log.Warn("worker: job stopped", "err", r.errText)
+	case job.OutcomeFailed, job.OutcomeDead:
+		log.Warn("worker: job dead-lettered", "reason", r.reason)
+		err = w.q.Reject(ctx, d, w.deadLetter(j, r, output, attempts))
+	}
+	if err != nil {
+		log.Error("worker: settle a job; it will be delivered again when its lease ends", "outcome", r.outcome, "err", err)
+	}
+	w.met.outcomes.WithLabelValues(d.Topic, r.outcome).Inc()
+}
+
+// writeResult produces the run's job.Result to the results topic. A
+// failure is logged: the job's own outcome does not depend on it.
+func (w *Worker) writeResult(ctx context.Context, j *Job, r run, output string, log *slog.Logger) {
+	outcome := r.outcome
+	switch outcome {
+	case outcomeLeaseLost, outcomeInterrupted:
+		outcome = job.OutcomeRetry
+	}
+	res := job.Result{
+		ID:         j.ID,
+		Name:       j.Name,
+		Attempt:    j.Attempt,
+		Outcome:    outcome,
+		ExitCode:   j.ExitCode,
+		DurationMS: r.duration.Milliseconds(),
+		Output:     output,
+		Error:      r.errText,
+		FinishedAt: time.Now().UTC(),
+	}
+	v, err := res.Encode()
+	if err == nil {
+		err = w.opts.Results.ProduceSync(ctx, &client.Record{Topic: w.opts.ResultsTopic, Key: []byte(j.ID), Value: v})
+	}
+	if err != nil {
+		log.Error("worker: write a result", "results_topic", w.opts.ResultsTopic, "err", err)
+	}
+}
+
+// deadLetter returns what Reject writes for j: a job.DeadLetter as JSON.
+func (w *Worker) deadLetter(j *Job, r run, output string, attempts int) QueueDeadLetter {
+	d := j.Delivery
+	dl := job.DeadLetter{
+		Job:       j.deadLetterJob(max(attempts, 1)),
+		Reason:    r.reason,
+		ExitCode:  j.ExitCode,
+		Attempts:  attempts,
+		Output:    output,
+		Topic:     d.Topic,
+		Partition: d.Partition,
+		Offset:    d.Offset,
+		At:        time.Now().UTC(),
+	}
+	v, err := dl.Encode()
+	if err != nil {
+		// Only a payload that is not JSON can fail, and deadLetterJob
+		// quoted it; keep the original value rather than lose the reason.
+		v = nil
+	}
+	return QueueDeadLetter{Reason: r.reason, Value: v}
+}
