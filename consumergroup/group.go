@@ -1,6 +1,7 @@
 // Package consumergroup is the state of a consumer group: its members,
 // which partition each may consume, and the fences that keep a member
-// that lost a partition from committing for it.
+// that lost a partition from committing for it; and, in Queue, the lease
+// state of a queue group on one partition (work-queue semantics).
 //
 // A Group is a synchronous, deterministic state machine: every method
 // takes the current time as an argument and nothing happens in the

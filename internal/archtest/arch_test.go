@@ -16,8 +16,8 @@ const module = "github.com/runnel-dev/runnel"
 var allowed = map[string][]string{
 	"record":         {},
 	"log":            {"record", "internal/pebbleenv"},
-	"partition":      {"log", "record"},
-	"consumergroup":  {"partition", "log", "record"},
+	"partition":      {"log", "record", "consumergroup"},
+	"consumergroup":  {"log", "record"},
 	"broker":         {"consumergroup", "partition", "log", "record", "proto/runnelpb", "internal/raftmux", "internal/raftstore"},
 	"client":         {"consumergroup", "record", "proto/runnelpb"},
 	"proto/runnelpb": {},
