@@ -1,0 +1,101 @@
+package cron
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/runnel-dev/runnel/client"
+	"github.com/runnel-dev/runnel/client/job"
+)
+
+// clientTarget is the target of a Cron built by New.
+type clientTarget struct{ c *client.Client }
+
+var _ target = clientTarget{}
+
+func (t clientTarget) ensureTopic(ctx context.Context, topic string, partitions, replicas int) (int, error) {
+	info, err := t.c.DescribeTopic(ctx, topic)
+	if errors.Is(err, client.ErrNotFound) {
+		info, err = t.c.CreateTopic(ctx, topic, partitions, replicas, nil)
+		if errors.Is(err, client.ErrAlreadyExists) {
+			// Another cron instance created it meanwhile.
+			info, err = t.c.DescribeTopic(ctx, topic)
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(info.Partitions), nil
+}
+
+// lastFires reads every partition of topic from the first record written
+// at or after since up to the current end, and keeps the latest scheduled
+// time named by the dedupe id of each job's records.
+func (t clientTarget) lastFires(ctx context.Context, topic string, names map[string]bool, since time.Time) (map[string]time.Time, error) {
+	info, err := t.c.DescribeTopic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	last := map[string]time.Time{}
+	for _, p := range info.Partitions {
+		end, err := t.c.ListOffsets(ctx, topic, p.Partition, client.End())
+		if err != nil {
+			return nil, err
+		}
+		from, err := t.c.ListOffsets(ctx, topic, p.Partition, client.Time(since))
+		if err != nil {
+			return nil, err
+		}
+		if from.Offset >= end.Offset {
+			continue
+		}
+		readCtx, cancel := context.WithCancel(ctx)
+		for r, err := range t.c.Consume(readCtx, topic, p.Partition, client.Offset(from.Offset)) {
+			if err != nil {
+				cancel()
+				return nil, err
+			}
+			noteFire(last, names, r)
+			if r.Offset >= end.Offset-1 {
+				break
+			}
+		}
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return last, nil
+}
+
+// noteFire keeps r's scheduled time in last when r is a fire of a job in
+// names that is later than the one kept.
+func noteFire(last map[string]time.Time, names map[string]bool, r *client.Record) {
+	name := string(r.Key)
+	if !names[name] {
+		return
+	}
+	for _, h := range r.Headers {
+		if h.Key != job.MsgIDHeader {
+			continue
+		}
+		s, ok := strings.CutPrefix(string(h.Value), name+"@")
+		if !ok {
+			return
+		}
+		at, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return
+		}
+		if at.After(last[name]) {
+			last[name] = at.UTC()
+		}
+		return
+	}
+}
+
+func (t clientTarget) publish(ctx context.Context, rec *client.Record) error {
+	return t.c.ProduceSync(ctx, rec)
+}
