@@ -15,13 +15,18 @@ type clientTarget struct{ c *client.Client }
 
 var _ target = clientTarget{}
 
+// topicWait bounds how long ensureTopic waits for a topic another
+// instance created to show in the metadata of the node it asks.
+const topicWait = 30 * time.Second
+
 func (t clientTarget) ensureTopic(ctx context.Context, topic string, partitions, replicas int) (int, error) {
 	info, err := t.c.DescribeTopic(ctx, topic)
 	if errors.Is(err, client.ErrNotFound) {
 		info, err = t.c.CreateTopic(ctx, topic, partitions, replicas, nil)
 		if errors.Is(err, client.ErrAlreadyExists) {
-			// Another cron instance created it meanwhile.
-			info, err = t.c.DescribeTopic(ctx, topic)
+			// Another cron instance created it meanwhile; the node asked
+			// may learn of it a moment later.
+			info, err = t.describeWhenKnown(ctx, topic)
 		}
 	}
 	if err != nil {
@@ -30,21 +35,50 @@ func (t clientTarget) ensureTopic(ctx context.Context, topic string, partitions,
 	return len(info.Partitions), nil
 }
 
+func (t clientTarget) describeWhenKnown(ctx context.Context, topic string) (info client.TopicInfo, err error) {
+	err = retry(ctx, func() error {
+		info, err = t.c.DescribeTopic(ctx, topic)
+		return err
+	})
+	return info, err
+}
+
+// retry calls f until it succeeds, fails with an error that is neither
+// retriable nor ErrNotFound (a topic just created is not known to every
+// node at once, nor are its leaders), or topicWait has passed.
+func retry(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(topicWait)
+	for {
+		err := f()
+		if err == nil || !client.Retriable(err) && !errors.Is(err, client.ErrNotFound) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // lastFires reads every partition of topic from the first record written
 // at or after since up to the current end, and keeps the latest scheduled
 // time named by the dedupe id of each job's records.
 func (t clientTarget) lastFires(ctx context.Context, topic string, names map[string]bool, since time.Time) (map[string]time.Time, error) {
-	info, err := t.c.DescribeTopic(ctx, topic)
+	info, err := t.describeWhenKnown(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
 	last := map[string]time.Time{}
 	for _, p := range info.Partitions {
-		end, err := t.c.ListOffsets(ctx, topic, p.Partition, client.End())
-		if err != nil {
-			return nil, err
-		}
-		from, err := t.c.ListOffsets(ctx, topic, p.Partition, client.Time(since))
+		var end, from client.Offsets
+		err := retry(ctx, func() (err error) {
+			if end, err = t.c.ListOffsets(ctx, topic, p.Partition, client.End()); err != nil {
+				return err
+			}
+			from, err = t.c.ListOffsets(ctx, topic, p.Partition, client.Time(since))
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}
