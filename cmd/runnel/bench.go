@@ -33,6 +33,7 @@ them, use the bench/peers module of the source tree:
 cd bench/peers && go run . produce --records 200000 --size 100`,
 	}
 	cmd.AddCommand(benchProduceCmd(), benchConsumeCmd(), benchCommitsCmd())
+	cmd.AddCommand(benchCronCmd())
 	return cmd
 }
 
