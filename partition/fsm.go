@@ -16,7 +16,12 @@ import (
 
 // Entry types: the first byte of a raft entry's data. The rest of a batch
 // entry is the record batch as the producer encoded it.
-const entryBatch byte = 1
+const (
+	entryBatch byte = 1
+	// entryNoop changes nothing; a leader proposes one to learn that its
+	// earlier proposals are settled (see Replica.transfer).
+	entryNoop byte = 2
+)
 
 // fsm is a partition's raft state machine: it appends committed batches to
 // the log, assigning offsets in commit order, and keeps the idempotent
@@ -61,6 +66,9 @@ func (f *fsm) apply(e *raft.Log) result {
 	}
 	if f.failed != nil {
 		res.err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, f.failed)
+		return res
+	}
+	if len(e.Data) == 1 && e.Data[0] == entryNoop {
 		return res
 	}
 	if len(e.Data) == 0 || e.Data[0] != entryBatch {

@@ -246,6 +246,9 @@ type Replica struct {
 	// propMu orders proposals: a proposal's sequence number and its place
 	// in raft's queue are taken together.
 	propMu sync.Mutex
+	// transferring is set, under propMu, while a leadership transfer runs:
+	// raft refuses proposals then, so Append does not make any.
+	transferring bool
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
@@ -483,6 +486,13 @@ func (r *Replica) Append(b record.Batch, acks Acks) (Pending, error) {
 		r.pending.Add(-n)
 		return Pending{}, r.notLeader()
 	}
+	if r.transferring {
+		// Leadership is moving: no replica takes writes until the
+		// transfer ends, and then the caller asks again.
+		r.propMu.Unlock()
+		r.pending.Add(-n)
+		return Pending{}, &NotLeaderError{}
+	}
 	// Read after the state, the term is the one the entry gets, unless
 	// leadership changes in between; then watch ends the proposal as
 	// unknown, which is always safe.
@@ -554,7 +564,7 @@ func (r *Replica) LeaderChanged() <-chan struct{} {
 // replica is closed just as the request is queued, when it may not answer
 // at all; callers that must not block on Close call it from a goroutine.
 func (r *Replica) LeadershipTransfer() error {
-	return r.adminErr("leadership transfer", r.raft.LeadershipTransfer().Error())
+	return r.transfer("leadership transfer", r.raft.LeadershipTransfer)
 }
 
 // AddVoter adds s to the group as a voter, on the leader; it returns once

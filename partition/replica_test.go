@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/runnel-dev/runnel/partition"
@@ -320,4 +321,46 @@ func TestClose(t *testing.T) {
 	if got := values(t, r.Log()); got[0] != "x" {
 		t.Fatalf("log after Close: %v", got)
 	}
+}
+
+// TestTransferSettlesProposals checks that a leadership transfer leaves no
+// proposal unanswered: raft refuses proposals it dequeues while a transfer
+// runs, and when the transfer fails nothing else would end their waits.
+func TestTransferSettlesProposals(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.leader()
+	f := c.followers(l)[0]
+	for round := range 3 {
+		c.isolate(f)
+		var pds []partition.Pending
+		for i := range 64 {
+			pd, err := l.r.Append(batchOf(fmt.Sprintf("r%d-%d", round, i)), partition.AcksAll)
+			if err != nil {
+				t.Fatalf("append before the transfer: %v", err)
+			}
+			pds = append(pds, pd)
+		}
+		// The target is cut off, so the transfer fails and l stays leader.
+		if err := l.r.TransferLeadershipTo(server(f)); err == nil {
+			t.Fatalf("round %d: transfer to an unreachable replica succeeded; leader now %v", round, l.r.IsLeader())
+		}
+		for i, pd := range pds {
+			done := make(chan error, 1)
+			go func() { done <- pd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil && !isUnknownOrNotLeader(err) {
+					t.Fatalf("round %d append %d: %v", round, i, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("round %d append %d: never answered after a failed transfer", round, i)
+			}
+		}
+		c.connectAll()
+		if !l.r.IsLeader() {
+			l = c.leader()
+			f = c.followers(l)[0]
+		}
+	}
+	mustAppend(t, l.r, batchOf("after"))
 }
