@@ -284,3 +284,49 @@ func (s *Store) loadApplied(id ID) (uint64, error) {
 	}
 	return binary.BigEndian.Uint64(v), nil
 }
+
+// WriteState applies state operations on their own, without a batch or an
+// applied index, for an owner that appends with Append (a log on one
+// node). It orders the write after every earlier one and returns at once;
+// wait blocks until the write is durable (at once on a store with
+// NoSync), and must be called exactly once.
+func (l *Log) WriteState(ops []StateOp) (wait func() error, err error) {
+	if err := l.acquire(); err != nil {
+		return nil, err
+	}
+	pb := l.s.db.NewBatch()
+	release := func() {
+		pb.Close()
+		l.s.mu.RUnlock()
+	}
+	if err := stageState(pb, l.id, ops); err != nil {
+		release()
+		return nil, fmt.Errorf("log %s: write state: %w", l.id, err)
+	}
+	async := !l.s.opts.NoSync && !l.s.opts.NoWAL
+	if async {
+		err = l.s.db.ApplyNoSyncWait(pb, pebble.Sync)
+	} else {
+		err = l.s.db.Apply(pb, pebble.NoSync)
+	}
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("log %s: write state: %w", l.id, err)
+	}
+	return func() error {
+		defer release()
+		switch {
+		case l.s.opts.NoSync:
+			return nil
+		case !async:
+			if err := l.s.sync(); err != nil {
+				return fmt.Errorf("log %s: write state: sync: %w", l.id, err)
+			}
+			return nil
+		}
+		if err := pb.SyncWait(); err != nil {
+			return fmt.Errorf("log %s: write state: sync: %w", l.id, err)
+		}
+		return nil
+	}, nil
+}

@@ -29,6 +29,21 @@
 // follower needs the snapshot; the follower saves the stream in full and
 // replaces its log with it.
 //
+// # Queue groups
+//
+// Both also hold the partition's queue groups (queues.go): work-queue
+// leases over the records, kept by consumergroup.Queue. On a Replica each
+// lease, settle, reset or delete is a raft entry (type 3) whose data the
+// leader stamps with its clock's time; the state machine decides what a
+// lease gets from the group's state, that time and the log up to its end,
+// the same on every replica, and writes the changed records' state as the
+// log's state keys 'Q' (a group's header) and 'R' (an unsettled record) in
+// the same Pebble batch as the applied index. Snapshots carry those keys
+// with the producer state. On a Partition the same state is written with a
+// sync before the answer. Records that retention removed before a group
+// reached them are skipped; as retention runs on each replica's own clock,
+// such a record may count as skipped on one replica and leased on another.
+//
 // # Concurrency
 //
 // Every method of Partition and Replica is safe for concurrent use. Append

@@ -15,7 +15,8 @@ import (
 )
 
 // Entry types: the first byte of a raft entry's data. The rest of a batch
-// entry is the record batch as the producer encoded it.
+// entry is the record batch as the producer encoded it; the rest of a queue
+// entry (entryQueue, queues.go) is a queue group operation.
 const (
 	entryBatch byte = 1
 	// entryNoop changes nothing; a leader proposes one to learn that its
@@ -35,6 +36,7 @@ const (
 type fsm struct {
 	log    *log.Log
 	dedupe *dedupe
+	queues *queues
 	ws     *waiters
 	logger *slog.Logger
 
@@ -70,6 +72,9 @@ func (f *fsm) apply(e *raft.Log) result {
 	}
 	if len(e.Data) == 1 && e.Data[0] == entryNoop {
 		return res
+	}
+	if len(e.Data) > 0 && e.Data[0] == entryQueue {
+		return f.applyQueue(e, res)
 	}
 	if len(e.Data) == 0 || e.Data[0] != entryBatch {
 		// A kind of entry this version does not know: going on would
@@ -142,7 +147,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		applied: f.log.Applied(),
 		start:   f.log.Start(),
 		end:     f.log.End(),
-		state:   f.dedupe.ops(),
+		state:   append(f.dedupe.ops(), f.queues.ops()...),
 	}}, nil
 }
 
@@ -169,6 +174,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	if err := f.dedupe.load(f.log); err != nil {
+		f.fail(err)
+		return err
+	}
+	if err := f.queues.load(f.log); err != nil {
 		f.fail(err)
 		return err
 	}

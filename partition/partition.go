@@ -33,6 +33,7 @@ type Partition struct {
 	log     *log.Log
 	opts    Options
 	pending atomic.Int64
+	q       partitionQueues
 }
 
 // New returns a partition over l.

@@ -337,6 +337,9 @@ func (d *dedupe) load(l *log.Log) error {
 			d.clock = int64(binary.BigEndian.Uint64(v))
 			d.nextSeq = binary.BigEndian.Uint64(v[8:])
 		default:
+			if isQueueKey(k) {
+				return nil // queues.go's
+			}
 			return fmt.Errorf("unknown state key %x", k)
 		}
 		return nil

@@ -284,8 +284,12 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 	if err := d.load(cfg.Log); err != nil {
 		return nil, fmt.Errorf("partition %s: %w", cfg.Log.ID(), err)
 	}
+	qs := newQueues()
+	if err := qs.load(cfg.Log); err != nil {
+		return nil, fmt.Errorf("partition %s: %w", cfg.Log.ID(), err)
+	}
 	ws := newWaiters()
-	f := &fsm{log: cfg.Log, dedupe: d, ws: ws, logger: cfg.Logger, failCh: make(chan struct{})}
+	f := &fsm{log: cfg.Log, dedupe: d, queues: qs, ws: ws, logger: cfg.Logger, failCh: make(chan struct{})}
 
 	if len(cfg.Bootstrap) > 0 {
 		has, err := raft.HasExistingState(cfg.LogStore, cfg.StableStore, snaps)

@@ -54,6 +54,8 @@ type result struct {
 	base        int64
 	term, index uint64
 	err         error
+	// queue is a queue entry's result.
+	queue *queueResult
 }
 
 func newWaiters() *waiters {

@@ -1,0 +1,259 @@
+package partition_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/runnel-dev/runnel/consumergroup"
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/partition"
+	"github.com/runnel-dev/runnel/record"
+)
+
+func leaseReq(group string, n int) partition.LeaseRequest {
+	return partition.LeaseRequest{Group: group, Max: n, Visibility: time.Minute}
+}
+
+func offsets(recs []partition.LeasedRecord) []int64 {
+	var out []int64
+	for _, r := range recs {
+		out = append(out, r.Offset)
+	}
+	return out
+}
+
+func ackOps(recs []partition.LeasedRecord) []consumergroup.Settle {
+	var out []consumergroup.Settle
+	for _, r := range recs {
+		out = append(out, consumergroup.Settle{Kind: consumergroup.Ack, Offset: r.Offset, Attempt: r.Attempt})
+	}
+	return out
+}
+
+type settler interface {
+	Settle(group string, ops []consumergroup.Settle) ([]error, error)
+}
+
+// ackAll acks recs and fails unless every ack succeeds.
+func ackAll(t *testing.T, s settler, group string, recs []partition.LeasedRecord) {
+	t.Helper()
+	errs, err := s.Settle(group, ackOps(recs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range errs {
+		if e != nil {
+			t.Fatalf("settle %d: %v", i, e)
+		}
+	}
+}
+
+// TestPartitionQueue leases, settles and reopens a queue group on a single
+// node: the state is on disk before an answer, records read back with their
+// values, and a deliver-at header holds a record back.
+func TestPartitionQueue(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*log.Store, *partition.Partition) {
+		s, err := log.Open(dir, log.Options{RetentionInterval: -1, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := s.Log(logID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, partition.New(l, partition.Options{})
+	}
+	s, p := open()
+	later := time.Now().Add(time.Hour).UnixMilli()
+	b := record.Encode(
+		record.Record{Value: []byte("a")},
+		record.Record{Value: []byte("b"), Headers: []record.Header{{Key: partition.DeliverAtHeader, Value: fmt.Append(nil, later)}}},
+		record.Record{Value: []byte("c")},
+	)
+	if _, err := p.Log().Append(b); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	got, err := p.Lease(ctx, leaseReq("g", 10), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(offsets(got), []int64{0, 2}) || string(got[0].Value) != "a" || got[0].Attempt != 1 {
+		t.Fatalf("leased %v, want offsets 0 and 2 (1 waits for its deliver-at time)", offsets(got))
+	}
+	ackAll(t, p, "g", got[:1])
+	errs, err := p.Settle("g", ackOps(got[:1]))
+	if err != nil || !errors.Is(errs[0], consumergroup.ErrSettled) {
+		t.Fatalf("second ack: %v, %v; want ErrSettled", errs, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, p = open()
+	defer s.Close()
+	info := p.QueueGroups("g")
+	if len(info) != 1 || info[0].Start != 1 || info[0].Next != 3 || info[0].Leased != 1 || info[0].Delayed != 1 {
+		t.Fatalf("after reopen: %+v", info)
+	}
+	// The lease on 2 survived the restart and settles.
+	ackAll(t, p, "g", got[1:])
+	if err := p.ResetQueue("g", 0); err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.Lease(ctx, leaseReq("g", 10), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(offsets(again), []int64{0, 2}) {
+		t.Fatalf("after rewind leased %v, want 0 and 2", offsets(again))
+	}
+	if _, err := p.Lease(ctx, partition.LeaseRequest{Group: "g", Max: 0, Visibility: time.Second}, 0); !errors.Is(err, partition.ErrInvalidQueueRequest) {
+		t.Fatalf("lease of 0 records: %v", err)
+	}
+	if _, err := p.Lease(ctx, partition.LeaseRequest{Group: "g", Max: 1, Visibility: time.Second, Config: consumergroup.QueueConfig{KeyOrdering: true}}, 0); !errors.Is(err, consumergroup.ErrQueueConfig) {
+		t.Fatalf("lease with another config: %v", err)
+	}
+}
+
+// TestPartitionQueueLongPoll shows a waiting lease answered by an append.
+func TestPartitionQueueLongPoll(t *testing.T) {
+	s, err := log.Open(t.TempDir(), log.Options{RetentionInterval: -1, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l, err := s.Log(logID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := partition.New(l, partition.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Create the group so that the lease below waits.
+	if got, err := p.Lease(ctx, leaseReq("g", 1), 0); err != nil || len(got) != 0 {
+		t.Fatalf("lease of an empty partition: %v, %v", got, err)
+	}
+	done := make(chan []partition.LeasedRecord, 1)
+	go func() {
+		got, err := p.Lease(ctx, leaseReq("g", 1), time.Minute)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- got
+	}()
+	if _, err := l.Append(batchOf("x")); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; len(got) != 1 || string(got[0].Value) != "x" {
+		t.Fatalf("long poll got %v", offsets(got))
+	}
+}
+
+// TestReplicaQueueFailover leases and acks on a leader, stops it, and
+// settles the other leases on the new leader: acked records are not
+// delivered again, leased ones keep their lease, and the state is the same
+// on every replica.
+func TestReplicaQueueFailover(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.leader()
+	for i := range 10 {
+		mustAppend(t, l.r, batchOf(fmt.Sprint("v", i)))
+	}
+	ctx := context.Background()
+	got, err := l.r.Lease(ctx, leaseReq("g", 6), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(offsets(got), []int64{0, 1, 2, 3, 4, 5}) {
+		t.Fatalf("leased %v", offsets(got))
+	}
+	ackAll(t, l.r, "g", got[:3])
+	c.converge(l)
+	for _, nd := range c.running() {
+		info := nd.r.QueueGroups("g")
+		if len(info) != 1 || info[0].Start != 3 || info[0].Next != 6 || info[0].Leased != 3 {
+			t.Fatalf("%s: %+v", nd.id, info)
+		}
+	}
+	c.stop(l)
+	nl := c.leader()
+	ackAll(t, nl.r, "g", got[3:])
+	rest, err := nl.r.Lease(ctx, leaseReq("g", 10), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(offsets(rest), []int64{6, 7, 8, 9}) {
+		t.Fatalf("after failover leased %v, want 6 to 9", offsets(rest))
+	}
+	// A follower refuses, naming the leader.
+	f := c.followers(nl)[0]
+	if _, err := f.r.Lease(ctx, leaseReq("g", 1), 0); !errors.Is(err, partition.ErrNotLeader) {
+		t.Fatalf("lease on a follower: %v", err)
+	}
+	// The stopped replica comes back with the same state.
+	c.restart(l)
+	c.converge(nl)
+	want := nl.r.QueueGroups("g")
+	waitFor(t, "the restarted replica's queue state", func() bool {
+		return fmt.Sprint(l.r.QueueGroups("g")) == fmt.Sprint(want)
+	})
+}
+
+// TestReplicaQueueSnapshot brings a follower that missed queue entries up
+// to date by a snapshot: it has the leader's leases.
+func TestReplicaQueueSnapshot(t *testing.T) {
+	c := newCluster(t, 3, func(c *partition.ReplicaConfig) {
+		c.TrailingLogs = 2
+		c.SnapshotThreshold = 1 << 20
+	})
+	l := c.leader()
+	for i := range 5 {
+		mustAppend(t, l.r, batchOf(fmt.Sprint("v", i)))
+	}
+	c.converge(l)
+	f := c.followers(l)[0]
+	c.stop(f)
+	ctx := context.Background()
+	got, err := l.r.Lease(ctx, leaseReq("g", 4), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ackAll(t, l.r, "g", got[:2])
+	for i := range 5 {
+		mustAppend(t, l.r, batchOf(fmt.Sprint("w", i)))
+	}
+	c.converge(l)
+	for _, nd := range c.running() {
+		if err := nd.r.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.restart(f)
+	o := c.followers(l)[0]
+	if o == f {
+		o = c.followers(l)[1]
+	}
+	if err := l.r.TransferLeadershipTo(server(o)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
+	c.converge(o)
+	if a, b := fmt.Sprint(f.r.QueueGroups("g")), fmt.Sprint(o.r.QueueGroups("g")); a != b {
+		t.Fatalf("restored follower has %s, leader %s", a, b)
+	}
+	if err := o.r.TransferLeadershipTo(server(f)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the restored follower to lead", func() bool { return f.r.IsLeader() })
+	ackAll(t, f.r, "g", got[2:])
+	errs, err := f.r.Settle("g", ackOps(got[:1]))
+	if err != nil || !errors.Is(errs[0], consumergroup.ErrSettled) {
+		t.Fatalf("ack of a record acked before the snapshot: %v, %v", errs, err)
+	}
+}

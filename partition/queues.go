@@ -1,0 +1,612 @@
+package partition
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/runnel-dev/runnel/consumergroup"
+	"github.com/runnel-dev/runnel/log"
+	"github.com/runnel-dev/runnel/record"
+)
+
+// DeliverAtHeader is the record header that holds a record's deliver-at
+// time, RFC 3339 or Unix milliseconds: queue groups do not hand the record
+// out before it.
+const DeliverAtHeader = "runnel-deliver-at"
+
+// ParseDeliverAt parses a DeliverAtHeader value into Unix milliseconds.
+func ParseDeliverAt(v []byte) (int64, error) {
+	if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+		return n, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(v))
+	if err != nil {
+		return 0, fmt.Errorf("%s header %q: want RFC 3339 or Unix milliseconds", DeliverAtHeader, v)
+	}
+	return t.UnixMilli(), nil
+}
+
+// MaxQueueGroupLen bounds a queue group's name.
+const MaxQueueGroupLen = 200
+
+// Queue request errors.
+var (
+	// ErrQueueGroupNotFound is returned for a queue group that never
+	// leased from the partition.
+	ErrQueueGroupNotFound = errors.New("partition: queue group not found")
+	// ErrInvalidQueueRequest is matched by errors for a malformed queue
+	// request: a bad group name, count or duration.
+	ErrInvalidQueueRequest = errors.New("partition: invalid queue request")
+)
+
+// LeaseRequest asks for records of a queue group.
+type LeaseRequest struct {
+	Group string
+	// Config is the group's configuration; it must match the one the
+	// group was created with on this partition.
+	Config consumergroup.QueueConfig
+	// Max is the most records to lease; Visibility how long each lease
+	// lasts.
+	Max        int
+	Visibility time.Duration
+}
+
+func (r LeaseRequest) check() error {
+	if err := checkGroupName(r.Group); err != nil {
+		return err
+	}
+	if r.Max <= 0 || r.Max > 10_000 {
+		return fmt.Errorf("%w: queue group %q: lease of %d records; ask for 1 to 10000", ErrInvalidQueueRequest, r.Group, r.Max)
+	}
+	if r.Visibility < time.Millisecond || r.Visibility > 12*time.Hour {
+		return fmt.Errorf("%w: queue group %q: visibility %s; use 1ms to 12h", ErrInvalidQueueRequest, r.Group, r.Visibility)
+	}
+	return nil
+}
+
+func checkGroupName(g string) error {
+	if g == "" || len(g) > MaxQueueGroupLen {
+		return fmt.Errorf("%w: queue group name %q: use 1 to %d bytes", ErrInvalidQueueRequest, g, MaxQueueGroupLen)
+	}
+	return nil
+}
+
+// checkSettles checks settle operations of group.
+func checkSettles(group string, ops []consumergroup.Settle) error {
+	if err := checkGroupName(group); err != nil {
+		return err
+	}
+	if len(ops) == 0 || len(ops) > 10_000 {
+		return fmt.Errorf("%w: queue group %q: %d settle operations; send 1 to 10000", ErrInvalidQueueRequest, group, len(ops))
+	}
+	for _, op := range ops {
+		if op.Kind < consumergroup.Ack || op.Kind > consumergroup.Reject {
+			return fmt.Errorf("%w: queue group %q: unknown settle kind %d", ErrInvalidQueueRequest, group, op.Kind)
+		}
+		if op.Duration < 0 || op.Duration > (12*time.Hour).Milliseconds() {
+			return fmt.Errorf("%w: queue group %q: %s of offset %d by %dms; use 0 to 12h", ErrInvalidQueueRequest, group, op.Kind, op.Offset, op.Duration)
+		}
+	}
+	return nil
+}
+
+// QueueGroupInfo describes a queue group on a partition.
+type QueueGroupInfo struct {
+	Group  string
+	Config consumergroup.QueueConfig
+	consumergroup.QueueStats
+}
+
+// Queue state keys in the log (package log's StateOp), next to the
+// producer state's (producers.go).
+const (
+	keyQueue    = 'Q' // 'Q' group → header (consumergroup.Queue)
+	keyQueueRec = 'R' // 'R' len(group):1 group offset:8 → record state
+)
+
+func queueKey(group string) []byte { return append([]byte{keyQueue}, group...) }
+
+func queueRecKey(group string, off int64) []byte {
+	k := make([]byte, 0, 2+len(group)+8)
+	k = append(k, keyQueueRec, byte(len(group)))
+	k = append(k, group...)
+	return binary.BigEndian.AppendUint64(k, uint64(off))
+}
+
+// isQueueKey reports whether a state key belongs to the queue groups.
+func isQueueKey(k []byte) bool { return len(k) > 0 && (k[0] == keyQueue || k[0] == keyQueueRec) }
+
+// queueOp is one queue operation: the body of a queue raft entry, or a
+// call on a single node.
+type queueOp struct {
+	kind  byte
+	now   int64 // ms, stamped by the leader
+	group string
+	// lease
+	cfg        consumergroup.QueueConfig
+	max        int
+	visibility int64
+	floor      int64 // the leader's log start: where a new group starts
+	// settle
+	settles []consumergroup.Settle
+	// reset
+	offset int64
+}
+
+// entryQueue is the entry type (fsm.go) of a queue operation.
+const entryQueue byte = 3
+
+const (
+	opLease  byte = 1
+	opSettle byte = 2
+	opReset  byte = 3
+	opDelete byte = 4
+)
+
+// encode: kind:1 now:8 groupLen:1 group, then
+// lease: flags:1 max:4 visibility:8 floor:8; settle: n:4 n×(kind:1 offset:8
+// attempt:4 duration:8); reset: offset:8.
+func (o *queueOp) encode() []byte {
+	b := make([]byte, 0, 32+len(o.group)+21*len(o.settles))
+	b = append(b, entryQueue, o.kind)
+	b = binary.BigEndian.AppendUint64(b, uint64(o.now))
+	b = append(b, byte(len(o.group)))
+	b = append(b, o.group...)
+	switch o.kind {
+	case opLease:
+		var flags byte
+		if o.cfg.KeyOrdering {
+			flags = 1
+		}
+		b = append(b, flags)
+		b = binary.BigEndian.AppendUint32(b, uint32(o.max))
+		b = binary.BigEndian.AppendUint64(b, uint64(o.visibility))
+		b = binary.BigEndian.AppendUint64(b, uint64(o.floor))
+	case opSettle:
+		b = binary.BigEndian.AppendUint32(b, uint32(len(o.settles)))
+		for _, s := range o.settles {
+			b = append(b, byte(s.Kind))
+			b = binary.BigEndian.AppendUint64(b, uint64(s.Offset))
+			b = binary.BigEndian.AppendUint32(b, uint32(s.Attempt))
+			b = binary.BigEndian.AppendUint64(b, uint64(s.Duration))
+		}
+	case opReset:
+		b = binary.BigEndian.AppendUint64(b, uint64(o.offset))
+	}
+	return b
+}
+
+// decodeQueueOp decodes an entry's data after the entry type byte.
+func decodeQueueOp(d []byte) (*queueOp, error) {
+	bad := func() (*queueOp, error) { return nil, errors.New("malformed queue entry") }
+	if len(d) < 10 {
+		return bad()
+	}
+	o := &queueOp{kind: d[0], now: int64(binary.BigEndian.Uint64(d[1:]))}
+	n := int(d[9])
+	d = d[10:]
+	if len(d) < n {
+		return bad()
+	}
+	o.group, d = string(d[:n]), d[n:]
+	switch o.kind {
+	case opLease:
+		if len(d) != 21 {
+			return bad()
+		}
+		o.cfg.KeyOrdering = d[0]&1 != 0
+		o.max = int(binary.BigEndian.Uint32(d[1:]))
+		o.visibility = int64(binary.BigEndian.Uint64(d[5:]))
+		o.floor = int64(binary.BigEndian.Uint64(d[13:]))
+	case opSettle:
+		if len(d) < 4 {
+			return bad()
+		}
+		c := int(binary.BigEndian.Uint32(d))
+		d = d[4:]
+		if len(d) != 21*c {
+			return bad()
+		}
+		o.settles = make([]consumergroup.Settle, c)
+		for i := range o.settles {
+			s := d[21*i:]
+			o.settles[i] = consumergroup.Settle{
+				Kind:     consumergroup.SettleKind(s[0]),
+				Offset:   int64(binary.BigEndian.Uint64(s[1:])),
+				Attempt:  int(binary.BigEndian.Uint32(s[9:])),
+				Duration: int64(binary.BigEndian.Uint64(s[13:])),
+			}
+		}
+	case opReset:
+		if len(d) != 8 {
+			return bad()
+		}
+		o.offset = int64(binary.BigEndian.Uint64(d))
+	case opDelete:
+		if len(d) != 0 {
+			return bad()
+		}
+	default:
+		return bad()
+	}
+	return o, nil
+}
+
+// queueResult is what a queue operation returned.
+type queueResult struct {
+	leases []consumergroup.QueueLease
+	// settles holds one error (nil: done) per settle operation.
+	settles []error
+	err     error
+}
+
+// queues are the queue groups of one partition. The state machine (or a
+// single node's Partition) changes them under mu; readers take mu too.
+type queues struct {
+	mu     sync.Mutex
+	groups map[string]*consumergroup.Queue
+	// changed is closed, and replaced, whenever an operation may have
+	// made records available: a settle or a reset. Long-polling leases
+	// wait on it.
+	changed chan struct{}
+}
+
+func newQueues() *queues {
+	return &queues{groups: make(map[string]*consumergroup.Queue), changed: make(chan struct{})}
+}
+
+// apply applies op, reading new records from l, and returns the result
+// and the state operations that persist it.
+func (qs *queues) apply(l *log.Log, op *queueOp) (queueResult, []log.StateOp) {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	g := qs.groups[op.group]
+	var res queueResult
+	switch op.kind {
+	case opLease:
+		if g == nil {
+			g = consumergroup.NewQueue(op.cfg, max(op.floor, 0))
+			qs.groups[op.group] = g
+		} else if err := g.CheckConfig(op.cfg); err != nil {
+			res.err = fmt.Errorf("queue group %q on %s: %w", op.group, l.ID(), err)
+			return res, nil
+		}
+		res.leases = g.Lease(op.now, op.max, op.visibility, queueRecords(l, g.Next()))
+	case opSettle:
+		if g == nil {
+			res.err = fmt.Errorf("%w: %q on %s", ErrQueueGroupNotFound, op.group, l.ID())
+			return res, nil
+		}
+		res.settles = make([]error, len(op.settles))
+		for i, s := range op.settles {
+			res.settles[i] = g.Settle(op.now, s)
+		}
+		qs.wakeLocked()
+	case opReset:
+		if g == nil {
+			g = consumergroup.NewQueue(consumergroup.QueueConfig{}, op.offset)
+			qs.groups[op.group] = g
+		}
+		g.Reset(op.offset)
+		qs.wakeLocked()
+	case opDelete:
+		if g == nil {
+			res.err = fmt.Errorf("%w: %q on %s", ErrQueueGroupNotFound, op.group, l.ID())
+			return res, nil
+		}
+		_, recs := g.Encode()
+		delete(qs.groups, op.group)
+		ops := []log.StateOp{{Key: queueKey(op.group)}}
+		for _, c := range recs {
+			ops = append(ops, log.StateOp{Key: queueRecKey(op.group, c.Offset)})
+		}
+		qs.wakeLocked()
+		return res, ops
+	}
+	hdr, recs := g.Changes()
+	var ops []log.StateOp
+	if hdr != nil {
+		ops = append(ops, log.StateOp{Key: queueKey(op.group), Value: hdr})
+	}
+	for _, c := range recs {
+		ops = append(ops, log.StateOp{Key: queueRecKey(op.group, c.Offset), Value: c.Value})
+	}
+	return res, ops
+}
+
+func (qs *queues) wakeLocked() {
+	close(qs.changed)
+	qs.changed = make(chan struct{})
+}
+
+// queueRecords yields what a queue group needs of l's records from offset
+// from on, up to l's end. Records that retention removed are skipped.
+func queueRecords(l *log.Log, from int64) iter.Seq[consumergroup.QueueRecord] {
+	return func(yield func(consumergroup.QueueRecord) bool) {
+		next := from
+		for {
+			bs, err := l.Read(next, 256<<10)
+			var oor *log.OutOfRangeError
+			if errors.As(err, &oor) && next < oor.Start {
+				next = oor.Start
+				continue
+			}
+			if err != nil || len(bs) == 0 {
+				return
+			}
+			for _, b := range bs {
+				it := b.Iter()
+				for it.Next() {
+					r := it.Record()
+					if r.Offset < next {
+						continue
+					}
+					qr := consumergroup.QueueRecord{Offset: r.Offset, Key: r.Key}
+					if v, ok := r.Header(DeliverAtHeader); ok {
+						// A value that does not parse does not delay.
+						qr.DeliverAt, _ = ParseDeliverAt(v)
+					}
+					if !yield(qr) {
+						return
+					}
+				}
+				next = b.NextOffset()
+			}
+		}
+	}
+}
+
+// ops returns every queue group's whole state, for a snapshot. A nil
+// queues (a state machine built without one) has none.
+func (qs *queues) ops() []log.StateOp {
+	if qs == nil {
+		return nil
+	}
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	var ops []log.StateOp
+	for name, g := range qs.groups {
+		hdr, recs := g.Encode()
+		ops = append(ops, log.StateOp{Key: queueKey(name), Value: hdr})
+		for _, c := range recs {
+			ops = append(ops, log.StateOp{Key: queueRecKey(name, c.Offset), Value: c.Value})
+		}
+	}
+	return ops
+}
+
+// load replaces the queue groups with those stored in l's state.
+func (qs *queues) load(l *log.Log) error {
+	if qs == nil {
+		return nil
+	}
+	hdrs := map[string][]byte{}
+	recs := map[string][]consumergroup.QueueChange{}
+	err := l.State(func(k, v []byte) error {
+		switch {
+		case len(k) > 0 && k[0] == keyQueue:
+			hdrs[string(k[1:])] = append([]byte(nil), v...)
+		case len(k) > 0 && k[0] == keyQueueRec:
+			if len(k) < 2 || len(k) != 2+int(k[1])+8 {
+				return fmt.Errorf("queue record key %x", k)
+			}
+			g := string(k[2 : 2+k[1]])
+			off := int64(binary.BigEndian.Uint64(k[2+k[1]:]))
+			recs[g] = append(recs[g], consumergroup.QueueChange{Offset: off, Value: append([]byte(nil), v...)})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load queue groups: %w", err)
+	}
+	groups := make(map[string]*consumergroup.Queue, len(hdrs))
+	for name, hdr := range hdrs {
+		g, err := consumergroup.DecodeQueue(hdr, func(yield func(int64, []byte) bool) {
+			for _, c := range recs[name] {
+				if !yield(c.Offset, c.Value) {
+					return
+				}
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("load queue group %q: %w", name, err)
+		}
+		groups[name] = g
+	}
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	qs.groups = groups
+	qs.wakeLocked()
+	return nil
+}
+
+// info describes group, or every group when group is "".
+func (qs *queues) info(group string) []QueueGroupInfo {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	var out []QueueGroupInfo
+	for name, g := range qs.groups {
+		if group == "" || name == group {
+			out = append(out, QueueGroupInfo{Group: name, Config: g.Config(), QueueStats: g.Stats()})
+		}
+	}
+	return out
+}
+
+// waitState tells a long-polling lease whether to ask now, and if not
+// what to wait for: changed, and a due time (0 for none).
+func (qs *queues) waitState(group string, now, end int64) (ask bool, changed <-chan struct{}, due int64) {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	g := qs.groups[group]
+	if g == nil || g.HasReady(now) || (g.Next() < end && !g.Full()) {
+		return true, nil, 0
+	}
+	due, _ = g.NextDue()
+	return false, qs.changed, due
+}
+
+// readLeased returns the leased records, in the order of leases, read from
+// l. A record retention removed since is left out.
+func readLeased(l *log.Log, leases []consumergroup.QueueLease) ([]LeasedRecord, error) {
+	out := make([]LeasedRecord, 0, len(leases))
+	// Leases come in offset order.
+	var cur []record.Record
+	idx := 0
+	for _, ls := range leases {
+		for idx < len(cur) && cur[idx].Offset < ls.Offset {
+			idx++
+		}
+		if idx >= len(cur) || cur[idx].Offset != ls.Offset {
+			bs, err := l.Read(ls.Offset, 256<<10)
+			var oor *log.OutOfRangeError
+			if errors.As(err, &oor) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			cur, idx = cur[:0], 0
+			for _, b := range bs {
+				rs, err := b.Records()
+				if err != nil {
+					return nil, err
+				}
+				cur = append(cur, rs...)
+			}
+			for idx < len(cur) && cur[idx].Offset < ls.Offset {
+				idx++
+			}
+			if idx >= len(cur) || cur[idx].Offset != ls.Offset {
+				continue
+			}
+		}
+		out = append(out, LeasedRecord{Record: cur[idx], Attempt: ls.Attempt, Deadline: time.UnixMilli(ls.Deadline)})
+	}
+	return out, nil
+}
+
+// LeasedRecord is a record leased to a queue consumer.
+type LeasedRecord struct {
+	record.Record
+	// Attempt is the record's delivery count, 1 on the first delivery.
+	Attempt int
+	// Deadline is when the lease ends.
+	Deadline time.Time
+}
+
+// queueDo applies a queue operation where the owner keeps its groups:
+// through raft on a Replica, directly on a Partition.
+type queueDo func(op *queueOp) (queueResult, error)
+
+// lease leases records for req, long-polling up to wait: it asks (calls
+// do) only when the group's state says a record may be available now (the
+// log grew, a not-before time or a lease deadline passed, a settle or a
+// reset released records); otherwise it waits for one of those, the end of
+// the wait, ctx, or check's channel. check, called before each ask, returns
+// an error to give up with (not the leader), and a channel closed when it
+// should be called again.
+func lease(ctx context.Context, l *log.Log, qs *queues, req LeaseRequest, wait time.Duration,
+	check func() (<-chan struct{}, error), do queueDo) ([]LeasedRecord, error) {
+	if err := req.check(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(wait)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		recheck, err := check()
+		if err != nil {
+			return nil, err
+		}
+		grew := l.Wait()
+		now := time.Now()
+		ask, changed, due := qs.waitState(req.Group, now.UnixMilli(), l.End())
+		last := !now.Before(deadline)
+		if ask || last {
+			op := &queueOp{kind: opLease, now: now.UnixMilli(), group: req.Group, cfg: req.Config,
+				max: req.Max, visibility: req.Visibility.Milliseconds(), floor: l.Start()}
+			res, err := do(op)
+			if err == nil {
+				err = res.err
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(res.leases) > 0 || last {
+				return readLeased(l, res.leases)
+			}
+			continue
+		}
+		until := deadline
+		if due != 0 {
+			// Due times are whole milliseconds; wake just after.
+			if t := time.UnixMilli(due + 1); t.Before(until) {
+				until = t
+			}
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(until))
+		} else {
+			timer.Reset(time.Until(until))
+		}
+		select {
+		case <-grew:
+		case <-changed:
+		case <-recheck:
+		case <-timer.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// settle applies settle operations of group and returns one error (nil:
+// done) per operation.
+func settle(group string, ops []consumergroup.Settle, do queueDo) ([]error, error) {
+	if err := checkSettles(group, ops); err != nil {
+		return nil, err
+	}
+	res, err := do(&queueOp{kind: opSettle, now: time.Now().UnixMilli(), group: group, settles: ops})
+	if err == nil {
+		err = res.err
+	}
+	return res.settles, err
+}
+
+// resetQueue moves group to offset off (creating it there if it is new).
+func resetQueue(l *log.Log, group string, off int64, do queueDo) error {
+	if err := checkGroupName(group); err != nil {
+		return err
+	}
+	if start, end := l.Start(), l.End(); off < start || off > end {
+		return &log.OutOfRangeError{Offset: off, Start: start, End: end}
+	}
+	res, err := do(&queueOp{kind: opReset, now: time.Now().UnixMilli(), group: group, offset: off})
+	if err == nil {
+		err = res.err
+	}
+	return err
+}
+
+// deleteQueue forgets group.
+func deleteQueue(group string, do queueDo) error {
+	if err := checkGroupName(group); err != nil {
+		return err
+	}
+	res, err := do(&queueOp{kind: opDelete, now: time.Now().UnixMilli(), group: group})
+	if err == nil {
+		err = res.err
+	}
+	return err
+}
