@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/runnel-dev/runnel/consumergroup"
 	"github.com/runnel-dev/runnel/log"
 	"github.com/runnel-dev/runnel/partition"
 	"github.com/runnel-dev/runnel/proto/runnelpb"
@@ -85,6 +86,12 @@ func describe(err error) grpcError {
 		g.metadata = map[string]string{"topic": btl.Topic, "partition": itoa(int64(btl.Partition)), "size": itoa(int64(btl.Size)), "limit": itoa(int64(btl.Limit))}
 	case errors.Is(err, record.ErrCorrupt), errors.Is(err, record.ErrUnsupported), errors.Is(err, log.ErrCorrupt):
 		g.code, g.reason = codes.InvalidArgument, "CORRUPT_BATCH"
+	case errors.Is(err, partition.ErrInvalidQueueRequest):
+		g.code, g.reason = codes.InvalidArgument, "INVALID_QUEUE_REQUEST"
+	case errors.Is(err, consumergroup.ErrQueueConfig):
+		g.code, g.reason = codes.InvalidArgument, "QUEUE_CONFIG_MISMATCH"
+	case errors.Is(err, partition.ErrQueueGroupNotFound):
+		g.code, g.reason = codes.NotFound, "GROUP_NOT_FOUND"
 	case errors.Is(err, ErrInvalidRequest):
 		g.code, g.reason = codes.InvalidArgument, "INVALID_ARGUMENT"
 	case errors.As(err, &oor):

@@ -1,0 +1,213 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/runnel-dev/runnel/consumergroup"
+	"github.com/runnel-dev/runnel/partition"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// maxLeaseWait bounds how long one Lease call long-polls.
+const maxLeaseWait = time.Minute
+
+// queueReplica is what the queue service needs of a partition: a
+// *partition.Replica in a cluster, a *partition.Partition on one node.
+type queueReplica interface {
+	Lease(ctx context.Context, req partition.LeaseRequest, wait time.Duration) ([]partition.LeasedRecord, error)
+	Settle(group string, ops []consumergroup.Settle) ([]error, error)
+	ResetQueue(group string, off int64) error
+	DeleteQueue(group string) error
+	QueueGroups(group string) []partition.QueueGroupInfo
+}
+
+var (
+	_ queueReplica = (*partition.Replica)(nil)
+	_ queueReplica = (*partition.Partition)(nil)
+)
+
+// queuesService serves the Queues API of queues.proto.
+type queuesService struct {
+	runnelpb.UnimplementedQueuesServer
+	b *Broker
+}
+
+// queuePartition finds the local replica of topic/part for a queue call.
+func (s *queuesService) queuePartition(topic string, part int32) (replica, queueReplica, error) {
+	select {
+	case <-s.b.closing:
+		return nil, nil, ErrShuttingDown
+	default:
+	}
+	_, p, err := s.b.topics.partition(topic, part)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, ok := p.(queueReplica)
+	if !ok {
+		return nil, nil, errorf(ErrInvalidRequest, "%s/%d does not serve queue groups", topic, part)
+	}
+	return p, q, nil
+}
+
+// queueErr names the partition in err and turns the partition's
+// not-leader error into the broker's, with the leader's address.
+func queueErr(topic string, part int32, err error) error {
+	var pnl *partition.NotLeaderError
+	if errors.As(err, &pnl) {
+		if pnl.LeaderID == "" {
+			return errorf(ErrNoLeader, "%s/%d has no leader: a majority of its replicas is not reachable or an election is under way", topic, part)
+		}
+		id, _ := strconv.Atoi(pnl.LeaderID)
+		return &NotLeaderError{Topic: topic, Partition: part, LeaderID: int32(id), LeaderAddr: pnl.LeaderAddr}
+	}
+	return outOfRange(topic, part, err)
+}
+
+func (s *queuesService) Lease(ctx context.Context, req *runnelpb.LeaseRequest) (*runnelpb.LeaseResponse, error) {
+	_, q, err := s.queuePartition(req.Topic, req.Partition)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	wait := min(time.Duration(max(req.WaitMs, 0))*time.Millisecond, maxLeaseWait)
+	// A long poll ends when the broker closes.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.b.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	recs, err := q.Lease(ctx, partition.LeaseRequest{
+		Group:      req.Group,
+		Config:     consumergroup.QueueConfig{KeyOrdering: req.KeyOrdering},
+		Max:        int(req.Max),
+		Visibility: time.Duration(req.VisibilityMs) * time.Millisecond,
+	}, wait)
+	if err != nil {
+		select {
+		case <-s.b.closing:
+			err = ErrShuttingDown
+		default:
+		}
+		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
+	}
+	resp := &runnelpb.LeaseResponse{Deliveries: make([]*runnelpb.Delivery, len(recs))}
+	for i, r := range recs {
+		d := &runnelpb.Delivery{
+			Offset:       r.Offset,
+			Attempt:      int32(r.Attempt),
+			LeaseUntilMs: r.Deadline.UnixMilli(),
+			Key:          r.Key,
+			Value:        r.Value,
+			TimestampMs:  r.Timestamp,
+		}
+		if len(r.Headers) > 0 {
+			d.Headers = make([]*runnelpb.QueueHeader, len(r.Headers))
+			for j, h := range r.Headers {
+				d.Headers[j] = &runnelpb.QueueHeader{Key: h.Key, Value: h.Value}
+			}
+		}
+		resp.Deliveries[i] = d
+	}
+	return resp, nil
+}
+
+func (s *queuesService) Settle(ctx context.Context, req *runnelpb.SettleRequest) (*runnelpb.SettleResponse, error) {
+	_, q, err := s.queuePartition(req.Topic, req.Partition)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	ops := make([]consumergroup.Settle, len(req.Ops))
+	for i, op := range req.Ops {
+		ops[i] = consumergroup.Settle{Kind: consumergroup.SettleKind(op.Kind), Offset: op.Offset, Attempt: int(op.Attempt), Duration: op.DurationMs}
+	}
+	errs, err := q.Settle(req.Group, ops)
+	if err != nil {
+		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
+	}
+	resp := &runnelpb.SettleResponse{Results: make([]*runnelpb.SettleResult, len(errs))}
+	for i, e := range errs {
+		r := &runnelpb.SettleResult{}
+		switch {
+		case e == nil:
+		case errors.Is(e, consumergroup.ErrSettled):
+			r.Outcome, r.Message = runnelpb.SettleOutcome_SETTLE_OUTCOME_SETTLED, e.Error()
+		default:
+			r.Outcome, r.Message = runnelpb.SettleOutcome_SETTLE_OUTCOME_LEASE_LOST, e.Error()
+		}
+		resp.Results[i] = r
+	}
+	return resp, nil
+}
+
+func (s *queuesService) SeekQueue(ctx context.Context, req *runnelpb.SeekQueueRequest) (*runnelpb.SeekQueueResponse, error) {
+	p, q, err := s.queuePartition(req.Topic, req.Partition)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	off, err := resolvePosition(req.Topic, req.Partition, p, req.To)
+	if err != nil {
+		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
+	}
+	if err := q.ResetQueue(req.Group, off); err != nil {
+		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
+	}
+	return &runnelpb.SeekQueueResponse{Offset: off}, nil
+}
+
+func (s *queuesService) DescribeQueue(ctx context.Context, req *runnelpb.DescribeQueueRequest) (*runnelpb.DescribeQueueResponse, error) {
+	p, q, err := s.queuePartition(req.Topic, req.Partition)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// Only the leader's state is current.
+	if r, ok := q.(*partition.Replica); ok && !r.IsLeader() {
+		l, known := r.Leader()
+		return nil, toStatus(queueErr(req.Topic, req.Partition, &partition.NotLeaderError{LeaderID: known2id(l, known), LeaderAddr: l.Addr}))
+	}
+	resp := &runnelpb.DescribeQueueResponse{}
+	for _, g := range q.QueueGroups(req.Group) {
+		resp.Groups = append(resp.Groups, &runnelpb.QueuePartition{
+			Group:         g.Group,
+			Topic:         req.Topic,
+			Partition:     req.Partition,
+			KeyOrdering:   g.Config.KeyOrdering,
+			StartOffset:   g.Start,
+			NextOffset:    g.Next,
+			EndOffset:     p.End(),
+			Leased:        int32(g.Leased),
+			Delayed:       int32(g.Delayed),
+			Ready:         int32(g.Ready),
+			Blocked:       int32(g.Blocked),
+			MaxDeliveries: int32(g.MaxDeliveries),
+		})
+	}
+	if req.Group != "" && len(resp.Groups) == 0 {
+		return nil, toStatus(&GroupNotFoundError{Group: req.Group})
+	}
+	return resp, nil
+}
+
+func known2id(s partition.Server, known bool) string {
+	if !known {
+		return ""
+	}
+	return s.ID
+}
+
+func (s *queuesService) DeleteQueue(ctx context.Context, req *runnelpb.DeleteQueueRequest) (*runnelpb.DeleteQueueResponse, error) {
+	_, q, err := s.queuePartition(req.Topic, req.Partition)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := q.DeleteQueue(req.Group); err != nil {
+		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
+	}
+	return &runnelpb.DeleteQueueResponse{}, nil
+}

@@ -1,0 +1,632 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// DeliverAtHeader is the record header that holds a record's deliver-at
+// time (RFC 3339 or Unix milliseconds): queue groups do not hand the record
+// out before it.
+const DeliverAtHeader = "runnel-deliver-at"
+
+// DeliverAt returns the header that makes queue groups hold a record back
+// until t.
+func DeliverAt(t time.Time) Header {
+	return Header{Key: DeliverAtHeader, Value: []byte(strconv.FormatInt(t.UnixMilli(), 10))}
+}
+
+// Dead-letter headers: a record the queue dead-letters carries its
+// original headers and these.
+const (
+	DLQReasonHeader    = "runnel-dlq-reason"
+	DLQTopicHeader     = "runnel-dlq-topic"
+	DLQPartitionHeader = "runnel-dlq-partition"
+	DLQOffsetHeader    = "runnel-dlq-offset"
+	DLQGroupHeader     = "runnel-dlq-group"
+	DLQAttemptsHeader  = "runnel-dlq-attempts"
+	// msgIDHeader is the broker's dedupe header (partition.MsgIDHeader).
+	msgIDHeader = "runnel-msg-id"
+)
+
+// ErrLeaseLost is returned by Ack, Nack, Extend and Reject for a delivery
+// whose lease ended and moved on: the record was leased again (the lease
+// expired), released, or the group was rewound. Another delivery of the
+// record is, or will be, handled elsewhere.
+var ErrLeaseLost = errors.New("client: queue lease lost")
+
+// errSettled is matched, with ErrLeaseLost, by a nack or extend of a
+// record already settled.
+var errSettled = errors.New("the record is settled")
+
+// QueueOptions configure a queue consumer (a member of a queue group).
+type QueueOptions struct {
+	// Visibility is how long each delivery is leased; default 30s.
+	Visibility time.Duration
+	// MaxDeliveries is how many deliveries a record gets: a record leased
+	// again after that many (its leases expired or it was nacked) is
+	// dead-lettered by the queue without reaching Next. 0 is unlimited.
+	MaxDeliveries int
+	// DeadLetterTopic is where dead letters go; default "<topic>.dlq".
+	// It is created, with the topic's partition count, when first needed.
+	DeadLetterTopic string
+	// KeyOrdering allows at most one in-flight record per key, and never a
+	// record before an earlier unsettled one with its key. Every consumer
+	// of a group must agree on it.
+	KeyOrdering bool
+	// Prefetch is how many records are leased ahead of Next; default 64,
+	// and at least the topic's partition count. Each partition's leases
+	// take at most an equal share of it.
+	Prefetch int
+	// DeadLetterValue builds the value of a record the queue dead-letters
+	// by itself (deliveries over MaxDeliveries); nil: the original value.
+	DeadLetterValue func(d *Delivery, reason string) []byte
+}
+
+// Queue limits.
+const (
+	defaultVisibility = 30 * time.Second
+	defaultPrefetch   = 64
+	// maxLeaseBatch bounds the records of one Lease call.
+	maxLeaseBatch = 512
+	// leaseWait is how long one Lease call long-polls.
+	leaseWait = 10 * time.Second
+	// maxSettleBatch bounds the operations of one Settle call.
+	maxSettleBatch = 2048
+)
+
+// Delivery is a record leased to this consumer.
+type Delivery struct {
+	// Record is the record; its bytes are owned by the Delivery.
+	Record
+	// Attempt is the record's delivery count, 1 on the first delivery.
+	Attempt int
+	// LeaseUntil is when the lease ends unless extended; after it the
+	// record goes to another consumer.
+	LeaseUntil time.Time
+}
+
+// DeadLetter is what Reject writes to the dead-letter topic.
+type DeadLetter struct {
+	// Reason says why; it goes into the runnel-dlq-reason header.
+	Reason string
+	// Value is the dead-letter record's value; nil: the original value.
+	Value []byte
+	// Headers are added to the original headers and the runnel-dlq-*
+	// headers.
+	Headers []Header
+}
+
+// Queue is a consumer of a queue group: records of a topic's partitions
+// are leased to it one at a time, shared with every other consumer of the
+// group (work-queue semantics). It leases from every partition, so any
+// number of consumers all get work. Deliveries must be settled with Ack,
+// Nack, Extend (to keep working) or Reject before their lease ends, or
+// they go to another consumer with the next attempt number. It is safe for
+// concurrent use.
+type Queue struct {
+	c            *Client
+	group, topic string
+	opts         QueueOptions
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// slots holds one token per delivery leased and not yet returned by
+	// Next: a partition's fetcher takes tokens before it leases.
+	slots chan struct{}
+	out   chan *Delivery
+	// share is the most slots one partition's lease takes.
+	share int
+
+	parts []*queuePartition
+
+	dlqOnce sync.Mutex
+	dlqMade bool
+
+	closeOnce sync.Once
+}
+
+// queuePartition is a Queue's view of one partition.
+type queuePartition struct {
+	q    *Queue
+	part int32
+	// settles are the settle operations waiting to be sent.
+	settles chan *settleReq
+
+	mu sync.Mutex
+	// held are the deliveries handed out and not settled, by offset, with
+	// their attempt; Close releases them.
+	held map[int64]int
+}
+
+// settleReq is one settle operation and where its outcome goes.
+type settleReq struct {
+	op   *runnelpb.SettleOp
+	done chan error
+}
+
+// Queue joins queue group group on topic and starts leasing. The topic
+// must exist.
+func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
+	if group == "" || len(group) > 200 {
+		return nil, &Error{Kind: ErrInvalidArgument, Message: fmt.Sprintf("queue group name %q: use 1 to 200 bytes", group)}
+	}
+	if opts.Visibility == 0 {
+		opts.Visibility = defaultVisibility
+	}
+	if opts.Visibility < time.Millisecond || opts.Visibility > 12*time.Hour {
+		return nil, &Error{Kind: ErrInvalidArgument, Message: fmt.Sprintf("queue group %q: visibility %s; use 1ms to 12h", group, opts.Visibility)}
+	}
+	if opts.Prefetch == 0 {
+		opts.Prefetch = defaultPrefetch
+	}
+	if opts.Prefetch < 0 || opts.Prefetch > 10_000 || opts.MaxDeliveries < 0 {
+		return nil, &Error{Kind: ErrInvalidArgument, Message: fmt.Sprintf("queue group %q: prefetch %d, max deliveries %d; use a prefetch of 1 to 10000 and max deliveries of 0 (unlimited) or more", group, opts.Prefetch, opts.MaxDeliveries)}
+	}
+	if opts.DeadLetterTopic == "" {
+		opts.DeadLetterTopic = topic + ".dlq"
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.requestTimeout)
+	n, err := c.meta.partitions(ctx, topic)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("queue group %q on %q: %w", group, topic, err)
+	}
+	// Every partition's fetcher may hold its share of the prefetch in a
+	// long poll, so that a busy partition never waits for an idle one's
+	// poll to end: at least one record per partition.
+	opts.Prefetch = max(opts.Prefetch, n)
+	q := &Queue{c: c, group: group, topic: topic, opts: opts, share: opts.Prefetch / n,
+		slots: make(chan struct{}, opts.Prefetch), out: make(chan *Delivery, opts.Prefetch)}
+	q.ctx, q.cancel = context.WithCancel(c.ctx)
+	for p := range int32(n) {
+		qp := &queuePartition{q: q, part: p, settles: make(chan *settleReq, 256), held: map[int64]int{}}
+		q.parts = append(q.parts, qp)
+	}
+	for range opts.Prefetch {
+		q.slots <- struct{}{}
+	}
+	for _, qp := range q.parts {
+		q.wg.Add(2)
+		go func() { defer q.wg.Done(); qp.fetchLoop() }()
+		go func() { defer q.wg.Done(); qp.settleLoop() }()
+	}
+	return q, nil
+}
+
+// Next returns the next leased record, blocking until there is one or ctx
+// ends.
+func (q *Queue) Next(ctx context.Context) (*Delivery, error) {
+	select {
+	case d := <-q.out:
+		q.slots <- struct{}{}
+		return d, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-q.ctx.Done():
+		return nil, ErrClosed
+	}
+}
+
+// Ack settles d: the record is done.
+func (q *Queue) Ack(ctx context.Context, d *Delivery) error {
+	return q.settle(ctx, d, runnelpb.SettleKind_SETTLE_KIND_ACK, 0)
+}
+
+// Nack makes d's record available again after delay, to any consumer, with
+// the next attempt number.
+func (q *Queue) Nack(ctx context.Context, d *Delivery, delay time.Duration) error {
+	return q.settle(ctx, d, runnelpb.SettleKind_SETTLE_KIND_NACK, delay)
+}
+
+// Extend sets d's lease to end by from now. It fails with ErrLeaseLost
+// when the lease already moved on.
+func (q *Queue) Extend(ctx context.Context, d *Delivery, by time.Duration) error {
+	if err := q.settle(ctx, d, runnelpb.SettleKind_SETTLE_KIND_EXTEND, by); err != nil {
+		return err
+	}
+	d.LeaseUntil = time.Now().Add(by)
+	return nil
+}
+
+// Reject writes dl to the dead-letter topic, idempotently (message id
+// "dlq/<group>/<topic>/<partition>/<offset>"), and then settles d for good.
+//
+// Before writing, Reject extends the lease by the visibility timeout, so
+// that the record stays with this consumer while the dead letter is
+// written, and so that a Reject of a record already settled (a retry)
+// writes nothing and returns nil. On a cluster the message id also keeps a
+// retry after an unknown outcome from writing the dead letter twice.
+func (q *Queue) Reject(ctx context.Context, d *Delivery, dl DeadLetter) error {
+	err := q.settle(ctx, d, runnelpb.SettleKind_SETTLE_KIND_EXTEND, q.opts.Visibility)
+	if errors.Is(err, errSettled) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := q.deadLetter(ctx, d, dl); err != nil {
+		return err
+	}
+	return q.settle(ctx, d, runnelpb.SettleKind_SETTLE_KIND_REJECT, 0)
+}
+
+// Close stops leasing and releases every lease not settled yet (the
+// records are redelivered without delay). Deliveries in hand can no
+// longer be settled.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.cancel()
+		q.wg.Wait()
+		// Leased but never returned by Next.
+		for {
+			select {
+			case d := <-q.out:
+				qp := q.parts[d.Partition]
+				qp.mu.Lock()
+				qp.held[d.Offset] = d.Attempt
+				qp.mu.Unlock()
+				continue
+			default:
+			}
+			break
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(q.c.ctx), q.c.cfg.requestTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, qp := range q.parts {
+			qp.mu.Lock()
+			var ops []*runnelpb.SettleOp
+			for off, attempt := range qp.held {
+				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_NACK, Offset: off, Attempt: int32(attempt)})
+			}
+			clear(qp.held)
+			qp.mu.Unlock()
+			if len(ops) == 0 {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Best effort: a lease not released expires.
+				_, _ = qp.send(ctx, ops)
+			}()
+		}
+		wg.Wait()
+	})
+	return nil
+}
+
+func (q *Queue) settle(ctx context.Context, d *Delivery, kind runnelpb.SettleKind, dur time.Duration) error {
+	if d.Topic != q.topic || int(d.Partition) >= len(q.parts) || d.Partition < 0 {
+		return &Error{Kind: ErrInvalidArgument, Message: fmt.Sprintf("queue group %q on %q: delivery of %s/%d is not from this queue", q.group, q.topic, d.Topic, d.Partition)}
+	}
+	if dur < 0 || dur > 12*time.Hour {
+		return &Error{Kind: ErrInvalidArgument, Message: fmt.Sprintf("queue group %q: %s of %s/%d@%d by %s; use 0 to 12h", q.group, settleName(kind), d.Topic, d.Partition, d.Offset, dur)}
+	}
+	qp := q.parts[d.Partition]
+	r := &settleReq{
+		op:   &runnelpb.SettleOp{Kind: kind, Offset: d.Offset, Attempt: int32(d.Attempt), DurationMs: dur.Milliseconds()},
+		done: make(chan error, 1),
+	}
+	select {
+	case qp.settles <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-q.ctx.Done():
+		return ErrClosed
+	}
+	var err error
+	select {
+	case err = <-r.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-q.ctx.Done():
+		return ErrClosed
+	}
+	if err == nil && kind != runnelpb.SettleKind_SETTLE_KIND_EXTEND || errors.Is(err, ErrLeaseLost) {
+		qp.mu.Lock()
+		if qp.held[d.Offset] == d.Attempt {
+			delete(qp.held, d.Offset)
+		}
+		qp.mu.Unlock()
+	}
+	return err
+}
+
+func settleName(k runnelpb.SettleKind) string {
+	switch k {
+	case runnelpb.SettleKind_SETTLE_KIND_ACK:
+		return "ack"
+	case runnelpb.SettleKind_SETTLE_KIND_NACK:
+		return "nack"
+	case runnelpb.SettleKind_SETTLE_KIND_EXTEND:
+		return "extend"
+	case runnelpb.SettleKind_SETTLE_KIND_REJECT:
+		return "reject"
+	}
+	return k.String()
+}
+
+// fetchLoop leases records of the partition while the queue is open and
+// hands them to Next.
+func (qp *queuePartition) fetchLoop() {
+	q := qp.q
+	failures := 0
+	for {
+		// One slot at least, then as many as are free.
+		select {
+		case <-q.slots:
+		case <-q.ctx.Done():
+			return
+		}
+		n := 1
+	more:
+		for n < min(maxLeaseBatch, q.share) {
+			select {
+			case <-q.slots:
+				n++
+			default:
+				break more
+			}
+		}
+		ds, err := qp.lease(n)
+		for range n - len(ds) {
+			q.slots <- struct{}{}
+		}
+		if err != nil {
+			if q.ctx.Err() != nil {
+				return
+			}
+			failures++
+			q.c.cfg.logger.Debug("runnel queue: lease failed", "group", q.group, "topic", q.topic, "partition", qp.part, "err", err)
+			if !Retriable(err) && !isConnectError(err) {
+				q.c.cfg.logger.Warn("runnel queue: lease failed", "group", q.group, "topic", q.topic, "partition", qp.part, "err", err)
+			}
+			if q.c.sleep(q.ctx, qp.backoff(failures)) != nil {
+				return
+			}
+			continue
+		}
+		failures = 0
+		for _, d := range ds {
+			if q.opts.MaxDeliveries > 0 && d.Attempt > q.opts.MaxDeliveries {
+				// Its slot goes back: it never reaches Next.
+				q.slots <- struct{}{}
+				qp.exhausted(d)
+				continue
+			}
+			qp.mu.Lock()
+			qp.held[d.Offset] = d.Attempt
+			qp.mu.Unlock()
+			select {
+			case q.out <- d:
+			case <-q.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// exhausted dead-letters a delivery past MaxDeliveries.
+func (qp *queuePartition) exhausted(d *Delivery) {
+	q := qp.q
+	reason := fmt.Sprintf("delivered %d times, max deliveries %d", d.Attempt-1, q.opts.MaxDeliveries)
+	dl := DeadLetter{Reason: reason}
+	if q.opts.DeadLetterValue != nil {
+		dl.Value = q.opts.DeadLetterValue(d, reason)
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, q.c.cfg.requestTimeout)
+	defer cancel()
+	qp.mu.Lock()
+	qp.held[d.Offset] = d.Attempt
+	qp.mu.Unlock()
+	if err := q.Reject(ctx, d, dl); err != nil && q.ctx.Err() == nil {
+		// The lease expires and the record comes back to try again.
+		q.c.cfg.logger.Warn("runnel queue: dead-lettering failed", "group", q.group, "topic", q.topic, "partition", qp.part, "offset", d.Offset, "err", err)
+	}
+}
+
+func (qp *queuePartition) backoff(n int) time.Duration {
+	d := 50 * time.Millisecond << min(n, 5)
+	return d/2 + rand.N(d/2+1)
+}
+
+// lease asks the partition's leader for up to n records.
+func (qp *queuePartition) lease(n int) ([]*Delivery, error) {
+	q := qp.q
+	req := &runnelpb.LeaseRequest{
+		Group: q.group, Topic: q.topic, Partition: qp.part, Max: int32(n),
+		VisibilityMs: q.opts.Visibility.Milliseconds(), WaitMs: leaseWait.Milliseconds(), KeyOrdering: q.opts.KeyOrdering,
+	}
+	var resp *runnelpb.LeaseResponse
+	err := qp.call(q.ctx, leaseWait, func(ctx context.Context, qc runnelpb.QueuesClient) (err error) {
+		resp, err = qc.Lease(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue group %q: lease from %s/%d: %w", q.group, q.topic, qp.part, err)
+	}
+	out := make([]*Delivery, len(resp.Deliveries))
+	for i, pd := range resp.Deliveries {
+		d := &Delivery{
+			Record: Record{
+				Topic: q.topic, Partition: qp.part, Offset: pd.Offset, Key: pd.Key, Value: pd.Value,
+				Timestamp: time.UnixMilli(pd.TimestampMs),
+			},
+			Attempt:    int(pd.Attempt),
+			LeaseUntil: time.UnixMilli(pd.LeaseUntilMs),
+		}
+		if d.Value == nil {
+			d.Value = []byte{}
+		}
+		if len(pd.Headers) > 0 {
+			d.Headers = make([]Header, len(pd.Headers))
+			for j, h := range pd.Headers {
+				d.Headers[j] = Header{Key: h.Key, Value: h.Value}
+			}
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// settleLoop sends the partition's settle operations, batching those that
+// wait together into one call.
+func (qp *queuePartition) settleLoop() {
+	q := qp.q
+	for {
+		var batch []*settleReq
+		select {
+		case r := <-qp.settles:
+			batch = append(batch, r)
+		case <-q.ctx.Done():
+			qp.failQueued()
+			return
+		}
+	more:
+		for len(batch) < maxSettleBatch {
+			select {
+			case r := <-qp.settles:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		ops := make([]*runnelpb.SettleOp, len(batch))
+		for i, r := range batch {
+			ops[i] = r.op
+		}
+		results, err := qp.send(q.ctx, ops)
+		for i, r := range batch {
+			switch {
+			case err != nil:
+				r.done <- err
+			default:
+				r.done <- settleResult(q, qp.part, r.op, results[i])
+			}
+		}
+	}
+}
+
+func (qp *queuePartition) failQueued() {
+	for {
+		select {
+		case r := <-qp.settles:
+			r.done <- ErrClosed
+		default:
+			return
+		}
+	}
+}
+
+// settleResult turns one operation's outcome into its error.
+func settleResult(q *Queue, part int32, op *runnelpb.SettleOp, r *runnelpb.SettleResult) error {
+	switch r.GetOutcome() {
+	case runnelpb.SettleOutcome_SETTLE_OUTCOME_OK:
+		return nil
+	case runnelpb.SettleOutcome_SETTLE_OUTCOME_SETTLED:
+		// A retried ack or reject finds its own work done.
+		if op.Kind == runnelpb.SettleKind_SETTLE_KIND_ACK || op.Kind == runnelpb.SettleKind_SETTLE_KIND_REJECT {
+			return nil
+		}
+	}
+	err := ErrLeaseLost
+	if r.GetOutcome() == runnelpb.SettleOutcome_SETTLE_OUTCOME_SETTLED {
+		err = fmt.Errorf("%w (%w)", ErrLeaseLost, errSettled)
+	}
+	return fmt.Errorf("%w: queue group %q, %s of %s/%d@%d attempt %d: %s", err, q.group, settleName(op.Kind), q.topic, part, op.Offset, op.Attempt, r.GetMessage())
+}
+
+// send sends settle operations to the partition's leader, retrying while
+// the outcome is unknown: settling a delivery twice has the effect of once.
+func (qp *queuePartition) send(ctx context.Context, ops []*runnelpb.SettleOp) ([]*runnelpb.SettleResult, error) {
+	q := qp.q
+	req := &runnelpb.SettleRequest{Group: q.group, Topic: q.topic, Partition: qp.part, Ops: ops}
+	var resp *runnelpb.SettleResponse
+	for attempt := 1; ; attempt++ {
+		err := qp.call(ctx, 0, func(ctx context.Context, qc runnelpb.QueuesClient) (err error) {
+			resp, err = qc.Settle(ctx, req)
+			return err
+		})
+		if err == nil {
+			if len(resp.Results) != len(ops) {
+				return nil, &Error{Kind: ErrInternal, Message: fmt.Sprintf("settle of %d operations answered with %d results", len(ops), len(resp.Results))}
+			}
+			return resp.Results, nil
+		}
+		if !Retriable(err) && !isConnectError(err) || attempt >= 20 {
+			return nil, fmt.Errorf("queue group %q: settle on %s/%d: %w", q.group, q.topic, qp.part, err)
+		}
+		if serr := q.c.sleep(ctx, qp.backoff(attempt)); serr != nil {
+			return nil, fmt.Errorf("queue group %q: settle on %s/%d: %w (last error: %w)", q.group, q.topic, qp.part, serr, err)
+		}
+	}
+}
+
+// call runs f against the partition's leader, following a NOT_LEADER hint
+// and refreshing metadata when the leader cannot be reached. wait is how
+// long the call may long-poll, on top of the request timeout.
+func (qp *queuePartition) call(ctx context.Context, wait time.Duration, f func(ctx context.Context, qc runnelpb.QueuesClient) error) error {
+	q := qp.q
+	var err error
+	for hop := 0; hop < 3; hop++ {
+		var addr string
+		addr, err = q.c.meta.leaderFresh(ctx, q.topic, qp.part)
+		if err != nil {
+			return err
+		}
+		var qc runnelpb.QueuesClient
+		if qc, err = q.c.queuesClient(addr); err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, q.c.cfg.requestTimeout+wait)
+		err = fromStatus(f(cctx, qc), addr)
+		cancel()
+		if err == nil {
+			q.c.meta.reachable(addr)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var nl *NotLeaderError
+		switch {
+		case errors.As(err, &nl) && q.c.meta.follow(q.topic, qp.part, nl):
+			continue
+		case isConnectError(err):
+			q.c.meta.unreachable(addr)
+			q.c.meta.refresh()
+			return err
+		case needsMetadata(err):
+			q.c.meta.refresh()
+			return err
+		default:
+			return err
+		}
+	}
+	return err
+}
+
+// queuesClient returns the Queues API of the broker at addr.
+func (c *Client) queuesClient(addr string) (runnelpb.QueuesClient, error) {
+	if _, err := c.conn(addr); err != nil {
+		return nil, err
+	}
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	cc, ok := c.conns[addr]
+	if !ok {
+		return nil, ErrClosed
+	}
+	return runnelpb.NewQueuesClient(cc), nil
+}

@@ -1,0 +1,307 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runnel-dev/runnel/client"
+)
+
+func produceJobs(t *testing.T, c *client.Client, topic string, n int, key func(i int) []byte) {
+	t.Helper()
+	recs := make([]*client.Record, n)
+	for i := range recs {
+		recs[i] = &client.Record{Topic: topic, Value: []byte(fmt.Sprint(i))}
+		if key != nil {
+			recs[i].Key = key(i)
+		}
+	}
+	if err := c.ProduceSync(testContext(t), recs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openQueue(t *testing.T, c *client.Client, group, topic string, opts client.QueueOptions) *client.Queue {
+	t.Helper()
+	q, err := c.Queue(group, topic, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+type tpo struct {
+	p   int32
+	off int64
+}
+
+// TestQueueSharesWork runs more consumers than partitions: each record is
+// delivered once, to one of them, and every consumer gets work.
+func TestQueueSharesWork(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "jobs", 2, nil)
+	const n = 600
+	produceJobs(t, c, "jobs", n, func(i int) []byte { return []byte(fmt.Sprint(i)) })
+	ctx := testContext(t)
+	var (
+		mu    sync.Mutex
+		seen  = map[tpo]int{}
+		per   = make([]int, 4)
+		wg    sync.WaitGroup
+		total int
+	)
+	allDone := make(chan struct{})
+	for i := range per {
+		q := openQueue(t, c, "workers", "jobs", client.QueueOptions{Prefetch: 8})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				d, err := q.Next(ctx)
+				if err != nil {
+					return
+				}
+				if err := q.Ack(ctx, d); err != nil {
+					t.Errorf("ack %d/%d: %v", d.Partition, d.Offset, err)
+				}
+				mu.Lock()
+				seen[tpo{d.Partition, d.Offset}]++
+				per[i]++
+				total++
+				if total == n {
+					close(allDone)
+				}
+				mu.Unlock()
+				if d.Attempt != 1 {
+					t.Errorf("%d/%d attempt %d", d.Partition, d.Offset, d.Attempt)
+				}
+				// Give the other consumers a turn at the records.
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	select {
+	case <-allDone:
+	case <-ctx.Done():
+		t.Fatalf("only %d of %d records acked", total, n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for k, v := range seen {
+		if v != 1 {
+			t.Errorf("%v delivered %d times", k, v)
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d distinct records, want %d", len(seen), n)
+	}
+	for i, v := range per {
+		if v == 0 {
+			t.Errorf("consumer %d got no work: %v", i, per)
+		}
+	}
+}
+
+// TestQueueRedelivery shows a lease expiring (the record comes back with
+// attempt 2, and the late ack of the first delivery is refused), a nack's
+// delay, and the dead letter written after MaxDeliveries.
+func TestQueueRedelivery(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	createTopic(t, c, "t2", 1, nil)
+	produceJobs(t, c, "t", 1, nil)
+	produceJobs(t, c, "t2", 1, nil)
+	ctx := testContext(t)
+
+	a := openQueue(t, c, "g", "t", client.QueueOptions{Visibility: 200 * time.Millisecond, Prefetch: 1})
+	d1, err := a.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1.Attempt != 1 || string(d1.Value) != "0" {
+		t.Fatalf("first delivery: attempt %d value %q", d1.Attempt, d1.Value)
+	}
+	// Not settled: after the lease ends the record comes back.
+	d2, err := a.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2.Attempt != 2 || d2.Offset != d1.Offset {
+		t.Fatalf("redelivery: offset %d attempt %d", d2.Offset, d2.Attempt)
+	}
+	if !time.Now().After(d1.LeaseUntil) {
+		t.Fatalf("redelivered before the first lease ended at %s", d1.LeaseUntil)
+	}
+	if err := a.Ack(ctx, d1); !errors.Is(err, client.ErrLeaseLost) {
+		t.Fatalf("ack of the expired delivery: %v, want ErrLeaseLost", err)
+	}
+	a.Close()
+
+	q := openQueue(t, c, "g", "t2", client.QueueOptions{Visibility: time.Minute, Prefetch: 1, MaxDeliveries: 2})
+	d, err := q.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nacked := time.Now()
+	if err := q.Nack(ctx, d, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	d, err = q.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Attempt != 2 || time.Since(nacked) < 300*time.Millisecond {
+		t.Fatalf("after the nack: attempt %d, %s after a nack of 300ms", d.Attempt, time.Since(nacked))
+	}
+	// The third delivery is over MaxDeliveries: it goes to the dead-letter
+	// topic without reaching Next.
+	if err := q.Nack(ctx, d, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The queue dead-letters in the background: wait for the topic.
+	for {
+		offs, err := c.ListOffsets(ctx, "t2.dlq", 0, client.End())
+		if err == nil && offs.Offset > 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no dead letter: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var dl *client.Record
+	for r, err := range c.Consume(ctx, "t2.dlq", 0, client.Start()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		dl = r.Clone()
+		break
+	}
+	if string(dl.Value) != "0" {
+		t.Fatalf("dead letter value %q", dl.Value)
+	}
+	hdr := map[string]string{}
+	for _, h := range dl.Headers {
+		hdr[h.Key] = string(h.Value)
+	}
+	if hdr[client.DLQAttemptsHeader] != "3" || hdr[client.DLQGroupHeader] != "g" || hdr[client.DLQOffsetHeader] != "0" || hdr[client.DLQReasonHeader] == "" {
+		t.Fatalf("dead letter headers %v", hdr)
+	}
+	// The record is settled: nothing more to lease.
+	nctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if d, err := q.Next(nctx); err == nil {
+		t.Fatalf("delivery after the dead letter: %d attempt %d", d.Offset, d.Attempt)
+	}
+}
+
+// TestQueueRejectAndDeliverAt rejects a record twice (one dead letter) and
+// holds back a record with a deliver-at time.
+func TestQueueRejectAndDeliverAt(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	ctx := testContext(t)
+	at := time.Now().Add(500 * time.Millisecond)
+	if err := c.ProduceSync(ctx,
+		&client.Record{Topic: "t", Value: []byte("later"), Headers: []client.Header{client.DeliverAt(at)}},
+		&client.Record{Topic: "t", Value: []byte("now")},
+	); err != nil {
+		t.Fatal(err)
+	}
+	q := openQueue(t, c, "g", "t", client.QueueOptions{})
+	d, err := q.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(d.Value) != "now" {
+		t.Fatalf("first delivery %q, want the record without a deliver-at time", d.Value)
+	}
+	for range 2 {
+		if err := q.Reject(ctx, d, client.DeadLetter{Reason: "bad input", Value: []byte("dead")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err = q.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(d.Value) != "later" || time.Now().Before(at.Truncate(time.Millisecond)) {
+		t.Fatalf("second delivery %q at %s, deliver-at %s", d.Value, time.Now(), at)
+	}
+	if err := q.Ack(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	offs, err := c.ListOffsets(ctx, "t.dlq", 0, client.End())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offs.Offset != 1 {
+		t.Fatalf("dead-letter topic holds %d records, want 1", offs.Offset)
+	}
+}
+
+// TestQueueKeyOrdering checks that with KeyOrdering no two records of a
+// key are in flight at once and each key's records come in offset order,
+// across several consumers.
+func TestQueueKeyOrdering(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	const n = 300
+	produceJobs(t, c, "t", n, func(i int) []byte { return []byte(fmt.Sprint("k", i%5)) })
+	ctx := testContext(t)
+	var (
+		mu       sync.Mutex
+		inFlight = map[string]bool{}
+		last     = map[string]int64{}
+		count    int
+	)
+	done := make(chan struct{})
+	for range 3 {
+		q := openQueue(t, c, "g", "t", client.QueueOptions{KeyOrdering: true, Prefetch: 4})
+		go func() {
+			for {
+				d, err := q.Next(ctx)
+				if err != nil {
+					return
+				}
+				k := string(d.Key)
+				mu.Lock()
+				if inFlight[k] {
+					t.Errorf("%d: key %s already in flight", d.Offset, k)
+				}
+				if l, ok := last[k]; ok && l > d.Offset {
+					t.Errorf("%d: key %s after %d", d.Offset, k, l)
+				}
+				inFlight[k], last[k] = true, d.Offset
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+				mu.Lock()
+				inFlight[k] = false
+				mu.Unlock()
+				if err := q.Ack(ctx, d); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				count++
+				if count == n {
+					close(done)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("%d of %d acked", count, n)
+	}
+}
