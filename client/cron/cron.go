@@ -47,6 +47,13 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Registerer receives the metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// ExtraClients are more clients to publish through, connected to the
+	// same cluster. A client sends the records of one partition one at a
+	// time (each alone in its batch, which the dedupe needs), so with many
+	// jobs on few partitions, fires due at the same time queue behind each
+	// other; each extra client adds a parallel publisher per partition.
+	// A job is always published through the same client.
+	ExtraClients []*client.Client
 	// Logger gets what happens; nil discards it.
 	Logger *slog.Logger
 	// Clock is the time source; nil is the system clock.
@@ -91,8 +98,11 @@ type target interface {
 	// lastFires returns, for each job named in names, the latest scheduled
 	// time among its records in topic written since since.
 	lastFires(ctx context.Context, topic string, names map[string]bool, since time.Time) (map[string]time.Time, error)
-	// publish produces rec, alone in its batch, and waits for its ack.
-	publish(ctx context.Context, rec *client.Record) error
+	// publish produces rec, alone in its batch, through producer slot
+	// (in [0, slots())) and waits for its ack.
+	publish(ctx context.Context, slot int, rec *client.Record) error
+	// slots returns how many producers publish may use at once.
+	slots() int
 }
 
 // Cron publishes jobs on their schedules. See the package documentation
@@ -108,6 +118,8 @@ type Cron struct {
 type entry struct {
 	Job
 	partition int32
+	// slot is the producer the job's fires go through.
+	slot int
 	// next is the next fire time not handled yet.
 	next time.Time
 }
@@ -118,7 +130,7 @@ type entry struct {
 // else, as Cron sends each job record alone in its batch, which the
 // broker's dedupe needs. Jobs are checked with Job.Check.
 func New(c *client.Client, jobs []Job, opts Options) (*Cron, error) {
-	return newCron(clientTarget{c}, jobs, opts)
+	return newCron(clientTarget{append([]*client.Client{c}, opts.ExtraClients...)}, jobs, opts)
 }
 
 func newCron(t target, jobs []Job, opts Options) (*Cron, error) {
@@ -138,7 +150,7 @@ func newCron(t target, jobs []Job, opts Options) (*Cron, error) {
 			return nil, fmt.Errorf("cron: job name %q is used twice; names must be unique", j.Name)
 		}
 		seen[j.Name] = true
-		cr.jobs = append(cr.jobs, &entry{Job: j})
+		cr.jobs = append(cr.jobs, &entry{Job: j, slot: len(cr.jobs) % t.slots()})
 	}
 	if opts.Registerer != nil {
 		if err := cr.metrics.register(opts.Registerer); err != nil {
@@ -313,10 +325,10 @@ func (cr *Cron) fire(e *entry, now time.Time, lanes *lanes) {
 		cr.opts.Logger.Info("cron: skipped missed fires", "job", e.Name, "skipped", dropped, "policy", e.Missed)
 	}
 	for _, at := range late {
-		lanes.add(fireReq{e: &e.Job, partition: e.partition, at: at, late: true})
+		lanes.add(fireReq{e: &e.Job, partition: e.partition, slot: e.slot, at: at, late: true})
 	}
 	for _, at := range onTime {
-		lanes.add(fireReq{e: &e.Job, partition: e.partition, at: at})
+		lanes.add(fireReq{e: &e.Job, partition: e.partition, slot: e.slot, at: at})
 	}
 }
 

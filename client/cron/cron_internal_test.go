@@ -27,6 +27,7 @@ type fakeTarget struct {
 	mu       sync.Mutex
 	created  map[string][2]int // topic → partitions, replicas
 	parts    int
+	nslots   int
 	pubs     []pub
 	inFlight map[string]int
 }
@@ -34,6 +35,7 @@ type fakeTarget struct {
 type pub struct {
 	id        string
 	partition int32
+	slot      int
 	at        time.Time // when publish was called
 	job       job.Job
 }
@@ -59,7 +61,12 @@ func (f *fakeTarget) lastFires(_ context.Context, _ string, names map[string]boo
 	return out, nil
 }
 
-func (f *fakeTarget) publish(ctx context.Context, rec *client.Record) error {
+func (f *fakeTarget) slots() int { return max(f.nslots, 1) }
+
+func (f *fakeTarget) publish(ctx context.Context, slot int, rec *client.Record) error {
+	if slot < 0 || slot >= f.slots() {
+		f.t.Errorf("publish through slot %d of %d", slot, f.slots())
+	}
 	j, err := job.Decode(rec.Value)
 	if err != nil {
 		f.t.Errorf("publish of a bad job record: %v", err)
@@ -74,7 +81,7 @@ func (f *fakeTarget) publish(ctx context.Context, rec *client.Record) error {
 	if id != j.ID || string(rec.Key) != j.Name {
 		f.t.Errorf("record key %q, msg id %q, for job %q id %q", rec.Key, id, j.Name, j.ID)
 	}
-	lane := fmt.Sprintf("%s/%d", rec.Topic, rec.Partition)
+	lane := fmt.Sprintf("%s/%d/%d", rec.Topic, rec.Partition, slot)
 	f.mu.Lock()
 	f.inFlight[lane]++
 	if f.inFlight[lane] > 1 {
@@ -98,7 +105,7 @@ func (f *fakeTarget) publish(ctx context.Context, rec *client.Record) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.pubs = append(f.pubs, pub{id: id, partition: rec.Partition, at: time.Now(), job: j})
+	f.pubs = append(f.pubs, pub{id: id, partition: rec.Partition, slot: slot, at: time.Now(), job: j})
 	return nil
 }
 
@@ -397,25 +404,43 @@ jobs:
 	})
 }
 
-func TestSamePartitionPublishesOneAtATime(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		f := newFake(t)
-		f.parts = 1 // every job on partition 0
-		var b strings.Builder
-		b.WriteString("jobs:\n")
-		for i := range 20 {
-			fmt.Fprintf(&b, "  - {name: j%d, schedule: \"@every 1s\", topic: jobs, command: \"true\"}\n", i)
-		}
-		cr, err := newCron(f, mustJobs(t, b.String()), Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		runFor(t, cr, 3500*time.Millisecond)
-		// fakeTarget.publish fails the test on two publishes at once.
-		if got := len(f.ids()); got != 60 {
-			t.Errorf("published %d, want 60", got)
-		}
-	})
+func TestSamePartitionPublishesOneAtATimePerClient(t *testing.T) {
+	for _, slots := range []int{1, 3} {
+		t.Run(fmt.Sprint(slots, " clients"), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFake(t)
+				f.parts = 1 // every job on partition 0
+				f.nslots = slots
+				var b strings.Builder
+				b.WriteString("jobs:\n")
+				for i := range 20 {
+					fmt.Fprintf(&b, "  - {name: j%d, schedule: \"@every 1s\", topic: jobs, command: \"true\"}\n", i)
+				}
+				cr, err := newCron(f, mustJobs(t, b.String()), Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				runFor(t, cr, 3500*time.Millisecond)
+				// fakeTarget.publish fails the test on two publishes at
+				// once through one client to one partition.
+				if got := len(f.ids()); got != 60 {
+					t.Errorf("published %d, want 60", got)
+				}
+				used := map[int]bool{}
+				jobSlot := map[string]int{}
+				for _, p := range f.pubs {
+					used[p.slot] = true
+					if s, ok := jobSlot[p.job.Name]; ok && s != p.slot {
+						t.Errorf("job %s published through clients %d and %d", p.job.Name, s, p.slot)
+					}
+					jobSlot[p.job.Name] = p.slot
+				}
+				if len(used) != slots {
+					t.Errorf("published through %d clients, want %d", len(used), slots)
+				}
+			})
+		})
+	}
 }
 
 func TestOptionsAndJobsChecked(t *testing.T) {

@@ -10,17 +10,19 @@ import (
 type fireReq struct {
 	e         *Job
 	partition int32
+	slot      int
 	at        time.Time
 	// late marks a missed fire published by policy; its lag is not
 	// observed.
 	late bool
 }
 
-// lanes publish fires, one lane per topic partition. A lane publishes one
-// record at a time, so that each record is alone in its batch: the broker
-// deduplicates a batch by message id only when every id in it is known, so
-// a batch mixing a fire another instance published with a new one would
-// write the first again. Lanes of different partitions run in parallel.
+// lanes publish fires, one lane per topic partition and producer slot. A
+// lane publishes one record at a time, so that each record is alone in its
+// batch: the broker deduplicates a batch by message id only when every id
+// in it is known, so a batch mixing a fire another instance published with
+// a new one would write the first again. Lanes run in parallel: those of
+// one partition use different clients, whose batches are their own.
 type lanes struct {
 	ctx context.Context
 	cr  *Cron
@@ -34,6 +36,7 @@ type lanes struct {
 type laneKey struct {
 	topic     string
 	partition int32
+	slot      int
 }
 
 // lane is the queue of one partition; its goroutine runs while it has
@@ -49,7 +52,7 @@ func newLanes(ctx context.Context, cr *Cron) *lanes {
 
 // add queues f on its partition's lane.
 func (ls *lanes) add(f fireReq) {
-	k := laneKey{f.e.Topic, f.partition}
+	k := laneKey{f.e.Topic, f.partition, f.slot}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if ls.closed {
@@ -108,7 +111,7 @@ func (cr *Cron) publish(ctx context.Context, f fireReq) {
 	rec, err := record(f.e, f.at, start)
 	if err == nil {
 		rec.Partition = f.partition
-		err = cr.target.publish(ctx, rec)
+		err = cr.target.publish(ctx, f.slot, rec)
 	}
 	if err != nil {
 		cr.metrics.publishes.WithLabelValues(f.e.Name, ResultError).Inc()

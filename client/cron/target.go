@@ -10,8 +10,9 @@ import (
 	"github.com/runnel-dev/runnel/client/job"
 )
 
-// clientTarget is the target of a Cron built by New.
-type clientTarget struct{ c *client.Client }
+// clientTarget is the target of a Cron built by New: its client and the
+// extra ones, one per producer slot.
+type clientTarget struct{ cs []*client.Client }
 
 var _ target = clientTarget{}
 
@@ -20,9 +21,9 @@ var _ target = clientTarget{}
 const topicWait = 30 * time.Second
 
 func (t clientTarget) ensureTopic(ctx context.Context, topic string, partitions, replicas int) (int, error) {
-	info, err := t.c.DescribeTopic(ctx, topic)
+	info, err := t.cs[0].DescribeTopic(ctx, topic)
 	if errors.Is(err, client.ErrNotFound) {
-		info, err = t.c.CreateTopic(ctx, topic, partitions, replicas, nil)
+		info, err = t.cs[0].CreateTopic(ctx, topic, partitions, replicas, nil)
 		if errors.Is(err, client.ErrAlreadyExists) {
 			// Another cron instance created it meanwhile; the node asked
 			// may learn of it a moment later.
@@ -37,7 +38,7 @@ func (t clientTarget) ensureTopic(ctx context.Context, topic string, partitions,
 
 func (t clientTarget) describeWhenKnown(ctx context.Context, topic string) (info client.TopicInfo, err error) {
 	err = retry(ctx, func() error {
-		info, err = t.c.DescribeTopic(ctx, topic)
+		info, err = t.cs[0].DescribeTopic(ctx, topic)
 		return err
 	})
 	return info, err
@@ -73,10 +74,10 @@ func (t clientTarget) lastFires(ctx context.Context, topic string, names map[str
 	for _, p := range info.Partitions {
 		var end, from client.Offsets
 		err := retry(ctx, func() (err error) {
-			if end, err = t.c.ListOffsets(ctx, topic, p.Partition, client.End()); err != nil {
+			if end, err = t.cs[0].ListOffsets(ctx, topic, p.Partition, client.End()); err != nil {
 				return err
 			}
-			from, err = t.c.ListOffsets(ctx, topic, p.Partition, client.Time(since))
+			from, err = t.cs[0].ListOffsets(ctx, topic, p.Partition, client.Time(since))
 			return err
 		})
 		if err != nil {
@@ -86,7 +87,7 @@ func (t clientTarget) lastFires(ctx context.Context, topic string, names map[str
 			continue
 		}
 		readCtx, cancel := context.WithCancel(ctx)
-		for r, err := range t.c.Consume(readCtx, topic, p.Partition, client.Offset(from.Offset)) {
+		for r, err := range t.cs[0].Consume(readCtx, topic, p.Partition, client.Offset(from.Offset)) {
 			if err != nil {
 				cancel()
 				return nil, err
@@ -130,6 +131,8 @@ func noteFire(last map[string]time.Time, names map[string]bool, r *client.Record
 	}
 }
 
-func (t clientTarget) publish(ctx context.Context, rec *client.Record) error {
-	return t.c.ProduceSync(ctx, rec)
+func (t clientTarget) publish(ctx context.Context, slot int, rec *client.Record) error {
+	return t.cs[slot].ProduceSync(ctx, rec)
 }
+
+func (t clientTarget) slots() int { return len(t.cs) }

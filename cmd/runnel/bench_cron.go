@@ -20,15 +20,16 @@ import (
 
 // cronLagResult is what `runnel bench cron` reports.
 type cronLagResult struct {
-	Target   string   `json:"target"`
-	Jobs     int      `json:"jobs"`
-	Schedule string   `json:"schedule"`
-	Seconds  float64  `json:"duration_s"`
-	Fires    int      `json:"fires"`
-	Missing  int      `json:"missing"`
-	Dups     int      `json:"duplicates"`
-	Publish  lagStats `json:"publish_lag_ms"`
-	Deliver  lagStats `json:"delivered_lag_ms"`
+	Target    string   `json:"target"`
+	Jobs      int      `json:"jobs"`
+	Schedule  string   `json:"schedule"`
+	Producers int      `json:"producers"`
+	Seconds   float64  `json:"duration_s"`
+	Fires     int      `json:"fires"`
+	Missing   int      `json:"missing"`
+	Dups      int      `json:"duplicates"`
+	Publish   lagStats `json:"publish_lag_ms"`
+	Deliver   lagStats `json:"delivered_lag_ms"`
 }
 
 type lagStats struct {
@@ -49,10 +50,11 @@ func newLagStats(d []time.Duration) lagStats {
 
 func benchCronCmd() *cobra.Command {
 	var (
-		f        benchFlags
-		jobs     int
-		schedule string
-		duration time.Duration
+		f         benchFlags
+		jobs      int
+		schedule  string
+		duration  time.Duration
+		producers int
 	)
 	cmd := &cobra.Command{
 		Use:   "cron",
@@ -72,6 +74,9 @@ the first second, when the cron starts, are not counted.`,
 			}
 			if duration < 2*time.Second {
 				return fmt.Errorf("--duration %v: use 2s or more", duration)
+			}
+			if producers < 1 {
+				return fmt.Errorf("--producers %d: use 1 or more", producers)
 			}
 			if _, err := cron.ParseSchedule(schedule); err != nil {
 				return fmt.Errorf("--schedule: %v", err)
@@ -98,18 +103,23 @@ the first second, when the cron starts, are not counted.`,
 				}
 				js = append(js, j)
 			}
-			res, err := runCronLag(ctx, t.c, js, f.partitions, duration)
+			extra, err := extraClients(ctx, t, producers-1)
 			if err != nil {
 				return explain(err)
 			}
-			res.Target, res.Schedule = t.label, schedule
+			res, err := runCronLag(ctx, t.c, extra, js, f.partitions, duration)
+			if err != nil {
+				return explain(err)
+			}
+			res.Target, res.Schedule, res.Producers = t.label, schedule, producers
 			if f.format == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
 				return enc.Encode(res)
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "cron fire lag: %d jobs %q for %v on %s (acks all)\n", res.Jobs, res.Schedule, duration, res.Target)
+			fmt.Fprintf(out, "cron fire lag: %d jobs %q for %v on %s (acks all, %d partitions, %d producers)\n",
+				res.Jobs, res.Schedule, duration, res.Target, f.partitions, res.Producers)
 			fmt.Fprintf(out, "fires %d, missing %d, duplicates %d\n", res.Fires, res.Missing, res.Dups)
 			fmt.Fprintf(out, "%-38s p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms\n", "scheduled -> publish start:", res.Publish.P50, res.Publish.P99, res.Publish.Max)
 			fmt.Fprintf(out, "%-38s p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms\n", "scheduled -> read by a consumer:", res.Deliver.P50, res.Deliver.P99, res.Deliver.Max)
@@ -121,11 +131,50 @@ the first second, when the cron starts, are not counted.`,
 	fl.IntVar(&jobs, "jobs", 10, "jobs on the schedule")
 	fl.StringVar(&schedule, "schedule", "@every 1s", "the jobs' schedule")
 	fl.DurationVar(&duration, "duration", 20*time.Second, "how long to run the cron")
+	fl.IntVar(&producers, "producers", 4, "clients the cron publishes through (as runnel cron --producers)")
 	return cmd
 }
 
+// extraClients connects n more clients to the target.
+func extraClients(ctx context.Context, t *benchTarget, n int) ([]*client.Client, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	var opts []client.Option
+	if t.embedded != nil {
+		opts = []client.Option{client.Brokers(t.embedded.Addr()), client.Dialer(t.embedded.DialContext)}
+	} else {
+		md, err := t.c.Metadata(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var addrs []string
+		for _, n := range md.Nodes {
+			addrs = append(addrs, n.Addr)
+		}
+		opts = []client.Option{client.Brokers(addrs...)}
+	}
+	var out []*client.Client
+	for range n {
+		c, err := client.New(ctx, append(opts, client.Acks(client.AcksAll))...)
+		if err != nil {
+			for _, c := range out {
+				c.Close()
+			}
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
 // runCronLag runs a cron with jobs for d and reads its topic meanwhile.
-func runCronLag(ctx context.Context, c *client.Client, jobs []cron.Job, partitions int, d time.Duration) (cronLagResult, error) {
+func runCronLag(ctx context.Context, c *client.Client, extra []*client.Client, jobs []cron.Job, partitions int, d time.Duration) (cronLagResult, error) {
+	defer func() {
+		for _, c := range extra {
+			c.Close()
+		}
+	}()
 	topic := jobs[0].Topic
 	var (
 		mu      sync.Mutex
@@ -159,7 +208,7 @@ func runCronLag(ctx context.Context, c *client.Client, jobs []cron.Job, partitio
 			}
 		})
 	}
-	cr, err := cron.New(c, jobs, cron.Options{Partitions: partitions})
+	cr, err := cron.New(c, jobs, cron.Options{Partitions: partitions, ExtraClients: extra})
 	if err != nil {
 		return cronLagResult{}, err
 	}

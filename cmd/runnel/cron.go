@@ -35,6 +35,7 @@ func cronCmd() *cobra.Command {
 		lookback   time.Duration
 		drain      time.Duration
 		logLevel   string
+		producers  int
 	)
 	cmd := &cobra.Command{
 		Use:   "cron --jobs FILE",
@@ -62,6 +63,9 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 			if jobsFile == "" {
 				return errors.New("--jobs FILE is required: the YAML job file (see runnel cron --help)")
 			}
+			if producers < 1 {
+				return fmt.Errorf("--producers %d: use 1 or more", producers)
+			}
 			var lv slog.Level
 			if err := lv.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
@@ -88,9 +92,18 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 				return explain(err)
 			}
 			defer c.Close()
+			var extra []*client.Client
+			for range producers - 1 {
+				ec, err := f.newClient(ctx, client.Acks(client.AcksAll), client.Logger(logger))
+				if err != nil {
+					return explain(err)
+				}
+				defer ec.Close()
+				extra = append(extra, ec)
+			}
 			cr, err := cron.New(c, jobs, cron.Options{
 				Partitions: partitions, Replicas: replicas, Grace: grace, Lookback: lookback,
-				DrainTimeout: drain, Registerer: reg, Logger: logger,
+				DrainTimeout: drain, Registerer: reg, Logger: logger, ExtraClients: extra,
 			})
 			if err != nil {
 				return err
@@ -113,6 +126,7 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 	fl.DurationVar(&lookback, "lookback", 24*time.Hour, "how far back cron reads the job topics at start for each job's last fire")
 	fl.DurationVar(&drain, "drain-timeout", 10*time.Second, "how long to wait for publishes under way at shutdown")
 	fl.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fl.IntVar(&producers, "producers", 4, "clients publishing in parallel: fires due together on one partition are published one at a time per client")
 	cmd.AddCommand(cronNextCmd())
 	return cmd
 }
