@@ -72,7 +72,7 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 			}
 			jobs, err := cron.Load(jobsFile)
 			if err != nil {
-				return err
+				return explain(err)
 			}
 			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
 			reg := prometheus.NewRegistry()
@@ -170,7 +170,7 @@ func cronNextCmd() *cobra.Command {
 		Short: "Check a job file and list the next fires of its jobs",
 		Long: `Check a job file and list the next --count fires of each job, merged in
 time order, in UTC. Needs no broker. Exits 1 with every problem of the file,
-each with its line, when the file is not valid.`,
+each with its line (separated by "; "), when the file is not valid.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.checkFormat("table", "json"); err != nil {
@@ -192,7 +192,7 @@ each with its line, when the file is not valid.`,
 			}
 			jobs, err := cron.Load(jobsFile)
 			if err != nil {
-				return err
+				return explain(err)
 			}
 			fires := cron.Upcoming(jobs, start, count)
 			out := cmd.OutOrStdout()
