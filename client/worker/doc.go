@@ -52,11 +52,18 @@
 // ErrLeaseLost and the record is not settled (someone else has it). A run's
 // context ends at the job's timeout with cause ErrTimeout.
 //
-// When Run's context ends the worker stops leasing, lets running jobs
-// finish for up to DrainTimeout, then ends their contexts with cause
-// ErrShutdown and nacks them without delay, so they run again elsewhere.
-// Acks, nacks, rejects and results of a drain use a context of their own,
-// bounded by 30s.
+// A delivery that waited in the queue's prefetch buffer until less than
+// half of Visibility is left has its lease extended before the job starts;
+// if the lease is lost already the job is not run here.
+//
+// When Run's context ends the worker stops asking for records, lets
+// running jobs finish for up to DrainTimeout, then ends their contexts
+// with cause ErrShutdown. Those it leaves unsettled: the owner closes the
+// queue after Run returns, which releases them to run again elsewhere
+// (without Close, they come back when their lease ends). A Nack would let
+// the queue, still leasing until Close, hand the record straight back to
+// this worker and count a delivery that never runs. Acks, nacks, rejects
+// and results of a drain use a context of their own, bounded by 30s.
 //
 // # Commands
 //

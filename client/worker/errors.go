@@ -15,7 +15,7 @@ var (
 	// moved on); another worker may run the job, so this run stops.
 	ErrLeaseLost = errors.New("worker: lease lost")
 	// ErrShutdown: the worker was draining and DrainTimeout passed before
-	// the run ended; the job is handed back to the queue to run again.
+	// the run ended; the job goes back to the queue to run again.
 	ErrShutdown = errors.New("worker: shutting down")
 )
 

@@ -14,7 +14,7 @@ import (
 )
 
 // queueLeaseLost is the queue's error for a lease that moved on.
-var queueLeaseLost = worker.ErrLeaseLost
+var queueLeaseLost = client.ErrLeaseLost
 
 // fakeQueue is an in-memory queue group over one partition with the
 // semantics of client.Queue: a record is leased for visibility, comes back
@@ -28,7 +28,7 @@ type fakeQueue struct {
 	calls      []string                  // "ack 0", "nack 0 2s", "reject 0", "extend 0"
 	nacks      []time.Duration           // every Nack's delay
 	nacksOf    map[int64][]time.Duration // Nack delays by offset
-	rejects    []worker.QueueDeadLetter
+	rejects    []client.DeadLetter
 	loseLeases bool // Extend answers the lease is lost
 }
 
@@ -186,7 +186,7 @@ func (q *fakeQueue) Extend(ctx context.Context, d *worker.Delivery, by time.Dura
 	return nil
 }
 
-func (q *fakeQueue) Reject(ctx context.Context, d *worker.Delivery, dl worker.QueueDeadLetter) error {
+func (q *fakeQueue) Reject(ctx context.Context, d *worker.Delivery, dl client.DeadLetter) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.calls = append(q.calls, fmt.Sprintf("reject %d", d.Offset))

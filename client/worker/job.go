@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/runnel-dev/runnel/client"
 	"github.com/runnel-dev/runnel/client/job"
 )
 
@@ -43,10 +44,6 @@ type Job struct {
 // its result and dead letter.
 const OutputLimit = 4 << 10
 
-// deliverAtHeader is the record header with a delayed record's due time
-// (client.DeliverAt).
-const deliverAtHeader = "runnel-deliver-at"
-
 // newJob decodes d into the job a handler gets, with the defaults of opts
 // filled in.
 func newJob(d *Delivery, opts *Options) *Job {
@@ -74,7 +71,7 @@ func newJob(d *Delivery, opts *Options) *Job {
 		j.due = j.ScheduledAt
 	}
 	for _, h := range d.Headers {
-		if h.Key == deliverAtHeader {
+		if h.Key == client.DeliverAtHeader {
 			if t, ok := parseDeliverAt(string(h.Value)); ok && t.After(j.due) {
 				j.due = t
 			}

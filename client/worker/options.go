@@ -43,7 +43,7 @@ type Options struct {
 	Backoff Backoff
 	// DrainTimeout is how long Run lets running jobs finish once its
 	// context ends; then their contexts end (cause ErrShutdown) and they go
-	// back to the queue. Default DefaultDrainTimeout.
+	// back to the queue when it is closed. Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// Results, with ResultsTopic, gets a job.Result record for every run,
 	// keyed by job ID. Both empty: no results.

@@ -51,7 +51,8 @@ func New(q Queue, h Handler, opts Options) (*Worker, error) {
 // Run leases records from the queue and runs up to Concurrency jobs at
 // once until ctx ends. Then it stops leasing, lets running jobs finish for
 // up to DrainTimeout, ends the contexts of those still running (cause
-// ErrShutdown), waits for their handlers to return and settles them. It
+// ErrShutdown) and waits for their handlers to return; those stopped stay
+// leased until the queue is closed (see the package doc). It
 // returns nil after a drain started by ctx, or the queue's error (after the
 // same drain) when leasing fails for a reason retrying cannot fix. Run can
 // be called once.
@@ -169,6 +170,13 @@ func (w *Worker) process(hard context.Context, d *Delivery) {
 		return
 	}
 
+	if !w.holdsLease(hard, d) {
+		w.opts.Logger.Warn("worker: lease ended before the job started; another worker has it",
+			"job", j.ID, "topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
+		w.met.outcomes.WithLabelValues(queue, outcomeLeaseLost).Inc()
+		return
+	}
+
 	start := time.Now()
 	if j.Attempt == 1 {
 		w.met.age.WithLabelValues(queue).Observe(max(start.Sub(j.due), 0).Seconds())
@@ -202,9 +210,9 @@ func (w *Worker) process(hard context.Context, d *Delivery) {
 			r.outcome = job.OutcomeDead
 			r.reason = fmt.Sprintf("attempt %d of %d failed: %s", j.Attempt, j.MaxAttempts, r.errText)
 		case errors.As(err, &ra):
-			r.outcome, r.delay = job.OutcomeRetry, ra.Delay
+			r.outcome, r.delay = job.OutcomeRetry, min(ra.Delay, maxNackDelay)
 		default:
-			r.outcome, r.delay = job.OutcomeRetry, w.opts.Backoff(j.Attempt)
+			r.outcome, r.delay = job.OutcomeRetry, min(w.opts.Backoff(j.Attempt), maxNackDelay)
 		}
 	}
 	if j.ExitCode == nil {
@@ -240,6 +248,23 @@ func (w *Worker) call(hard context.Context, j *Job) (err error, cause error) {
 	return err, cause
 }
 
+// holdsLease makes sure d's lease has at least half of Visibility left
+// before its job starts, extending it if not: a delivery can wait in the
+// queue's prefetch buffer long enough for its lease to end and the record
+// to go to another worker. It reports false only when the queue says the
+// lease is lost; on other errors keepLease tries again as the job runs.
+func (w *Worker) holdsLease(ctx context.Context, d *Delivery) bool {
+	v := w.opts.Visibility
+	if time.Until(d.LeaseUntil) >= v/2 {
+		return true
+	}
+	err := w.q.Extend(ctx, d, v)
+	if err == nil {
+		d.LeaseUntil = time.Now().Add(v)
+	}
+	return !errors.Is(err, client.ErrLeaseLost)
+}
+
 // keepLease extends d's lease by Visibility whenever less than half of
 // Visibility is left, until stop is called. When the queue says the lease
 // is lost it ends ctx with cause ErrLeaseLost.
@@ -261,7 +286,7 @@ func (w *Worker) keepLease(ctx context.Context, d *Delivery, lost context.Cancel
 			switch {
 			case err == nil:
 				until = time.Now().Add(v)
-			case errors.Is(err, errQueueLeaseLost):
+			case errors.Is(err, client.ErrLeaseLost):
 				lost(ErrLeaseLost)
 				return
 			case ctx.Err() != nil:
@@ -293,13 +318,16 @@ func (w *Worker) finish(hard context.Context, j *Job, r run, attempts int) {
 	var err error
 	switch r.outcome {
 	case job.OutcomeSuccess:
+		log.Debug("worker: job done", "duration", r.duration)
 		err = w.q.Ack(ctx, d)
 	case job.OutcomeRetry:
 		log.Warn("worker: job failed; it will run again", "err", r.errText, "delay", r.delay)
 		err = w.q.Nack(ctx, d, r.delay)
 	case outcomeInterrupted:
+		// Left leased: the queue's Close releases it once leasing has
+		// stopped (a Nack now could let this worker lease it again
+		// before it closes, spending an attempt), else its lease ends.
 		log.Warn("worker: job interrupted; it goes back to the queue", "err", r.errText)
-		err = w.q.Nack(ctx, d, 0)
 	case outcomeLeaseLost:
 		// The record is someone else's now: nothing to settle.
 		log.Warn("worker: job stopped", "err", r.errText)
@@ -342,7 +370,7 @@ func (w *Worker) writeResult(ctx context.Context, j *Job, r run, output string, 
 }
 
 // deadLetter returns what Reject writes for j: a job.DeadLetter as JSON.
-func (w *Worker) deadLetter(j *Job, r run, output string, attempts int) QueueDeadLetter {
+func (w *Worker) deadLetter(j *Job, r run, output string, attempts int) client.DeadLetter {
 	d := j.Delivery
 	dl := job.DeadLetter{
 		Job:       j.deadLetterJob(max(attempts, 1)),
@@ -361,5 +389,5 @@ func (w *Worker) deadLetter(j *Job, r run, output string, attempts int) QueueDea
 		// quoted it; keep the original value rather than lose the reason.
 		v = nil
 	}
-	return QueueDeadLetter{Reason: r.reason, Value: v}
+	return client.DeadLetter{Reason: r.reason, Value: v}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/runnel-dev/runnel/client"
 	"github.com/runnel-dev/runnel/client/job"
 	"github.com/runnel-dev/runnel/client/worker"
 )
@@ -56,7 +57,7 @@ func outcomes(rs []job.Result) []string {
 	return out
 }
 
-func decodeDeadLetter(t *testing.T, dl worker.QueueDeadLetter) job.DeadLetter {
+func decodeDeadLetter(t *testing.T, dl client.DeadLetter) job.DeadLetter {
 	t.Helper()
 	d, err := job.DecodeDeadLetter(dl.Value)
 	if err != nil {
@@ -359,7 +360,7 @@ func TestLeaseLost(t *testing.T) {
 
 // TestDrain checks a drain: leasing stops, a job that finishes within the
 // drain timeout is acked, one that does not is stopped (cause ErrShutdown)
-// and handed back without delay.
+// and left leased for the queue's Close to release.
 func TestDrain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newFakeQueue(time.Minute)
@@ -391,16 +392,63 @@ func TestDrain(t *testing.T) {
 		if !errors.Is(cause, worker.ErrShutdown) {
 			t.Errorf("cause %v, want ErrShutdown", cause)
 		}
-		if got := q.callList(); got != "ack 0 / nack 1" {
-			t.Errorf("calls = %q, want the quick job acked and the stuck one handed back", got)
+		if got := q.callList(); got != "ack 0" {
+			t.Errorf("calls = %q, want the quick job acked and the stuck one left leased", got)
 		}
-		if diff := cmp.Diff([]time.Duration{0}, q.nacks); diff != "" {
-			t.Errorf("nack delays (-want +got):\n%s", diff)
+		if r := q.recs[1]; r.settled || !r.leased {
+			t.Errorf("stuck job settled %v leased %v, want it leased and unsettled", r.settled, r.leased)
 		}
 		if n := q.recs[2].deliveries; n != 0 {
 			t.Errorf("third job delivered %d times, want 0: leasing goes on during a drain", n)
 		}
 	})
+}
+
+// TestStaleDelivery checks that a delivery whose lease ended while it
+// waited (and went to another consumer) is not run, and that one with
+// little lease left is extended before it runs.
+func TestStaleDelivery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(10 * time.Second)
+		q.addJob(t, job.Job{Name: "j"})
+		var attempts []int
+		h := func(ctx context.Context, j *worker.Job) error {
+			attempts = append(attempts, j.Attempt)
+			return nil
+		}
+		stop := startWorker(t, staleQueue{q}, h, worker.Options{Visibility: 10 * time.Second})
+		q.waitSettled(t, t.Context())
+		stopWorker(t, stop)
+
+		// Attempt 1 was stolen, attempt 2 is another consumer's lease that
+		// expires, attempt 3 runs after an extend.
+		if diff := cmp.Diff([]int{3}, attempts); diff != "" {
+			t.Errorf("attempts run (-want +got):\n%s", diff)
+		}
+		if got := q.callList(); got != "extend 0 / extend 0 / ack 0" {
+			t.Errorf("calls = %q, want the extend that found the lease lost, the one that kept it, then the ack", got)
+		}
+	})
+}
+
+// staleQueue hands out deliveries with 1s of lease left; the first one
+// it also gives, meanwhile, to another consumer.
+type staleQueue struct{ *fakeQueue }
+
+func (s staleQueue) Next(ctx context.Context) (*worker.Delivery, error) {
+	d, err := s.fakeQueue.Next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d.LeaseUntil = time.Now().Add(time.Second)
+	if d.Attempt == 1 {
+		r := s.recs[d.Offset]
+		r.deliveries++
+		r.leaseUntil = time.Now().Add(s.visibility)
+	}
+	return d, nil
 }
 
 // TestConcurrency checks that no more than Concurrency jobs run at once.

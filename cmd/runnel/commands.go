@@ -7,5 +7,5 @@ import "github.com/spf13/cobra"
 // Records go to stdout, status to stderr; a failure comes back as an error
 // whose text is one line a person can act on.
 func addClientCommands(root *cobra.Command) {
-	root.AddCommand(topicCmd(), produceCmd(), consumeCmd(), groupCmd(), clusterCmd(), cronCmd())
+	root.AddCommand(topicCmd(), produceCmd(), consumeCmd(), groupCmd(), clusterCmd(), cronCmd(), workerCmd())
 }
