@@ -191,12 +191,9 @@ func (d *devCluster) describe(brokers, topic string) (describeJSON, error) {
 // partition 0's leader, after each of which partition 0 must acknowledge
 // records again within maxResume. That time is spent on raft's election
 // once the killed leader's heartbeats stop (1 to 3 s: a 1 s heartbeat
-// timeout, pre-vote), and, when the killed node was the partition's
-// preferred replica, on the new leader's attempt to hand leadership back to
-// it: raft refuses appends during a transfer, which to a dead node lasts its
-// election timeout (1 s), and the partition drops such a batch without an
-// answer, so the broker answers it only at its request timeout. The
-// producer's request timeout of 1 s bounds what that costs.
+// timeout, pre-vote). The new leader hands leadership back to the preferred
+// replica only once that replica answers and has caught up, and turns
+// writes away (no leader, retried by the producer) while a transfer runs.
 func TestClusterKillLeader(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a three-node cluster of real processes")
@@ -296,7 +293,7 @@ func killLeader(t *testing.T, kills int) {
 		t.Errorf("produce with --timeout 5s and two of three nodes down took %v to fail", took.Round(time.Millisecond))
 	}
 	d.restart(2)
-	if _, stderr, err := run(t, bin, d.node(1).Addr+","+d.node(2).Addr, strings.NewReader("y\n"), "produce", "t", "--timeout", "60s", "--request-timeout", "1s"); err != nil {
+	if _, stderr, err := run(t, bin, d.node(1).Addr+","+d.node(2).Addr, strings.NewReader("y\n"), "produce", "t", "--timeout", "60s"); err != nil {
 		t.Fatalf("produce after one node came back: %v: %s", err, stderr)
 	}
 }
@@ -364,10 +361,7 @@ func startProducer(t *testing.T, ctx context.Context, d *devCluster) *producer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	// A batch a new leader drops while it hands leadership back to the
-	// killed preferred replica is answered at its request timeout; see
-	// TestClusterKillLeader.
-	p.cmd = exec.CommandContext(ctx, d.bin, "produce", "t", "--brokers", d.brokers, "--timeout", "60s", "--request-timeout", "1s",
+	p.cmd = exec.CommandContext(ctx, d.bin, "produce", "t", "--brokers", d.brokers, "--timeout", "60s",
 		"--key-sep", ":", "--print-offsets", "--log-level", "debug")
 	p.cmd.Stderr = logf
 	// On a hang, SIGQUIT makes the producer print its goroutines.
