@@ -38,7 +38,9 @@ type ExecOptions struct {
 // When the job's context ends (its timeout, a lost lease, a drain that ran
 // out of time) the whole process group gets SIGTERM, and SIGKILL after
 // KillGrace. When the command itself exits, whatever it left running in its
-// group is killed too: a job is over when its command is.
+// group is killed too: a job is over when its command is. On Linux the
+// shell also gets SIGKILL if the worker dies without a chance to clean up;
+// processes the shell started then run on until they end.
 //
 // A command that exits 0 succeeds; any other exit is an *ExitError and the
 // job runs again (or is dead-lettered after its last attempt). A record
@@ -72,6 +74,7 @@ func Exec(opts ExecOptions) Handler {
 func runCommand(ctx context.Context, opts ExecOptions, j *Job, out *tailBuffer) (int, error) {
 	cmd := exec.CommandContext(ctx, opts.Shell, "-c", j.Command)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithWorker(cmd.SysProcAttr)
 	cmd.Env = append(os.Environ(),
 		"RUNNEL_JOB_ID="+j.ID,
 		"RUNNEL_JOB_NAME="+j.Name,
