@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"io"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,6 +137,25 @@ func TestKafkaCron(t *testing.T) {
 			if r.Name == "slow" && r.Outcome == job.OutcomeSuccess && r.DurationMS < 3000 {
 				t.Errorf("slow job %s took %dms, want at least its 3s sleep", id, r.DurationMS)
 			}
+		}
+	}
+}
+
+// TestPrometheusFiles checks prometheus.yml and alerts.yml, and runs the
+// alert rules' unit tests, with promtool when it is installed (Debian
+// package prometheus).
+func TestPrometheusFiles(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed")
+	}
+	for _, args := range [][]string{
+		{"check", "config", "prometheus.yml"},
+		{"test", "rules", "alerts_test.yml"},
+	} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }
