@@ -38,6 +38,7 @@ func workerCmd() *cobra.Command {
 		drainTimeout time.Duration
 		killGrace    time.Duration
 		dlq          string
+		prefetch     int
 		logLevel     string
 	)
 	cmd := &cobra.Command{
@@ -77,6 +78,9 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 			if concurrency < 1 {
 				return fmt.Errorf("--concurrency %d: run at least 1 job at a time", concurrency)
 			}
+			if prefetch < 1 {
+				return fmt.Errorf("--prefetch %d: lease at least 1 record ahead", prefetch)
+			}
 			if maxAttempts < 1 {
 				return fmt.Errorf("--max-attempts %d: allow at least 1 attempt", maxAttempts)
 			}
@@ -107,9 +111,7 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 			q, err := c.Queue(group, topic, client.QueueOptions{
 				Visibility:      visibility,
 				DeadLetterTopic: dlq,
-				// Lease no more ahead than can run: a record waiting in
-				// the client's buffer spends its lease there.
-				Prefetch: concurrency,
+				Prefetch:        prefetch,
 			})
 			if err != nil {
 				return explain(fmt.Errorf("join queue group %s on %s: %w", group, topic, err))
@@ -166,6 +168,8 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 	f.DurationVar(&drainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "how long SIGTERM lets running jobs finish before stopping them")
 	f.DurationVar(&killGrace, "kill-grace", worker.DefaultKillGrace, "time between SIGTERM and SIGKILL for a command stopped early")
 	f.StringVar(&dlq, "dlq", "", "dead-letter topic (default TOPIC.dlq)")
+	f.IntVar(&prefetch, "prefetch", 1, "records leased ahead of the running jobs; more helps many short jobs, but each one still "+
+		"waiting when the worker stops counts a delivery, an attempt of its job")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug (a line per job), info, warn, error")
 	return cmd
 }
