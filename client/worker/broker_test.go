@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -163,4 +164,183 @@ func readTopic(t *testing.T, ctx context.Context, c *client.Client, topic string
 		}
 	}
 	return out
+}
+
+// openBroker starts a broker and a client of it for the test.
+func openBroker(t *testing.T, ctx context.Context, topics ...string) *client.Client {
+	t.Helper()
+	b, err := broker.Open(t.TempDir(), broker.Options{Addr: "127.0.0.1:0", NoSync: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("open broker: %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c, err := client.New(ctx, client.Brokers(b.Addr()))
+	if err != nil {
+		t.Fatalf("new client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for _, topic := range topics {
+		if _, err := c.CreateTopic(ctx, topic, 1, 1, nil); err != nil {
+			t.Fatalf("create topic %s: %v", topic, err)
+		}
+	}
+	return c
+}
+
+// produceJob writes a job named name to topic.
+func produceJob(t *testing.T, ctx context.Context, c *client.Client, topic, name string) {
+	t.Helper()
+	now := time.Now()
+	j := job.Job{Version: job.Version, ID: job.FireID(name, now), Name: name, ScheduledAt: now, PublishedAt: now, Attempt: 1}
+	v, err := j.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ProduceSync(ctx, &client.Record{Topic: topic, Key: []byte(name), Value: v}); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// TestLongJobOnBroker checks that a job running for several visibility
+// timeouts keeps its lease on a real queue: it runs once and its ack
+// holds.
+func TestLongJobOnBroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c := openBroker(t, ctx, "jobs")
+	produceJob(t, ctx, c, "jobs", "long")
+	const visibility = 500 * time.Millisecond
+	q, err := c.Queue("workers", "jobs", client.QueueOptions{Visibility: visibility})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	res := &fakeProducer{}
+	done := make(chan struct{})
+	h := func(ctx context.Context, j *worker.Job) error {
+		select {
+		case <-time.After(4 * visibility): // the job's work
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		return nil
+	}
+	logs := newWarnLog()
+	w, err := worker.New(q, h, worker.Options{Visibility: visibility, Results: notify{res, done}, ResultsTopic: "results",
+		Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- w.Run(runCtx) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("no result within a minute")
+	}
+	stop()
+	if err := <-runErr; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	rs := res.results(t)
+	if len(rs) != 1 || rs[0].Outcome != job.OutcomeSuccess || rs[0].Attempt != 1 {
+		t.Errorf("results %+v, want one successful first attempt", rs)
+	}
+	if msgs := logs.messages(); len(msgs) != 0 {
+		t.Errorf("worker logged %q, want nothing: the extends and the ack succeed", msgs)
+	}
+}
+
+// warnLog is a slog.Handler that keeps the messages at Warn and above.
+type warnLog struct {
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func newWarnLog() warnLog { return warnLog{mu: new(sync.Mutex), msgs: new([]string)} }
+
+func (l warnLog) Enabled(_ context.Context, level slog.Level) bool { return level >= slog.LevelWarn }
+func (l warnLog) WithAttrs([]slog.Attr) slog.Handler               { return l }
+func (l warnLog) WithGroup(string) slog.Handler                    { return l }
+func (l warnLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	*l.msgs = append(*l.msgs, r.Message)
+	return nil
+}
+
+func (l warnLog) messages() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), *l.msgs...)
+}
+
+// notify is a Producer that closes done after its first record.
+type notify struct {
+	*fakeProducer
+	done chan struct{}
+}
+
+func (n notify) ProduceSync(ctx context.Context, recs ...*client.Record) error {
+	err := n.fakeProducer.ProduceSync(ctx, recs...)
+	select {
+	case <-n.done:
+	default:
+		close(n.done)
+	}
+	return err
+}
+
+// TestDrainOnBroker checks that a job a drain stops goes back to the
+// queue when it is closed: another consumer gets it at once, as its
+// second attempt, long before its lease would have ended.
+func TestDrainOnBroker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c := openBroker(t, ctx, "jobs")
+	produceJob(t, ctx, c, "jobs", "stuck")
+	opts := client.QueueOptions{Visibility: time.Hour, Prefetch: 1}
+	q, err := c.Queue("workers", "jobs", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	h := func(ctx context.Context, j *worker.Job) error {
+		close(started)
+		<-ctx.Done()
+		return context.Cause(ctx)
+	}
+	w, err := worker.New(q, h, worker.Options{Visibility: time.Hour, DrainTimeout: 10 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- w.Run(runCtx) }()
+	<-started
+	stop()
+	if err := <-runErr; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatalf("close queue: %v", err)
+	}
+
+	q2, err := c.Queue("workers", "jobs", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	d, err := q2.Next(ctx)
+	if err != nil {
+		t.Fatalf("the stopped job did not come back: %v", err)
+	}
+	if d.Attempt != 2 {
+		t.Errorf("the stopped job came back as attempt %d, want 2", d.Attempt)
+	}
+	if err := q2.Ack(ctx, d); err != nil {
+		t.Errorf("ack: %v", err)
+	}
 }
