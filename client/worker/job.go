@@ -36,6 +36,7 @@ type Job struct {
 	// letter; only its last OutputLimit bytes are kept (Exec sets it).
 	Output string
 
+	d    *Delivery // the delivery the worker settles and extends
 	orig job.Job   // the job as published, for the dead letter
 	due  time.Time // when the record became due, for the dequeue age
 }
@@ -47,7 +48,8 @@ const OutputLimit = 4 << 10
 // newJob decodes d into the job a handler gets, with the defaults of opts
 // filled in.
 func newJob(d *Delivery, opts *Options) *Job {
-	j := &Job{Delivery: d}
+	view := *d
+	j := &Job{Delivery: &view, d: d}
 	decoded, err := job.Decode(d.Value)
 	if err != nil {
 		j.DecodeError = err

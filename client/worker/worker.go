@@ -229,7 +229,7 @@ func (w *Worker) process(hard context.Context, d *Delivery) {
 func (w *Worker) call(hard context.Context, j *Job) (err error, cause error) {
 	ctx, cancel := context.WithCancelCause(hard)
 	defer cancel(nil)
-	stop := w.keepLease(ctx, j.Delivery, cancel)
+	stop := w.keepLease(ctx, j.d, cancel)
 	tctx, tcancel := context.WithTimeoutCause(ctx, time.Duration(j.TimeoutMS)*time.Millisecond, ErrTimeout)
 	defer tcancel()
 	func() {
@@ -303,14 +303,21 @@ func (w *Worker) keepLease(ctx context.Context, d *Delivery, lost context.Cancel
 	}
 }
 
+// logOutputLimit is how much of the end of a failed run's output goes
+// into its log line.
+const logOutputLimit = 512
+
 // finish writes the run's result, settles the delivery as r says and
 // counts the outcome. attempts is how many runs of the job started.
 func (w *Worker) finish(hard context.Context, j *Job, r run, attempts int) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(hard), settleTimeout)
 	defer cancel()
-	d := j.Delivery
+	d := j.d
 	log := w.opts.Logger.With("job", j.ID, "name", j.Name, "attempt", j.Attempt, "topic", d.Topic, "partition", d.Partition, "offset", d.Offset)
 	output := tail(j.Output, OutputLimit)
+	if j.Output != "" && r.outcome != job.OutcomeSuccess {
+		log = log.With("output", tail(output, logOutputLimit))
+	}
 
 	if w.opts.Results != nil {
 		w.writeResult(ctx, j, r, output, log)
@@ -371,7 +378,7 @@ func (w *Worker) writeResult(ctx context.Context, j *Job, r run, output string, 
 
 // deadLetter returns what Reject writes for j: a job.DeadLetter as JSON.
 func (w *Worker) deadLetter(j *Job, r run, output string, attempts int) client.DeadLetter {
-	d := j.Delivery
+	d := j.d
 	dl := job.DeadLetter{
 		Job:       j.deadLetterJob(max(attempts, 1)),
 		Reason:    r.reason,
