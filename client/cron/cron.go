@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,6 +109,7 @@ type target interface {
 // Cron publishes jobs on their schedules. See the package documentation
 // for the guarantees.
 type Cron struct {
+	ran     atomic.Bool
 	jobs    []*entry
 	target  target
 	opts    Options
@@ -165,7 +167,11 @@ func newCron(t target, jobs []Job, opts Options) (*Cron, error) {
 // last published fire, and then publishes each fire on time until ctx ends.
 // It then waits for the publishes already due (at most DrainTimeout) and
 // returns nil. It fails at start when a topic cannot be created or read.
+// Run may be called once.
 func (cr *Cron) Run(ctx context.Context) error {
+	if cr.ran.Swap(true) {
+		return errors.New("cron: Run was called before; make a new Cron with New")
+	}
 	if err := cr.start(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -443,6 +443,19 @@ func TestSamePartitionPublishesOneAtATimePerClient(t *testing.T) {
 	}
 }
 
+func TestRunOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cr, err := newCron(newFake(t), mustJobs(t, "jobs: [{name: a, schedule: \"@hourly\", topic: t, command: x}]"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runFor(t, cr, time.Second)
+		if err := cr.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "called before") {
+			t.Errorf("second Run = %v, want an error", err)
+		}
+	})
+}
+
 func TestOptionsAndJobsChecked(t *testing.T) {
 	good := []Job{{Name: "a", Schedule: "@hourly", Topic: "t", Command: "true"}}
 	for _, tc := range []struct {
