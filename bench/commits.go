@@ -79,5 +79,6 @@ func Commits(ctx context.Context, c *client.Client, cfg CommitsConfig) (*Result,
 		LatencyMS:     lat.summary(),
 		Throughput:    tl.perSecond(),
 		latencies:     lat,
+		timeline:      tl,
 	}, nil
 }

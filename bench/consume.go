@@ -52,8 +52,8 @@ func Consume(ctx context.Context, d Driver, cfg ConsumeConfig) (*Result, error) 
 	start := time.Now()
 	stop := progress(cfg.Progress, &read, start)
 	defer stop()
-	doneOne := func(n int) {
-		size.Add(int64(n))
+	doneOne := func(value []byte) {
+		size.Add(int64(len(value)))
 		since := time.Since(start)
 		lat.record(since)
 		tl.add(since)
@@ -109,5 +109,6 @@ func Consume(ctx context.Context, d Driver, cfg ConsumeConfig) (*Result, error) 
 		LatencyMS:     lat.summary(),
 		Throughput:    tl.perSecond(),
 		latencies:     lat,
+		timeline:      tl,
 	}, nil
 }

@@ -19,16 +19,18 @@ type Driver interface {
 	// partition.
 	Lengths(ctx context.Context) ([]int64, error)
 	// Read reads partition's first n records in order and calls fn with
-	// each record's value size, from one goroutine. It returns once n
-	// records are read, or with an error when ctx ends first.
-	Read(ctx context.Context, partition int, n int64, fn func(size int)) error
+	// each record's value, from one goroutine; the value is fn's to read
+	// during the call only. It returns once n records are read, or with
+	// an error when ctx ends first. A partition that holds fewer than n
+	// records is read as records arrive.
+	Read(ctx context.Context, partition int, n int64, fn func(value []byte)) error
 }
 
 // GroupReader is a Driver that can read its topic as a consumer group,
 // whose members share the partitions.
 type GroupReader interface {
 	// ReadGroup reads the topic as members members of a new consumer
-	// group named group, calling fn with each record's value size, from
-	// any goroutine, until ctx ends. It returns nil when ctx ended.
-	ReadGroup(ctx context.Context, group string, members int, fn func(size int)) error
+	// group named group, calling fn with each record's value, from any
+	// goroutine, until ctx ends. It returns nil when ctx ended.
+	ReadGroup(ctx context.Context, group string, members int, fn func(value []byte)) error
 }

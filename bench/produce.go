@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -52,60 +51,22 @@ func Produce(ctx context.Context, d Driver, cfg ProduceConfig) (*Result, error) 
 		}
 	}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	lat := newLatencies()
-	tp := newTimeline()
-	var (
-		acked    atomic.Int64
-		wg       sync.WaitGroup
-		failOnce sync.Once
-	)
-	wg.Add(cfg.Records)
+	tl := newTimeline()
+	var acked atomic.Int64
 	start := time.Now()
 	stopProgress := progress(cfg.Progress, &acked, start)
 	defer stopProgress()
-	interval := time.Duration(0)
-	if cfg.Rate > 0 {
-		interval = time.Duration(float64(time.Second) / cfg.Rate)
-	}
-	sent := 0
-	for i := range cfg.Records {
-		if ctx.Err() != nil {
-			break
-		}
-		sendAt := time.Now()
-		if interval > 0 {
-			// The due time, not the time the loop got here: a sender
-			// that fell behind still charges the wait to the latency.
-			sendAt = start.Add(time.Duration(i) * interval)
-			if d := time.Until(sendAt); d > 0 {
-				if err := sleepCtx(ctx, d); err != nil {
-					break
-				}
-			}
-		}
-		d.Produce(ctx, values[i%pool], func(err error) {
-			defer wg.Done()
-			if err != nil {
-				failOnce.Do(func() { cancel(err) })
-				return
-			}
-			now := time.Now()
-			lat.record(now.Sub(sendAt))
-			tp.add(now.Sub(start))
+	err := send(ctx, d, cfg, start,
+		func(i int, _ time.Time) []byte { return values[i%pool] },
+		func(due, now time.Time) {
+			lat.record(now.Sub(due))
+			tl.add(now.Sub(start))
 			acked.Add(1)
 		})
-		sent++
-	}
-	// Records never sent will never call back.
-	wg.Add(sent - cfg.Records)
-	wg.Wait()
 	elapsed := time.Since(start)
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil {
 		return nil, fmt.Errorf("after %d of %d records acknowledged: %w", acked.Load(), cfg.Records, err)
-	} else if err != nil {
-		return nil, err
 	}
 	n := acked.Load()
 	res := &Result{
@@ -117,10 +78,56 @@ func Produce(ctx context.Context, d Driver, cfg ProduceConfig) (*Result, error) 
 		MBPerSec:      float64(n) * float64(cfg.Size) / elapsed.Seconds() / 1e6,
 		OfferedRate:   cfg.Rate,
 		LatencyMS:     lat.summary(),
-		Throughput:    tp.perSecond(),
+		Throughput:    tl.perSecond(),
 		latencies:     lat,
+		timeline:      tl,
 	}
 	return res, nil
+}
+
+// send sends cfg.Records records to d, record i with the value value(i,
+// due), and calls acked with each acknowledged record's due time and the
+// time of its acknowledgement. Closed loop (no rate) a record is due when
+// it is handed to d; open loop record i is due at start + i/Rate, and the
+// sender waits for that time, so a sender that falls behind still charges
+// the wait to the latency. send returns once every record sent has been
+// answered, with the first failure, or ctx's error if it ended first.
+func send(ctx context.Context, d Driver, cfg ProduceConfig, start time.Time, value func(i int, due time.Time) []byte, acked func(due, now time.Time)) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg       sync.WaitGroup
+		failOnce sync.Once
+	)
+	interval := time.Duration(0)
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) / cfg.Rate)
+	}
+	for i := range cfg.Records {
+		if ctx.Err() != nil {
+			break
+		}
+		due := time.Now()
+		if interval > 0 {
+			due = start.Add(time.Duration(i) * interval)
+			if d := time.Until(due); d > 0 {
+				if err := sleepCtx(ctx, d); err != nil {
+					break
+				}
+			}
+		}
+		wg.Add(1)
+		d.Produce(ctx, value(i, due), func(err error) {
+			defer wg.Done()
+			if err != nil {
+				failOnce.Do(func() { cancel(err) })
+				return
+			}
+			acked(due, time.Now())
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
 }
 
 // sleepCtx waits for d or until ctx ends. It paces an open-loop sender:

@@ -36,7 +36,10 @@ type Result struct {
 	// Throughput is records acknowledged in each second of the run.
 	Throughput []int64 `json:"throughput_per_sec,omitempty"`
 
+	// latencies and timeline, when set, are the full distribution and
+	// the finer timeline behind LatencyMS and Throughput, for plots.
 	latencies *latencies
+	timeline  *timeline
 }
 
 // Latency is a latency distribution in milliseconds.
@@ -222,26 +225,41 @@ func (l *latencies) summary() Latency {
 	}
 }
 
-// timeline counts events per second since the start of a run.
+// timelineStep is the resolution at which a timeline counts events.
+const timelineStep = 100 * time.Millisecond
+
+// timeline counts events in each timelineStep since the start of a run.
 type timeline struct {
-	mu  sync.Mutex
-	sec []int64
+	mu   sync.Mutex
+	bins []int64
 }
 
 func newTimeline() *timeline { return &timeline{} }
 
 func (t *timeline) add(since time.Duration) {
-	s := int(since / time.Second)
+	b := int(max(since, 0) / timelineStep)
 	t.mu.Lock()
-	for len(t.sec) <= s {
-		t.sec = append(t.sec, 0)
+	for len(t.bins) <= b {
+		t.bins = append(t.bins, 0)
 	}
-	t.sec[s]++
+	t.bins[b]++
 	t.mu.Unlock()
 }
 
+// perSecond returns the events in each whole second of the run; the last
+// second may be partial.
 func (t *timeline) perSecond() []int64 {
+	return t.rebin(time.Second)
+}
+
+// rebin returns the events in each step (a multiple of timelineStep).
+func (t *timeline) rebin(step time.Duration) []int64 {
+	per := max(int(step/timelineStep), 1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return append([]int64(nil), t.sec...)
+	out := make([]int64, (len(t.bins)+per-1)/per)
+	for i, n := range t.bins {
+		out[i/per] += n
+	}
+	return out
 }

@@ -55,7 +55,7 @@ func (r *Runnel) Lengths(ctx context.Context) ([]int64, error) {
 }
 
 // Read consumes the partition from its start.
-func (r *Runnel) Read(ctx context.Context, partition int, n int64, fn func(size int)) error {
+func (r *Runnel) Read(ctx context.Context, partition int, n int64, fn func(value []byte)) error {
 	if n <= 0 {
 		return nil
 	}
@@ -64,7 +64,7 @@ func (r *Runnel) Read(ctx context.Context, partition int, n int64, fn func(size 
 		if err != nil {
 			return err
 		}
-		fn(len(rec.Value))
+		fn(rec.Value)
 		if read++; read == n {
 			return nil
 		}
@@ -78,7 +78,7 @@ func (r *Runnel) Read(ctx context.Context, partition int, n int64, fn func(size 
 // ReadGroup joins members members to group, each committing automatically
 // once a second, and reads until ctx ends. The members leave the group on
 // return.
-func (r *Runnel) ReadGroup(ctx context.Context, group string, members int, fn func(size int)) error {
+func (r *Runnel) ReadGroup(ctx context.Context, group string, members int, fn func(value []byte)) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
@@ -97,7 +97,7 @@ func (r *Runnel) ReadGroup(ctx context.Context, group string, members int, fn fu
 					cancel(err)
 					return
 				}
-				fn(len(rec.Value))
+				fn(rec.Value)
 			}
 		}()
 	}

@@ -53,9 +53,10 @@ func TestRunnelGroupConsume(t *testing.T) {
 
 // failing is a driver whose every record fails after ok records.
 type failing struct {
-	ok  int
-	n   int
-	err error
+	ok    int
+	n     int
+	err   error
+	empty bool
 }
 
 func (f *failing) Produce(_ context.Context, _ []byte, done func(error)) {
@@ -67,9 +68,14 @@ func (f *failing) Produce(_ context.Context, _ []byte, done func(error)) {
 	done(nil)
 }
 
-func (f *failing) Lengths(context.Context) ([]int64, error) { return []int64{1}, nil }
+func (f *failing) Lengths(context.Context) ([]int64, error) {
+	if f.empty {
+		return []int64{0}, nil
+	}
+	return []int64{1}, nil
+}
 
-func (f *failing) Read(context.Context, int, int64, func(int)) error { return f.err }
+func (f *failing) Read(context.Context, int, int64, func([]byte)) error { return f.err }
 
 func TestWorkloadsReportDriverErrors(t *testing.T) {
 	boom := errors.New("boom")
@@ -80,6 +86,14 @@ func TestWorkloadsReportDriverErrors(t *testing.T) {
 	_, err = bench.Consume(t.Context(), &failing{err: boom}, bench.ConsumeConfig{})
 	if !errors.Is(err, boom) {
 		t.Errorf("consume: %v, want %v", err, boom)
+	}
+	_, err = bench.EndToEnd(t.Context(), &failing{err: boom, empty: true}, bench.E2EConfig{Records: 10, Size: 8, Warmup: -1})
+	if !errors.Is(err, boom) {
+		t.Errorf("e2e: %v, want %v", err, boom)
+	}
+	_, err = bench.EndToEnd(t.Context(), &failing{err: boom, empty: true}, bench.E2EConfig{Records: 10, Size: 7})
+	if err == nil {
+		t.Error("e2e with records too short for their send time succeeded")
 	}
 	_, err = bench.Consume(t.Context(), &failing{err: boom}, bench.ConsumeConfig{Group: "g"})
 	if err == nil {

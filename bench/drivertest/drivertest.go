@@ -24,6 +24,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("ReadStopsWithContext", func(t *testing.T) { readStops(t, open) })
 	t.Run("ProduceAfterCancel", func(t *testing.T) { produceAfterCancel(t, open) })
 	t.Run("Workloads", func(t *testing.T) { workloads(t, open) })
+	t.Run("EndToEnd", func(t *testing.T) { endToEnd(t, open) })
 }
 
 func produceThenRead(t *testing.T, open Open) {
@@ -74,9 +75,9 @@ func produceThenRead(t *testing.T, open Open) {
 	var read, bytes int64
 	for p, n := range lengths {
 		var got int64
-		err := d.Read(ctx, p, n, func(size int) {
+		err := d.Read(ctx, p, n, func(value []byte) {
 			got++
-			bytes += int64(size)
+			bytes += int64(len(value))
 		})
 		if err != nil {
 			t.Fatalf("read partition %d: %v", p, err)
@@ -105,7 +106,7 @@ func readStops(t *testing.T, open Open) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	var got int
-	err := d.Read(ctx, 0, 2, func(int) { got++ })
+	err := d.Read(ctx, 0, 2, func([]byte) { got++ })
 	if err == nil {
 		t.Fatal("read of 2 records from a partition of 1 returned no error")
 	}
@@ -153,5 +154,38 @@ func workloads(t *testing.T, open Open) {
 	l := res.LatencyMS
 	if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
 		t.Errorf("consume percentiles out of order: %+v", l)
+	}
+}
+
+func endToEnd(t *testing.T, open Open) {
+	d := open(t, 2)
+	for _, rate := range []float64{0, 5000} {
+		res, err := bench.EndToEnd(t.Context(), d, bench.E2EConfig{Records: 400, Size: 64, Rate: rate, Warmup: 20})
+		if rate == 0 {
+			// The first run leaves records in the topic, so the second
+			// must refuse it.
+			if err != nil {
+				t.Fatalf("e2e: %v", err)
+			}
+			if res.Workload != "e2e" || res.Records != 400 || res.Bytes != 400*64 {
+				t.Errorf("e2e: workload %q, %d records, %d bytes; want e2e, 400 and %d", res.Workload, res.Records, res.Bytes, 400*64)
+			}
+			l := res.LatencyMS
+			if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+				t.Errorf("e2e percentiles out of order: %+v", l)
+			}
+			continue
+		}
+		if err == nil {
+			t.Error("e2e on a topic that holds records succeeded")
+		}
+	}
+	fresh := open(t, 1)
+	res, err := bench.EndToEnd(t.Context(), fresh, bench.E2EConfig{Records: 300, Size: 8, Rate: 5000, Warmup: -1})
+	if err != nil {
+		t.Fatalf("e2e at 5000 records/s: %v", err)
+	}
+	if res.Records != 300 || res.OfferedRate != 5000 {
+		t.Errorf("e2e at 5000 records/s: %d records, offered %v", res.Records, res.OfferedRate)
 	}
 }

@@ -398,7 +398,7 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 }
 
 // Read replays a stream from its first message with an ordered consumer.
-func (d *JetStream) Read(ctx context.Context, partition int, n int64, fn func(size int)) error {
+func (d *JetStream) Read(ctx context.Context, partition int, n int64, fn func(value []byte)) error {
 	if n <= 0 {
 		return nil
 	}
@@ -419,7 +419,7 @@ func (d *JetStream) Read(ctx context.Context, partition int, n int64, fn func(si
 		if read.Load() == n {
 			return
 		}
-		fn(len(m.Data()))
+		fn(m.Data())
 		if read.Add(1) == n {
 			close(all)
 		}

@@ -51,7 +51,10 @@ Workloads:
             client takes them (closed loop), or at --rate records/s (open
             loop, latency from each record's due time)
   consume   produce the records, then replay them from the start (one
-            reader per partition) and report the read rate
+            reader per partition) and report the read rate (also: replay)
+  e2e       produce the records while one reader per partition reads
+            them; latency from each record's send time (its due time at
+            --rate) until a reader has it
 
 Flags:
 `
@@ -72,6 +75,7 @@ type config struct {
 	profileDir string
 	conn       string
 	format     string
+	out        string
 	// run counts the runs of each system, from 1, for profile names.
 	run int
 }
@@ -113,9 +117,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if cfg.format == "json" {
-		return cmp.writeJSON(stdout)
+		err = cmp.writeJSON(stdout)
+	} else {
+		err = cmp.writeTable(stdout)
 	}
-	return cmp.writeTable(stdout)
+	if err != nil || cfg.out == "" {
+		return err
+	}
+	paths, err := cmp.writeDir(cfg.out)
+	for _, p := range paths {
+		fmt.Fprintf(stderr, "wrote %s\n", p)
+	}
+	return err
 }
 
 func parseArgs(args []string, stderr io.Writer) (config, error) {
@@ -139,16 +152,20 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.profileDir, "cpuprofile", "", "write a CPU profile of each measured run to `DIR`/runnel-N.pprof and DIR/jetstream-N.pprof")
 	fs.IntVar(&cfg.runs, "runs", 1, "runs of each system, alternating which goes first; each side reports its median run")
 	fs.StringVar(&cfg.format, "format", "table", "output format: table or json")
+	fs.StringVar(&cfg.out, "out", "", "also write the comparison as JSON and plots of both sides (latency percentiles, throughput over time) as SVG into `DIR`")
 	if len(args) == 0 || args[0] == "" || args[0][0] == '-' {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			fs.Usage()
 			return cfg, flag.ErrHelp
 		}
 		fs.Usage()
-		fmt.Fprintln(stderr, "\ngive a workload: produce or consume")
+		fmt.Fprintln(stderr, "\ngive a workload: produce, consume (replay) or e2e")
 		return cfg, errUsage
 	}
 	cfg.workload = args[0]
+	if cfg.workload == "replay" {
+		cfg.workload = "consume"
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, err
@@ -159,8 +176,8 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("unexpected arguments %q: flags follow the workload", fs.Args())
 	}
 	switch {
-	case cfg.workload != "produce" && cfg.workload != "consume":
-		return cfg, fmt.Errorf("workload %q: use produce or consume", cfg.workload)
+	case cfg.workload != "produce" && cfg.workload != "consume" && cfg.workload != "e2e":
+		return cfg, fmt.Errorf("workload %q: use produce, consume (replay) or e2e", cfg.workload)
 	case cfg.records < 1:
 		return cfg, fmt.Errorf("--records %d: use 1 or more", cfg.records)
 	case cfg.size < 0:
@@ -171,8 +188,10 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("--replicas %d: use 1 or 3", cfg.replicas)
 	case cfg.rate < 0:
 		return cfg, fmt.Errorf("--rate %v: use records per second, or 0 for as fast as possible", cfg.rate)
-	case cfg.rate > 0 && cfg.workload != "produce":
-		return cfg, fmt.Errorf("--rate applies to the produce workload")
+	case cfg.rate > 0 && cfg.workload == "consume":
+		return cfg, fmt.Errorf("--rate applies to the produce and e2e workloads")
+	case cfg.workload == "e2e" && cfg.size < 8:
+		return cfg, fmt.Errorf("--size %d: e2e records carry their send time in 8 bytes; use 8 or more", cfg.size)
 	case cfg.jsSync != "default" && cfg.jsSync != "always":
 		return cfg, fmt.Errorf("--jetstream-sync %q: use default or always", cfg.jsSync)
 	case cfg.inFlight < 0:
@@ -265,8 +284,11 @@ func measure(ctx context.Context, cfg config, name string, d bench.Driver, progr
 		}
 		defer stop()
 	}
-	if cfg.workload == "consume" {
+	switch cfg.workload {
+	case "consume":
 		return bench.Consume(ctx, d, bench.ConsumeConfig{Progress: progress})
+	case "e2e":
+		return bench.EndToEnd(ctx, d, bench.E2EConfig{Records: cfg.records, Size: cfg.size, Rate: cfg.rate, Progress: progress})
 	}
 	p.Progress = progress
 	return bench.Produce(ctx, d, p)
@@ -322,7 +344,7 @@ func runRunnel(ctx context.Context, cfg config, progress func(int64, time.Durati
 		return nil, err
 	}
 	res.Durability = bench.Durability{Acks: "all", Replicas: cfg.replicas, Fsync: cfg.runnelSync, Note: runnelSyncLabel(cfg)}
-	if after := rn.fsyncs(ctx); cfg.workload == "produce" && before >= 0 && after >= 0 {
+	if after := rn.fsyncs(ctx); cfg.workload != "consume" && before >= 0 && after >= 0 {
 		res.SetFsyncs(after - before)
 	}
 	res.Environment = bench.CurrentEnvironment(fmt.Sprintf("runnel: %s, linger %v, %s", rn.label, cfg.linger, inFlight))
@@ -378,10 +400,18 @@ func runnelSyncLabel(cfg config) string {
 			label += " on a majority of replicas"
 		}
 	}
-	if cfg.workload == "consume" {
-		label += "; records produced before the read"
+	return label + workloadLabel(cfg)
+}
+
+// workloadLabel qualifies a result's durability note by workload.
+func workloadLabel(cfg config) string {
+	switch cfg.workload {
+	case "consume":
+		return "; records produced before the read"
+	case "e2e":
+		return "; latency until a reader received the record"
 	}
-	return label
+	return ""
 }
 
 // jetStreamSyncLabel names JetStream's sync setting.
@@ -390,10 +420,7 @@ func jetStreamSyncLabel(cfg config) string {
 	if cfg.jsSync == "always" {
 		label = "sync always (fsync every write)"
 	}
-	if cfg.workload == "consume" {
-		label += "; records produced before the read"
-	}
-	return label
+	return label + workloadLabel(cfg)
 }
 
 // isTerminal reports whether f is a terminal.

@@ -38,6 +38,7 @@ func TestCompareJSON(t *testing.T) {
 		{[]string{"produce", "--records", "2000", "--size", "100"}, 2000, 1, false},
 		{[]string{"produce", "--records", "1000", "--rate", "5000", "--partitions", "2", "--jetstream-sync", "always", "--conn", "inprocess", "--linger", "1ms"}, 1000, 1, true},
 		{[]string{"consume", "--records", "3000", "--partitions", "3", "--max-in-flight", "200"}, 3000, 1, false},
+		{[]string{"e2e", "--records", "1000", "--rate", "5000", "--partitions", "2"}, 1000, 1, false},
 	}
 	if !testing.Short() {
 		tests = append(tests, struct {
@@ -93,6 +94,37 @@ func TestCompareTable(t *testing.T) {
 	}
 }
 
+func TestCompareOut(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"replay", "--records", "500", "--out", dir}, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	for _, name := range []string{"consume.json", "consume-latency.svg", "consume-throughput.svg"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(errOut.String(), filepath.Join(dir, name)) {
+			t.Errorf("stderr does not name %s:\n%s", name, errOut.String())
+		}
+		if strings.HasSuffix(name, ".svg") {
+			// One line for each side.
+			if n := strings.Count(string(data), "<polyline"); n != 2 {
+				t.Errorf("%s: %d lines, want 2", name, n)
+			}
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if m["workload"] != "consume" || m["runnel"] == nil || m["jetstream"] == nil || m["ratio"] == nil {
+			t.Errorf("%s: %v", name, m)
+		}
+	}
+}
+
 func TestParseArgs(t *testing.T) {
 	bad := [][]string{
 		nil,
@@ -108,6 +140,7 @@ func TestParseArgs(t *testing.T) {
 		{"produce", "--no-such-flag"},
 		{"produce", "--runs", "0"},
 		{"produce", "--linger", "-1ms"},
+		{"e2e", "--size", "7"},
 	}
 	for _, args := range bad {
 		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -63,6 +66,30 @@ func newComparison(workload string, r, j *bench.Result) *comparison {
 			Max:           div(rl.Max, jl.Max),
 		},
 	}
+}
+
+// writeDir writes c as DIR/WORKLOAD.json with plots of both sides,
+// DIR/WORKLOAD-latency.svg and DIR/WORKLOAD-throughput.svg, and returns
+// the paths written.
+func (c *comparison) writeDir(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	name := bench.Slug(c.Workload)
+	path := filepath.Join(dir, name+".json")
+	var buf bytes.Buffer
+	if err := c.writeJSON(&buf); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	labels := []string{
+		"runnel (" + c.Runnel.Durability.Note + ")",
+		"JetStream (" + c.JetStream.Durability.Note + ")",
+	}
+	plots, err := bench.WritePlots(dir, name, labels, []*bench.Result{c.Runnel, c.JetStream})
+	return append([]string{path}, plots...), err
 }
 
 func (c *comparison) writeJSON(w io.Writer) error {

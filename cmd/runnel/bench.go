@@ -32,7 +32,7 @@ To run a workload against runnel and NATS JetStream in one run and compare
 them, use the bench/peers module of the source tree:
 cd bench/peers && go run . produce --records 200000 --size 100`,
 	}
-	cmd.AddCommand(benchProduceCmd(), benchConsumeCmd(), benchCommitsCmd())
+	cmd.AddCommand(benchProduceCmd(), benchConsumeCmd(), benchCommitsCmd(), benchE2ECmd())
 	cmd.AddCommand(benchCronCmd())
 	return cmd
 }
@@ -58,6 +58,7 @@ type benchFlags struct {
 	replicas   int
 	acks       string
 	linger     time.Duration
+	out        string
 }
 
 func (f *benchFlags) add(cmd *cobra.Command) {
@@ -70,6 +71,7 @@ func (f *benchFlags) add(cmd *cobra.Command) {
 	fl.IntVar(&f.replicas, "replicas", 0, "replication factor of the benchmark topic (0: min(3, nodes))")
 	fl.StringVar(&f.acks, "acks", "all", "produce acks: none, leader or all")
 	fl.DurationVar(&f.linger, "linger", 5*time.Millisecond, "how long the producer waits to fill a batch")
+	fl.StringVar(&f.out, "out", "", "also write the result as JSON and its plots (latency percentiles, throughput over time) as SVG into `DIR`")
 }
 
 func (f *benchFlags) check(cmd *cobra.Command) error {
@@ -253,10 +255,7 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 				res.Durability.Note = "existing cluster"
 			}
 			res.Environment = bench.CurrentEnvironment(t.label)
-			if f.format == "json" {
-				return res.WriteJSON(cmd.OutOrStdout())
-			}
-			return res.WriteTable(cmd.OutOrStdout())
+			return f.report(cmd, res)
 		},
 	}
 	f.add(cmd)
@@ -277,8 +276,9 @@ func benchConsumeCmd() *cobra.Command {
 		members int
 	)
 	cmd := &cobra.Command{
-		Use:   "consume",
-		Short: "Replay a topic from the start: plain consumers, or a consumer group",
+		Use:     "consume",
+		Aliases: []string{"replay"},
+		Short:   "Replay a topic from the start: plain consumers, or a consumer group",
 		Long: `Produce --records records of --size bytes into a new topic, then read them all
 back from offset 0 and report the read rate. Without --group one consumer
 per partition reads; with --group the records are read by --members members
@@ -328,10 +328,7 @@ of a new consumer group, which share the partitions.`,
 			}
 			res.Durability = bench.Durability{Acks: "all", Replicas: len(info.Partitions[0].Replicas), Fsync: !t.noSync, Note: "records produced before the read"}
 			res.Environment = bench.CurrentEnvironment(t.label)
-			if f.format == "json" {
-				return res.WriteJSON(cmd.OutOrStdout())
-			}
-			return res.WriteTable(cmd.OutOrStdout())
+			return f.report(cmd, res)
 		},
 	}
 	f.add(cmd)
@@ -379,10 +376,7 @@ committed by the controller raft group in a cluster).`,
 			}
 			res.Durability = bench.Durability{Acks: "all", Replicas: len(info.Partitions[0].Replicas), Fsync: !t.noSync, Note: "records are offset commits"}
 			res.Environment = bench.CurrentEnvironment(t.label)
-			if f.format == "json" {
-				return res.WriteJSON(cmd.OutOrStdout())
-			}
-			return res.WriteTable(cmd.OutOrStdout())
+			return f.report(cmd, res)
 		},
 	}
 	f.add(cmd)
