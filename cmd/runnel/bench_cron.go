@@ -63,7 +63,8 @@ func benchCronCmd() *cobra.Command {
 topic, read the topic as the fires arrive, and report per fire the lag from
 its scheduled time to its publish starting (the scheduler's precision) and
 to a consumer reading it (publish, replication and fetch added). Fires of
-the first second, when the cron starts, are not counted.`,
+the first second after the first fire, while the cron starts, are not
+counted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.check(cmd); err != nil {
@@ -182,8 +183,9 @@ func runCronLag(ctx context.Context, c *client.Client, extra []*client.Client, j
 		deliver []time.Duration
 		seen    = map[string]int{}
 	)
-	start := time.Now()
-	counted := start.Add(time.Second)
+	// Fires count from a second after the first one read: the cron's start
+	// (creating, reading back its topic) delays the first.
+	var counted time.Time
 	readCtx, stopRead := context.WithCancel(ctx)
 	defer stopRead()
 	var wg sync.WaitGroup
@@ -195,10 +197,17 @@ func runCronLag(ctx context.Context, c *client.Client, extra []*client.Client, j
 					return
 				}
 				j, err := job.Decode(r.Value)
-				if err != nil || j.ScheduledAt.Before(counted) {
+				if err != nil {
 					continue
 				}
 				mu.Lock()
+				if counted.IsZero() {
+					counted = j.ScheduledAt.Truncate(time.Second).Add(time.Second)
+				}
+				if j.ScheduledAt.Before(counted) {
+					mu.Unlock()
+					continue
+				}
 				seen[j.ID]++
 				if seen[j.ID] == 1 {
 					publish = append(publish, j.PublishedAt.Sub(j.ScheduledAt))
@@ -222,8 +231,14 @@ func runCronLag(ctx context.Context, c *client.Client, extra []*client.Client, j
 	// The fires due while the cron ran (but for the last 50ms, which it
 	// may have stopped before publishing).
 	var want []string
+	mu.Lock()
+	from := counted
+	mu.Unlock()
+	if from.IsZero() {
+		return cronLagResult{}, fmt.Errorf("no fire was read in %v: give a --duration of a few times the schedule's interval", d)
+	}
 	for i := range jobs {
-		for t := jobs[i].Next(counted.Add(-time.Nanosecond)); !t.IsZero() && t.Before(end.Add(-50*time.Millisecond)); t = jobs[i].Next(t) {
+		for t := jobs[i].Next(from.Add(-time.Nanosecond)); !t.IsZero() && t.Before(end.Add(-50*time.Millisecond)); t = jobs[i].Next(t) {
 			want = append(want, job.FireID(jobs[i].Name, t))
 		}
 	}
