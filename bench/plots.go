@@ -129,7 +129,9 @@ func (l *latencies) curve(n int) (x, y []float64) {
 // throughputSeries returns records per second over the run, in steps of
 // timelineStep or coarser so that a long run has at most 300 points: x is
 // the end of each step in seconds since the start. The last step, cut
-// short by the end of the run, is scaled by its actual length.
+// short by the end of the run, is scaled by its actual length; when it
+// is half a step or less it joins the step before, so that a few records
+// in a sliver of time do not draw a spike.
 func (r *Result) throughputSeries() (x, y []float64) {
 	var counts []int64
 	step := time.Second
@@ -142,11 +144,18 @@ func (r *Result) throughputSeries() (x, y []float64) {
 	} else {
 		counts = r.Throughput
 	}
+	s := step.Seconds()
 	for i, c := range counts {
-		lo := float64(i) * step.Seconds()
-		hi := lo + step.Seconds()
+		lo, hi := float64(i)*s, float64(i+1)*s
 		if i == len(counts)-1 && r.Seconds > lo && r.Seconds < hi {
 			hi = r.Seconds
+			if hi-lo <= s/2 && i > 0 {
+				// Fold into the previous step.
+				prev := y[len(y)-1] * s
+				x, y = x[:len(x)-1], y[:len(y)-1]
+				lo -= s
+				c += int64(math.Round(prev))
+			}
 		}
 		x = append(x, hi)
 		y = append(y, float64(c)/(hi-lo))

@@ -176,33 +176,45 @@ func TestLatencyCurve(t *testing.T) {
 
 func TestThroughputSeries(t *testing.T) {
 	tl := newTimeline()
-	// 10 events in each 100 ms step for 2.35 s: 240 events.
-	for i := range 240 {
-		tl.add(time.Duration(i) * 10 * time.Millisecond / 1)
+	// One event every 10 ms for 2.35 s: 235 events.
+	for i := range 235 {
+		tl.add(time.Duration(i) * 10 * time.Millisecond)
 	}
-	if got := tl.perSecond(); !cmp.Equal(got, []int64{100, 100, 40}) {
-		t.Errorf("per second %v, want [100 100 40]", got)
+	if got := tl.perSecond(); !cmp.Equal(got, []int64{100, 100, 35}) {
+		t.Errorf("per second %v, want [100 100 35]", got)
+	}
+	integral := func(x, y []float64) float64 {
+		var total, prev float64
+		for i := range x {
+			total += y[i] * (x[i] - prev)
+			prev = x[i]
+		}
+		return total
 	}
 	r := &Result{Seconds: 2.35, timeline: tl}
 	x, y := r.throughputSeries()
-	if len(x) != 24 {
-		t.Fatalf("%d points, want 24 steps of 100 ms", len(x))
+	// 23 steps of 100 ms, the last one 150 ms long: its 50 ms tail
+	// joined it.
+	if len(x) != 23 {
+		t.Fatalf("%d points, want 23", len(x))
 	}
-	var total float64
-	prev := 0.0
-	for i := range x {
-		total += y[i] * (x[i] - prev)
-		prev = x[i]
+	if total := integral(x, y); math.Abs(total-235) > 1e-6 {
+		t.Errorf("the series integrates to %v events, want 235", total)
 	}
-	if math.Abs(total-240) > 1e-6 {
-		t.Errorf("the series integrates to %v events, want 240", total)
+	for i := range y {
+		if math.Abs(y[i]-100) > 1e-6 {
+			t.Errorf("point %d: %v records/s, want 100", i, y[i])
+		}
 	}
-	if math.Abs(y[0]-100) > 1e-9 {
-		t.Errorf("first step %v records/s, want 100", y[0])
+	if math.Abs(x[22]-2.35) > 1e-9 {
+		t.Errorf("last point at %v s, want 2.35", x[22])
 	}
-	// The last step ran 50 ms of its 100: 10 events in 0.05 s.
-	if math.Abs(x[23]-2.35) > 1e-9 || math.Abs(y[23]-200) > 1e-6 {
-		t.Errorf("last point (%v, %v), want (2.35, 200)", x[23], y[23])
+	// A longer tail keeps its own point, scaled by its length.
+	r.Seconds = 2.38
+	tl.add(2370 * time.Millisecond)
+	x, y = r.throughputSeries()
+	if len(x) != 24 || math.Abs(x[23]-2.38) > 1e-9 || math.Abs(y[23]-6/0.08) > 1e-6 {
+		t.Errorf("last point (%v, %v) of %d, want (2.38, 75) of 24", x[len(x)-1], y[len(y)-1], len(x))
 	}
 	// A long run is drawn with at most 300 points.
 	long := newTimeline()

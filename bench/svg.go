@@ -39,8 +39,8 @@ const (
 	chartWidth   = 760
 	chartHeight  = 440
 	marginLeft   = 80
-	marginRight  = 24
-	marginTop    = 48
+	marginRight  = 40
+	marginTop    = 60
 	marginBottom = 56
 )
 
@@ -117,14 +117,17 @@ func (c *chart) writeSVG(w io.Writer) error {
 		fmt.Fprintf(bw, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"><title>%s</title></polyline>`+"\n",
 			palette[i%len(palette)], pts.String(), esc(l.Label))
 	}
+	// The legend is one row between the title and the plot, each entry
+	// as wide as its label (about 7 units a character).
+	lx := marginLeft
 	for i, l := range c.Lines {
 		if l.Label == "" {
 			continue
 		}
-		y := marginTop + 14 + 16*i
-		x := chartWidth - marginRight - 200
-		fmt.Fprintf(bw, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", x, y, x+20, y, palette[i%len(palette)])
-		fmt.Fprintf(bw, `<text x="%d" y="%d" dominant-baseline="middle">%s</text>`+"\n", x+26, y, esc(l.Label))
+		const y = 42
+		fmt.Fprintf(bw, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", lx, y, lx+20, y, palette[i%len(palette)])
+		fmt.Fprintf(bw, `<text x="%d" y="%d" dominant-baseline="middle">%s</text>`+"\n", lx+26, y, esc(l.Label))
+		lx += 26 + 7*len([]rune(l.Label)) + 24
 	}
 	fmt.Fprintln(bw, `</svg>`)
 	return bw.Flush()
