@@ -369,14 +369,26 @@ func (qp *queuePartition) fetchLoop() {
 		case <-q.ctx.Done():
 			return
 		}
-		n := 1
+		// While Next still has records to hand out, wait until half the
+		// share is free, so that leases go in batches rather than one
+		// record (one raft entry) per Next.
+		n, limit := 1, min(maxLeaseBatch, q.share)
 	more:
-		for n < min(maxLeaseBatch, q.share) {
+		for n < limit {
 			select {
 			case <-q.slots:
 				n++
+				continue
 			default:
+			}
+			if n >= limit/2 || len(q.out) == 0 {
 				break more
+			}
+			select {
+			case <-q.slots:
+				n++
+			case <-q.ctx.Done():
+				return
 			}
 		}
 		ds, err := qp.lease(n)
