@@ -34,6 +34,7 @@ cd bench/peers && go run . produce --records 200000 --size 100`,
 	}
 	cmd.AddCommand(benchProduceCmd(), benchConsumeCmd(), benchCommitsCmd(), benchE2ECmd())
 	cmd.AddCommand(benchCronCmd())
+	cmd.AddCommand(benchQueueCmd())
 	return cmd
 }
 
