@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,5 +90,25 @@ func TestBenchFlagErrors(t *testing.T) {
 		if !strings.Contains(errLine, tc.want) {
 			t.Errorf("%v: error %q, want it to contain %q", tc.args, errLine, tc.want)
 		}
+	}
+}
+
+// TestBenchProgressOnlyOnATerminal: output that is not a terminal gets no
+// progress line.
+func TestBenchProgressOnlyOnATerminal(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, w := range []io.Writer{&bytes.Buffer{}, f} {
+		progress, clear := progressLine(w, 10)
+		if progress != nil {
+			t.Errorf("%T: a progress callback for output that is not a terminal", w)
+		}
+		clear()
+	}
+	if st, _ := f.Stat(); st.Size() != 0 {
+		t.Errorf("%d bytes written to a file", st.Size())
 	}
 }
