@@ -27,8 +27,10 @@
 // dedupe window, so there two instances publish every fire twice: run one.
 //
 // The broker treats a batch as a duplicate only when every ID in it is
-// known, so Cron sends each record alone in its batch: fires are published
-// one at a time per partition, and partitions in parallel.
+// known, so Cron sends each record alone in its batch: a client publishes
+// the fires of one partition one at a time. Partitions are published in
+// parallel, and with Options.ExtraClients so are the jobs of one partition
+// (each job always through the same client).
 //
 // # Missed fires
 //
