@@ -174,12 +174,13 @@ func TestReplicaQueueFailover(t *testing.T) {
 		t.Fatalf("leased %v", offsets(got))
 	}
 	ackAll(t, l.r, "g", got[:3])
-	c.converge(l)
+	// Queue entries do not move the log's end: wait for every replica to
+	// apply them.
 	for _, nd := range c.running() {
-		info := nd.r.QueueGroups("g")
-		if len(info) != 1 || info[0].Start != 3 || info[0].Next != 6 || info[0].Leased != 3 {
-			t.Fatalf("%s: %+v", nd.id, info)
-		}
+		waitFor(t, nd.id+"'s queue state", func() bool {
+			info := nd.r.QueueGroups("g")
+			return len(info) == 1 && info[0].Start == 3 && info[0].Next == 6 && info[0].Leased == 3
+		})
 	}
 	c.stop(l)
 	nl := c.leader()
@@ -244,9 +245,9 @@ func TestReplicaQueueSnapshot(t *testing.T) {
 	}
 	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
 	c.converge(o)
-	if a, b := fmt.Sprint(f.r.QueueGroups("g")), fmt.Sprint(o.r.QueueGroups("g")); a != b {
-		t.Fatalf("restored follower has %s, leader %s", a, b)
-	}
+	waitFor(t, "the restored follower's queue state", func() bool {
+		return fmt.Sprint(f.r.QueueGroups("g")) == fmt.Sprint(o.r.QueueGroups("g"))
+	})
 	if err := o.r.TransferLeadershipTo(server(f)); err != nil {
 		t.Fatal(err)
 	}

@@ -331,7 +331,7 @@ func queueRecords(l *log.Log, from int64) iter.Seq[consumergroup.QueueRecord] {
 	return func(yield func(consumergroup.QueueRecord) bool) {
 		next := from
 		for {
-			bs, err := l.Read(next, 256<<10)
+			bs, err := l.Read(next, queueReadBytes)
 			var oor *log.OutOfRangeError
 			if errors.As(err, &oor) && next < oor.Start {
 				next = oor.Start
@@ -453,43 +453,79 @@ func (qs *queues) waitState(group string, now, end int64) (ask bool, changed <-c
 }
 
 // readLeased returns the leased records, in the order of leases, read from
-// l. A record retention removed since is left out.
+// l. A record retention removed since is left out. Only the leased records
+// are copied out of the batches.
 func readLeased(l *log.Log, leases []consumergroup.QueueLease) ([]LeasedRecord, error) {
 	out := make([]LeasedRecord, 0, len(leases))
-	// Leases come in offset order.
-	var cur []record.Record
-	idx := 0
-	for _, ls := range leases {
-		for idx < len(cur) && cur[idx].Offset < ls.Offset {
-			idx++
+	i := 0 // next lease to find; leases come in offset order
+	for i < len(leases) {
+		bs, err := l.Read(leases[i].Offset, queueReadBytes)
+		var oor *log.OutOfRangeError
+		if errors.As(err, &oor) {
+			i++
+			continue
 		}
-		if idx >= len(cur) || cur[idx].Offset != ls.Offset {
-			bs, err := l.Read(ls.Offset, 256<<10)
-			var oor *log.OutOfRangeError
-			if errors.As(err, &oor) {
+		if err != nil {
+			return nil, err
+		}
+		if len(bs) == 0 {
+			break
+		}
+		last := bs[len(bs)-1].NextOffset()
+		for _, b := range bs {
+			if i < len(leases) && leases[i].Offset >= b.NextOffset() {
 				continue
 			}
-			if err != nil {
+			it := b.Iter()
+			for i < len(leases) && it.Next() {
+				r := it.Record()
+				for i < len(leases) && leases[i].Offset < r.Offset {
+					i++ // not in the log any more
+				}
+				if i < len(leases) && leases[i].Offset == r.Offset {
+					out = append(out, LeasedRecord{Record: cloneRecord(r), Attempt: leases[i].Attempt, Deadline: time.UnixMilli(leases[i].Deadline)})
+					i++
+				}
+			}
+			if err := it.Err(); err != nil {
 				return nil, err
 			}
-			cur, idx = cur[:0], 0
-			for _, b := range bs {
-				rs, err := b.Records()
-				if err != nil {
-					return nil, err
-				}
-				cur = append(cur, rs...)
-			}
-			for idx < len(cur) && cur[idx].Offset < ls.Offset {
-				idx++
-			}
-			if idx >= len(cur) || cur[idx].Offset != ls.Offset {
-				continue
-			}
 		}
-		out = append(out, LeasedRecord{Record: cur[idx], Attempt: ls.Attempt, Deadline: time.UnixMilli(ls.Deadline)})
+		for i < len(leases) && leases[i].Offset < last {
+			i++
+		}
 	}
 	return out, nil
+}
+
+// queueReadBytes is how much a queue reads from the log at a time.
+const queueReadBytes = 32 << 10
+
+func cloneRecord(r *record.Record) record.Record {
+	c := record.Record{Offset: r.Offset, Timestamp: r.Timestamp}
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Value)
+	}
+	buf := make([]byte, 0, n)
+	take := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	c.Key, c.Value = take(r.Key), take(r.Value)
+	if c.Value == nil {
+		c.Value = []byte{}
+	}
+	if len(r.Headers) > 0 {
+		c.Headers = make([]record.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			c.Headers[i] = record.Header{Key: h.Key, Value: take(h.Value)}
+		}
+	}
+	return c
 }
 
 // LeasedRecord is a record leased to a queue consumer.
