@@ -18,7 +18,7 @@ import (
 	"github.com/runnel-dev/runnel/client/job"
 )
 
-func writeJobs(t *testing.T, yaml string) string {
+func writeCronJobs(t *testing.T, yaml string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "jobs.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
@@ -58,7 +58,7 @@ func cronCLI(t *testing.T, args ...string) (stdout, errLine string) {
 }
 
 func TestCronNext(t *testing.T) {
-	path := writeJobs(t, cronJobs)
+	path := writeCronJobs(t, cronJobs)
 	out, errLine := cronCLI(t, "cron", "next", "--jobs", path, "--count", "2", "--from", "2026-11-22T16:00:00Z")
 	if errLine != "" {
 		t.Fatal(errLine)
@@ -88,7 +88,7 @@ func TestCronNext(t *testing.T) {
 }
 
 func TestCronErrors(t *testing.T) {
-	bad := writeJobs(t, "jobs:\n  - name: a\n    schedule: \"* * *\"\n    topic: t\n    command: x\n    retries: 3\n")
+	bad := writeCronJobs(t, "jobs:\n  - name: a\n    schedule: \"* * *\"\n    topic: t\n    command: x\n    retries: 3\n")
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -112,7 +112,7 @@ func TestCronErrors(t *testing.T) {
 // published three fires, then stops it as SIGTERM would.
 func TestCronPublishes(t *testing.T) {
 	addr := startBroker(t, broker.Options{NoSync: true})
-	path := writeJobs(t, cronJobs)
+	path := writeCronJobs(t, cronJobs)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
