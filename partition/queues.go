@@ -246,6 +246,42 @@ type queueResult struct {
 	err     error
 }
 
+// batchCache keeps the batches of the last log read, so that queue leases
+// that move through the log a few records at a time read it from Pebble
+// once. The log's batches never change below its end, so the cache holds
+// what a read would return; a snapshot restore clears it.
+type batchCache struct {
+	mu      sync.Mutex
+	batches []record.Batch
+}
+
+// read returns batches from the one holding offset off on, as log.Read
+// does.
+func (c *batchCache) read(l *log.Log, off int64) ([]record.Batch, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, b := range c.batches {
+		if b.BaseOffset() <= off && off < b.NextOffset() {
+			return c.batches[i:], nil
+		}
+	}
+	bs, err := l.Read(off, queueCacheBytes)
+	if err != nil {
+		return nil, err
+	}
+	c.batches = bs
+	return bs, nil
+}
+
+func (c *batchCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batches = nil
+}
+
+// queueCacheBytes is how much of the log a batchCache holds.
+const queueCacheBytes = 256 << 10
+
 // queues are the queue groups of one partition. The state machine (or a
 // single node's Partition) changes them under mu; readers take mu too.
 type queues struct {
@@ -255,6 +291,10 @@ type queues struct {
 	// made records available: a settle or a reset. Long-polling leases
 	// wait on it.
 	changed chan struct{}
+
+	// scan serves the state machine's reads of new records, deliver the
+	// reads of leased records for the answer.
+	scan, deliver batchCache
 }
 
 func newQueues() *queues {
@@ -277,7 +317,7 @@ func (qs *queues) apply(l *log.Log, op *queueOp) (queueResult, []log.StateOp) {
 			res.err = fmt.Errorf("queue group %q on %s: %w", op.group, l.ID(), err)
 			return res, nil
 		}
-		res.leases = g.Lease(op.now, op.max, op.visibility, queueRecords(l, g.Next()))
+		res.leases = g.Lease(op.now, op.max, op.visibility, qs.scan.records(l, g.Next()))
 	case opSettle:
 		if g == nil {
 			res.err = fmt.Errorf("%w: %q on %s", ErrQueueGroupNotFound, op.group, l.ID())
@@ -325,13 +365,13 @@ func (qs *queues) wakeLocked() {
 	qs.changed = make(chan struct{})
 }
 
-// queueRecords yields what a queue group needs of l's records from offset
-// from on, up to l's end. Records that retention removed are skipped.
-func queueRecords(l *log.Log, from int64) iter.Seq[consumergroup.QueueRecord] {
+// records yields what a queue group needs of l's records from offset from
+// on, up to l's end. Records that retention removed are skipped.
+func (c *batchCache) records(l *log.Log, from int64) iter.Seq[consumergroup.QueueRecord] {
 	return func(yield func(consumergroup.QueueRecord) bool) {
 		next := from
 		for {
-			bs, err := l.Read(next, queueReadBytes)
+			bs, err := c.read(l, next)
 			var oor *log.OutOfRangeError
 			if errors.As(err, &oor) && next < oor.Start {
 				next = oor.Start
@@ -419,6 +459,8 @@ func (qs *queues) load(l *log.Log) error {
 		}
 		groups[name] = g
 	}
+	qs.scan.clear()
+	qs.deliver.clear()
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
 	qs.groups = groups
@@ -455,11 +497,11 @@ func (qs *queues) waitState(group string, now, end int64) (ask bool, changed <-c
 // readLeased returns the leased records, in the order of leases, read from
 // l. A record retention removed since is left out. Only the leased records
 // are copied out of the batches.
-func readLeased(l *log.Log, leases []consumergroup.QueueLease) ([]LeasedRecord, error) {
+func readLeased(l *log.Log, c *batchCache, leases []consumergroup.QueueLease) ([]LeasedRecord, error) {
 	out := make([]LeasedRecord, 0, len(leases))
 	i := 0 // next lease to find; leases come in offset order
 	for i < len(leases) {
-		bs, err := l.Read(leases[i].Offset, queueReadBytes)
+		bs, err := c.read(l, leases[i].Offset)
 		var oor *log.OutOfRangeError
 		if errors.As(err, &oor) {
 			i++
@@ -497,9 +539,6 @@ func readLeased(l *log.Log, leases []consumergroup.QueueLease) ([]LeasedRecord, 
 	}
 	return out, nil
 }
-
-// queueReadBytes is how much a queue reads from the log at a time.
-const queueReadBytes = 32 << 10
 
 func cloneRecord(r *record.Record) record.Record {
 	c := record.Record{Offset: r.Offset, Timestamp: r.Timestamp}
@@ -580,7 +619,7 @@ func lease(ctx context.Context, l *log.Log, qs *queues, req LeaseRequest, wait t
 				return nil, err
 			}
 			if len(res.leases) > 0 || last {
-				return readLeased(l, res.leases)
+				return readLeased(l, &qs.deliver, res.leases)
 			}
 			continue
 		}
