@@ -1,11 +1,13 @@
 package partition
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -292,9 +294,10 @@ type queues struct {
 	// wait on it.
 	changed chan struct{}
 
-	// scan serves the state machine's reads of new records, deliver the
-	// reads of leased records for the answer.
-	scan, deliver batchCache
+	// scan serves the state machine's reads of new records (under mu),
+	// deliver the reads of leased records for the answer.
+	scan    scanCache
+	deliver batchCache
 }
 
 func newQueues() *queues {
@@ -365,41 +368,69 @@ func (qs *queues) wakeLocked() {
 	qs.changed = make(chan struct{})
 }
 
+// scanCache keeps what queue groups need of the records of the last log
+// read (offset, key, deliver-at time), for the state machine's scans of
+// new records. Like batchCache it holds what a read would return.
+type scanCache struct {
+	recs []consumergroup.QueueRecord // in offset order
+}
+
 // records yields what a queue group needs of l's records from offset from
 // on, up to l's end. Records that retention removed are skipped.
-func (c *batchCache) records(l *log.Log, from int64) iter.Seq[consumergroup.QueueRecord] {
+func (c *scanCache) records(l *log.Log, from int64) iter.Seq[consumergroup.QueueRecord] {
 	return func(yield func(consumergroup.QueueRecord) bool) {
 		next := from
 		for {
-			bs, err := c.read(l, next)
-			var oor *log.OutOfRangeError
-			if errors.As(err, &oor) && next < oor.Start {
-				next = oor.Start
+			i, _ := slices.BinarySearchFunc(c.recs, next, func(r consumergroup.QueueRecord, off int64) int { return cmp.Compare(r.Offset, off) })
+			if i == len(c.recs) || c.recs[0].Offset > next {
+				if !c.fill(l, next) {
+					return
+				}
+				// Retention may have removed the records from next on.
+				next = max(next, c.recs[0].Offset)
 				continue
 			}
-			if err != nil || len(bs) == 0 {
-				return
-			}
-			for _, b := range bs {
-				it := b.Iter()
-				for it.Next() {
-					r := it.Record()
-					if r.Offset < next {
-						continue
-					}
-					qr := consumergroup.QueueRecord{Offset: r.Offset, Key: r.Key}
-					if v, ok := r.Header(DeliverAtHeader); ok {
-						// A value that does not parse does not delay.
-						qr.DeliverAt, _ = ParseDeliverAt(v)
-					}
-					if !yield(qr) {
-						return
-					}
+			for _, r := range c.recs[i:] {
+				if !yield(r) {
+					return
 				}
-				next = b.NextOffset()
+				next = r.Offset + 1
 			}
 		}
 	}
+}
+
+// fill reads the records from next on into the cache and reports whether
+// it holds any.
+func (c *scanCache) fill(l *log.Log, next int64) bool {
+	bs, err := l.Read(next, queueCacheBytes)
+	var oor *log.OutOfRangeError
+	if errors.As(err, &oor) && next < oor.Start {
+		bs, err = l.Read(oor.Start, queueCacheBytes)
+	}
+	c.recs = c.recs[:0]
+	if err != nil {
+		return false
+	}
+	for _, b := range bs {
+		it := b.Iter()
+		for it.Next() {
+			r := it.Record()
+			if r.Offset < next {
+				continue
+			}
+			qr := consumergroup.QueueRecord{Offset: r.Offset, Key: r.Key}
+			if v, ok := r.Header(DeliverAtHeader); ok {
+				// A value that does not parse does not delay.
+				qr.DeliverAt, _ = ParseDeliverAt(v)
+			}
+			c.recs = append(c.recs, qr)
+		}
+		if it.Err() != nil {
+			break
+		}
+	}
+	return len(c.recs) > 0
 }
 
 // ops returns every queue group's whole state, for a snapshot. A nil
@@ -459,10 +490,10 @@ func (qs *queues) load(l *log.Log) error {
 		}
 		groups[name] = g
 	}
-	qs.scan.clear()
 	qs.deliver.clear()
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
+	qs.scan.recs = nil
 	qs.groups = groups
 	qs.wakeLocked()
 	return nil
