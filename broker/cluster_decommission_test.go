@@ -287,13 +287,15 @@ func TestDecommissionUnderLoad(t *testing.T) {
 	if !slices.Equal(voters, []raft.ServerID{"2", "3", "4"}) {
 		t.Fatalf("controller group %v, want 2, 3, 4", voters)
 	}
-	// Node 1 runs no replica and kept no data.
-	brokers[1].cluster.catalog.mu.Lock()
-	left := len(brokers[1].cluster.catalog.hosted)
-	brokers[1].cluster.catalog.mu.Unlock()
-	if ids, err := brokers[1].store.IDs(); err != nil || left != 0 || len(ids) != 0 {
-		t.Fatalf("node 1 still hosts %d replicas, logs %v (%v)", left, ids, err)
-	}
+	// Node 1 runs no replica and keeps no data, once it has dropped the
+	// logs of the replicas it stopped.
+	eventually(t, ctx, "node 1 to drop its replicas", 30*time.Second, func() (bool, string) {
+		brokers[1].cluster.catalog.mu.Lock()
+		left := len(brokers[1].cluster.catalog.hosted)
+		brokers[1].cluster.catalog.mu.Unlock()
+		ids, err := brokers[1].store.IDs()
+		return err == nil && left == 0 && len(ids) == 0, fmt.Sprintf("node 1 still hosts %d replicas, logs %v (%v)", left, ids, err)
+	})
 
 	// Each partition is on three of nodes 2, 3 and 4, with every
 	// acknowledged record at its offset on each replica.
@@ -489,7 +491,9 @@ func TestReassignAndRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(pi.Replicas, rs) || move == nil {
+		// A move that only drops a replica can be over before the
+		// answer is read, and then no move is reported.
+		if !slices.Equal(pi.Replicas, rs) || (move == nil && len(rs) > 2) {
 			t.Fatalf("reassigned to %v: %+v, move %+v", rs, pi, move)
 		}
 		eventually(t, ctx, fmt.Sprintf("the move to %v to end", rs), 30*time.Second, func() (bool, string) {

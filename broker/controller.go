@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,6 +45,10 @@ type controllerFSM struct {
 	// every watcher of the state; appliedCh after every apply and restore.
 	changed   chan struct{}
 	appliedCh chan struct{}
+	// shared is the copy of the state view hands out, made on the first
+	// view after a change (set to nil with every close of changed): every
+	// produce and fetch looks up its topic in it.
+	shared atomic.Pointer[clusterState]
 }
 
 var _ raft.FSM = (*controllerFSM)(nil)
@@ -63,6 +68,7 @@ func (f *controllerFSM) Apply(l *raft.Log) any {
 	}
 	f.applied = l.Index
 	if c.CommitOffsets == nil {
+		f.shared.Store(nil)
 		close(f.changed)
 		f.changed = make(chan struct{})
 	}
@@ -92,6 +98,7 @@ func (f *controllerFSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.state = s
+	f.shared.Store(nil)
 	close(f.changed)
 	f.changed = make(chan struct{})
 	close(f.appliedCh)
@@ -99,11 +106,20 @@ func (f *controllerFSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-// view returns a copy of the state and a channel closed at the next change.
+// view returns a copy of the state, without committed offsets, and a
+// channel closed at the next change. The copy is shared by every caller
+// until the state changes: it must not be modified.
 func (f *controllerFSM) view() (*clusterState, <-chan struct{}) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.state.clone(), f.changed
+	st := f.shared.Load()
+	if st == nil {
+		// Changes hold f.mu for writing, so the copy made here is of
+		// the state that goes with f.changed.
+		st = f.state.clone()
+		f.shared.CompareAndSwap(nil, st)
+	}
+	return st, f.changed
 }
 
 type stateSnapshot struct{ data []byte }
