@@ -456,7 +456,13 @@ func yamlError(file string, err error) error {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return &LineError{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s", m[2])}
+		hint := ""
+		if strings.Contains(m[2], "cannot start any token") || strings.Contains(m[2], "expected alphabetic or numeric character") {
+			// @ and * are YAML indicators: an unquoted "@hourly" or
+			// "*/5 * * * *" is not a string.
+			hint = `; quote a schedule that starts with @ or *, as schedule: "@hourly"`
+		}
+		return &LineError{File: file, Line: line, Err: fmt.Errorf("not valid YAML: %s%s", m[2], hint)}
 	}
 	return &LineError{File: file, Err: fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(msg, "yaml: "))}
 }
