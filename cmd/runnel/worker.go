@@ -78,8 +78,8 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 			if concurrency < 1 {
 				return fmt.Errorf("--concurrency %d: run at least 1 job at a time", concurrency)
 			}
-			if prefetch < 1 {
-				return fmt.Errorf("--prefetch %d: lease at least 1 record ahead", prefetch)
+			if prefetch < 0 {
+				return fmt.Errorf("--prefetch %d: give 0 for the default or a positive number", prefetch)
 			}
 			if maxAttempts < 1 {
 				return fmt.Errorf("--max-attempts %d: allow at least 1 attempt", maxAttempts)
@@ -108,6 +108,16 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 				defer srv.Close()
 			}
 
+			if prefetch == 0 {
+				info, err := c.DescribeTopic(ctx, topic)
+				if err != nil {
+					return explain(fmt.Errorf("topic %s: %w", topic, err))
+				}
+				// A partition with nothing to lease holds one slot of the
+				// prefetch while it waits, so every partition gets one, and
+				// the running jobs one each to lease their successors.
+				prefetch = len(info.Partitions) + concurrency
+			}
 			q, err := c.Queue(group, topic, client.QueueOptions{
 				Visibility:      visibility,
 				DeadLetterTopic: dlq,
@@ -168,8 +178,8 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 	f.DurationVar(&drainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "how long SIGTERM lets running jobs finish before stopping them")
 	f.DurationVar(&killGrace, "kill-grace", worker.DefaultKillGrace, "time between SIGTERM and SIGKILL for a command stopped early")
 	f.StringVar(&dlq, "dlq", "", "dead-letter topic (default TOPIC.dlq)")
-	f.IntVar(&prefetch, "prefetch", 1, "records leased ahead of the running jobs; more helps many short jobs, but each one still "+
-		"waiting when the worker stops counts a delivery, an attempt of its job")
+	f.IntVar(&prefetch, "prefetch", 0, "records leased ahead of Next (0: the topic's partitions + --concurrency); more helps many short jobs, "+
+		"but each one still waiting when the worker stops counts a delivery, an attempt of its job")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug (a line per job), info, warn, error")
 	return cmd
 }

@@ -124,7 +124,7 @@ func TestWorkerFlagErrors(t *testing.T) {
 		{[]string{"worker", "--group", "g"}, "--topic"},
 		{[]string{"worker", "--topic", "t", "--group", "g", "--concurrency", "0"}, "--concurrency 0"},
 		{[]string{"worker", "--topic", "t", "--group", "g", "--timeout", "0s"}, "--timeout 0s"},
-		{[]string{"worker", "--topic", "t", "--group", "g", "--prefetch", "0"}, "--prefetch 0"},
+		{[]string{"worker", "--topic", "t", "--group", "g", "--prefetch", "-1"}, "--prefetch -1"},
 	} {
 		_, _, errLine := cli(t, "127.0.0.1:1", "", tc.args...)
 		if !strings.Contains(errLine, tc.want) {
