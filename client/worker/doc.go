@@ -52,6 +52,12 @@
 // ErrLeaseLost and the record is not settled (someone else has it). A run's
 // context ends at the job's timeout with cause ErrTimeout.
 //
+// The queue's Prefetch is best set to its topic's partitions plus
+// Concurrency (what runnel worker does): a partition with nothing to lease
+// holds a prefetch slot while it waits, and each running job needs one to
+// lease its successor. More prefetch costs attempts: a record leased ahead
+// and never run when the queue closes has had a delivery counted.
+//
 // A delivery that waited in the queue's prefetch buffer until less than
 // half of Visibility is left has its lease extended before the job starts;
 // if the lease is lost already the job is not run here.

@@ -33,7 +33,7 @@ func Example() {
 		return
 	}
 	defer c.Close()
-	q, err := c.Queue("mailers", "signups", client.QueueOptions{Visibility: time.Minute, Prefetch: 4})
+	q, err := c.Queue("mailers", "signups", client.QueueOptions{Visibility: time.Minute, Prefetch: 4 + 3}) // Concurrency + partitions
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -76,7 +76,7 @@ func ExampleExec() {
 		return
 	}
 	defer c.Close()
-	q, err := c.Queue("workers", "jobs", client.QueueOptions{Prefetch: 2})
+	q, err := c.Queue("workers", "jobs", client.QueueOptions{Prefetch: 2 + 3}) // Concurrency + partitions
 	if err != nil {
 		fmt.Println(err)
 		return
