@@ -205,7 +205,7 @@ func (w *Worker) process(hard context.Context, d *Delivery) {
 		switch {
 		case errors.As(err, &perm):
 			r.outcome = job.OutcomeFailed
-			r.reason = "permanent failure on attempt " + fmt.Sprint(j.Attempt) + ": " + r.errText
+			r.reason = fmt.Sprintf("permanent failure on attempt %d: %s", j.Attempt, r.errText)
 		case j.Attempt >= j.MaxAttempts:
 			r.outcome = job.OutcomeDead
 			r.reason = fmt.Sprintf("attempt %d of %d failed: %s", j.Attempt, j.MaxAttempts, r.errText)
