@@ -585,27 +585,32 @@ func (qp *queuePartition) send(ctx context.Context, ops []*runnelpb.SettleOp) ([
 	}
 }
 
-// call runs f against the partition's leader, following a NOT_LEADER hint
-// and refreshing metadata when the leader cannot be reached. wait is how
-// long the call may long-poll, on top of the request timeout.
+// call runs f against the partition's leader (see Client.queueCall).
 func (qp *queuePartition) call(ctx context.Context, wait time.Duration, f func(ctx context.Context, qc runnelpb.QueuesClient) error) error {
-	q := qp.q
+	return qp.q.c.queueCall(ctx, qp.q.topic, qp.part, wait, f)
+}
+
+// queueCall runs f against the leader of topic/part, following a
+// NOT_LEADER hint and refreshing metadata when the leader cannot be
+// reached. wait is how long the call may long-poll, on top of the request
+// timeout.
+func (c *Client) queueCall(ctx context.Context, topic string, part int32, wait time.Duration, f func(ctx context.Context, qc runnelpb.QueuesClient) error) error {
 	var err error
 	for hop := 0; hop < 3; hop++ {
 		var addr string
-		addr, err = q.c.meta.leaderFresh(ctx, q.topic, qp.part)
+		addr, err = c.meta.leaderFresh(ctx, topic, part)
 		if err != nil {
 			return err
 		}
 		var qc runnelpb.QueuesClient
-		if qc, err = q.c.queuesClient(addr); err != nil {
+		if qc, err = c.queuesClient(addr); err != nil {
 			return err
 		}
-		cctx, cancel := context.WithTimeout(ctx, q.c.cfg.requestTimeout+wait)
+		cctx, cancel := context.WithTimeout(ctx, c.cfg.requestTimeout+wait)
 		err = fromStatus(f(cctx, qc), addr)
 		cancel()
 		if err == nil {
-			q.c.meta.reachable(addr)
+			c.meta.reachable(addr)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -613,14 +618,14 @@ func (qp *queuePartition) call(ctx context.Context, wait time.Duration, f func(c
 		}
 		var nl *NotLeaderError
 		switch {
-		case errors.As(err, &nl) && q.c.meta.follow(q.topic, qp.part, nl):
+		case errors.As(err, &nl) && c.meta.follow(topic, part, nl):
 			continue
 		case isConnectError(err):
-			q.c.meta.unreachable(addr)
-			q.c.meta.refresh()
+			c.meta.unreachable(addr)
+			c.meta.refresh()
 			return err
 		case needsMetadata(err):
-			q.c.meta.refresh()
+			c.meta.refresh()
 			return err
 		default:
 			return err
