@@ -37,6 +37,11 @@ const scheduleHelp = `use 5 fields "MIN HOUR DOM MON DOW", 6 with seconds first,
 // times (and so on the jobs' dedupe ids). "@every D" fires at the multiples
 // of D since the Unix epoch — "@every 1h" on the hour, "@every 15m" at :00,
 // :15, :30 and :45 — for the same reason; D is whole seconds, at least 1s.
+//
+// In a zone with daylight saving time, a local time that the clock change
+// skips does not fire that day, and one it repeats fires twice (once per
+// UTC time, each with its own ID): schedule such jobs outside the hour of
+// the change, or in UTC.
 func ParseSchedule(spec string) (Schedule, error) {
 	spec = strings.TrimSpace(spec)
 	if spec == "" {

@@ -34,6 +34,10 @@ func TestParseSchedule(t *testing.T) {
 		{"CRON_TZ=Europe/Paris 0 3 * * *", []string{"2026-03-29T01:00:00Z", "2026-03-30T01:00:00Z"}},
 		{"TZ=Europe/Paris  30 0 * * *", []string{"2026-03-29T22:30:00Z", "2026-03-30T22:30:00Z"}},
 		{"CRON_TZ=America/New_York @daily", []string{"2026-03-29T04:00:00Z", "2026-03-30T04:00:00Z"}},
+		// 02:30 in Paris does not exist on 2026-03-29: no fire that day.
+		{"CRON_TZ=Europe/Paris 30 2 * * *", []string{"2026-03-30T00:30:00Z", "2026-03-31T00:30:00Z"}},
+		// 02:30 in Paris happens twice on 2026-10-25: two fires.
+		{"CRON_TZ=Europe/Paris 30 2 25 10 *", []string{"2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z", "2027-10-25T00:30:00Z"}},
 	} {
 		s, err := cron.ParseSchedule(tc.spec)
 		if err != nil {
