@@ -20,6 +20,11 @@ const (
 	ConfigRetentionBytes = "retention.bytes"
 	// ConfigMaxMessageBytes is the largest record batch the topic accepts.
 	ConfigMaxMessageBytes = "max.message.bytes"
+	// ConfigMaxBacklogRecords bounds, per partition, the records past the
+	// offset its slowest queue group has settled: over it, produce is
+	// refused with RESOURCE_EXHAUSTED until the consumers catch up. -1
+	// means no limit; a partition without queue groups has no backlog.
+	ConfigMaxBacklogRecords = "max.backlog.records"
 )
 
 type configSpec struct {
@@ -30,9 +35,10 @@ type configSpec struct {
 }
 
 var configSpecs = map[string]configSpec{
-	ConfigRetentionMs:     {def: 7 * 24 * 3600 * 1000, min: -1, max: 1<<63 - 1, help: "milliseconds, -1 for forever"},
-	ConfigRetentionBytes:  {def: -1, min: -1, max: 1<<63 - 1, help: "bytes per partition, -1 for no limit"},
-	ConfigMaxMessageBytes: {def: 1 << 20, min: 1024, max: 64 << 20, help: "bytes, 1024 to 67108864"},
+	ConfigRetentionMs:       {def: 7 * 24 * 3600 * 1000, min: -1, max: 1<<63 - 1, help: "milliseconds, -1 for forever"},
+	ConfigRetentionBytes:    {def: -1, min: -1, max: 1<<63 - 1, help: "bytes per partition, -1 for no limit"},
+	ConfigMaxMessageBytes:   {def: 1 << 20, min: 1024, max: 64 << 20, help: "bytes, 1024 to 67108864"},
+	ConfigMaxBacklogRecords: {def: -1, min: -1, max: 1<<63 - 1, help: "records per partition past the slowest queue group, -1 for no limit"},
 }
 
 // topicConfig is the parsed, effective config of a topic.
@@ -40,6 +46,8 @@ type topicConfig struct {
 	RetentionMs     int64
 	RetentionBytes  int64
 	MaxMessageBytes int64
+	// MaxBacklogRecords is -1 for no limit.
+	MaxBacklogRecords int64
 }
 
 // validateConfigs checks keys and values and returns the effective config
@@ -61,18 +69,20 @@ func validateConfigs(set map[string]string) (topicConfig, error) {
 		vals[k] = n
 	}
 	return topicConfig{
-		RetentionMs:     vals[ConfigRetentionMs],
-		RetentionBytes:  vals[ConfigRetentionBytes],
-		MaxMessageBytes: vals[ConfigMaxMessageBytes],
+		RetentionMs:       vals[ConfigRetentionMs],
+		RetentionBytes:    vals[ConfigRetentionBytes],
+		MaxMessageBytes:   vals[ConfigMaxMessageBytes],
+		MaxBacklogRecords: vals[ConfigMaxBacklogRecords],
 	}, nil
 }
 
 // effective returns every config key with its effective value.
 func (c topicConfig) effective() map[string]string {
 	return map[string]string{
-		ConfigRetentionMs:     strconv.FormatInt(c.RetentionMs, 10),
-		ConfigRetentionBytes:  strconv.FormatInt(c.RetentionBytes, 10),
-		ConfigMaxMessageBytes: strconv.FormatInt(c.MaxMessageBytes, 10),
+		ConfigRetentionMs:       strconv.FormatInt(c.RetentionMs, 10),
+		ConfigRetentionBytes:    strconv.FormatInt(c.RetentionBytes, 10),
+		ConfigMaxMessageBytes:   strconv.FormatInt(c.MaxMessageBytes, 10),
+		ConfigMaxBacklogRecords: strconv.FormatInt(c.MaxBacklogRecords, 10),
 	}
 }
 

@@ -47,6 +47,9 @@ func (s *service) admit(req *runnelpb.ProduceRequest) (partition.Pending, partit
 	if len(req.Batch) == 0 {
 		return partition.Pending{}, 0, errorf(ErrInvalidRequest, "produce to %s/%d carries no batch", req.Topic, req.Partition)
 	}
+	if err := checkBacklog(t, req.Topic, req.Partition, p); err != nil {
+		return partition.Pending{}, 0, err
+	}
 	acks := toAcks(req.Acks)
 	start := time.Now()
 	pd, err := p.Append(record.Batch(req.Batch), acks)

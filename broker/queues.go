@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -22,6 +24,7 @@ type queueReplica interface {
 	ResetQueue(group string, off int64) error
 	DeleteQueue(group string) error
 	QueueGroups(group string) []partition.QueueGroupInfo
+	QueueBacklog() (records int64, group string)
 }
 
 var (
@@ -210,4 +213,42 @@ func (s *queuesService) DeleteQueue(ctx context.Context, req *runnelpb.DeleteQue
 		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
 	}
 	return &runnelpb.DeleteQueueResponse{}, nil
+}
+
+// BacklogFullError refuses a produce to a partition whose slowest queue
+// group is more than the topic's max.backlog.records behind its end.
+type BacklogFullError struct {
+	Topic      string
+	Partition  int32
+	Group      string
+	Backlog    int64
+	Limit      int64
+	RetryAfter time.Duration
+}
+
+func (e *BacklogFullError) Error() string {
+	return fmt.Sprintf("%s/%d has %d records not yet settled by queue group %q, over the topic's %s of %d; retry once its consumers catch up, or raise the limit with: runnel topic alter %s --config %s=N",
+		e.Topic, e.Partition, e.Backlog, e.Group, ConfigMaxBacklogRecords, e.Limit, e.Topic, ConfigMaxBacklogRecords)
+}
+
+// backlogRetry is the retry delay a BacklogFullError asks for, between
+// half and all of it (the jitter spreads the producers' retries).
+const backlogRetry = 500 * time.Millisecond
+
+// checkBacklog refuses a produce to p when the topic bounds the backlog of
+// its queue groups and p's slowest group is over the bound.
+func checkBacklog(t *topic, name string, part int32, p replica) error {
+	if t.cfg.MaxBacklogRecords < 0 {
+		return nil
+	}
+	q, ok := p.(queueReplica)
+	if !ok {
+		return nil
+	}
+	n, group := q.QueueBacklog()
+	if n < t.cfg.MaxBacklogRecords {
+		return nil
+	}
+	return &BacklogFullError{Topic: name, Partition: part, Group: group, Backlog: n, Limit: t.cfg.MaxBacklogRecords,
+		RetryAfter: backlogRetry/2 + rand.N(backlogRetry/2)}
 }

@@ -66,6 +66,7 @@ func describe(err error) grpcError {
 		nl   *NotLeaderError
 		gnf  *GroupNotFoundError
 		nc   *NotCoordinatorError
+		tbf  *BacklogFullError
 	)
 	switch {
 	case errors.As(err, &tnf):
@@ -97,6 +98,10 @@ func describe(err error) grpcError {
 	case errors.As(err, &oor):
 		g.code, g.reason = codes.OutOfRange, "OFFSET_OUT_OF_RANGE"
 		g.metadata = map[string]string{"topic": oor.Topic, "partition": itoa(int64(oor.Partition)), "offset": itoa(oor.Offset), "start_offset": itoa(oor.Start), "end_offset": itoa(oor.End)}
+	case errors.As(err, &tbf):
+		g.code, g.reason, g.retryAfter = codes.ResourceExhausted, "TOPIC_BACKLOG_FULL", tbf.RetryAfter
+		g.metadata = map[string]string{"topic": tbf.Topic, "partition": itoa(int64(tbf.Partition)), "group": tbf.Group,
+			"backlog": itoa(tbf.Backlog), "limit": itoa(tbf.Limit)}
 	case errors.As(err, &back):
 		g.code, g.reason, g.retryAfter = codes.ResourceExhausted, "BACKLOG_FULL", back.RetryAfter
 	case errors.As(err, &nl):

@@ -88,3 +88,12 @@ func (p *Partition) QueueGroups(group string) []QueueGroupInfo {
 	}
 	return qs.info(group)
 }
+
+// QueueBacklog is Replica.QueueBacklog on a single node.
+func (p *Partition) QueueBacklog() (int64, string) {
+	qs, err := p.queues()
+	if err != nil {
+		return 0, ""
+	}
+	return qs.backlog(p.log.End())
+}

@@ -92,3 +92,8 @@ func (r *Replica) proposeQueue(op *queueOp) (queueResult, error) {
 	}
 	return *w.res.queue, nil
 }
+
+// QueueBacklog returns how many records the slowest queue group of the
+// partition has not settled (from its start to the log's end), and its
+// name; 0 and "" without groups.
+func (r *Replica) QueueBacklog() (int64, string) { return r.fsm.queues.backlog(r.log.End()) }

@@ -512,6 +512,21 @@ func (qs *queues) info(group string) []QueueGroupInfo {
 	return out
 }
 
+// backlog returns the records from the slowest group's start to end, and
+// that group; 0 and "" when there is no group.
+func (qs *queues) backlog(end int64) (int64, string) {
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	var n int64
+	var slowest string
+	for name, g := range qs.groups {
+		if b := end - g.Start(); b > n || b == n && slowest != "" && name < slowest {
+			n, slowest = b, name
+		}
+	}
+	return n, slowest
+}
+
 // waitState tells a long-polling lease whether to ask now, and if not
 // what to wait for: changed, and a due time (0 for none).
 func (qs *queues) waitState(group string, now, end int64) (ask bool, changed <-chan struct{}, due int64) {
