@@ -43,10 +43,13 @@ import (
 // unsettled record with its key. Keys are compared by a 64-bit FNV-1a
 // hash; two keys with the same hash are ordered as one.
 type Queue struct {
-	cfg   QueueConfig
-	start int64
-	next  int64
-	clock int64
+	cfg QueueConfig
+	// configured is false for a group a Reset created before any lease:
+	// the first lease's configuration becomes the group's.
+	configured bool
+	start      int64
+	next       int64
+	clock      int64
 
 	recs map[int64]*queueRec
 	// keys holds, per key hash, the unsettled offsets with that key in
@@ -188,15 +191,16 @@ type Settle struct {
 // NewQueue returns the state of a group that starts at offset start.
 func NewQueue(cfg QueueConfig, start int64) *Queue {
 	return &Queue{
-		cfg:      cfg,
-		start:    start,
-		next:     start,
-		recs:     make(map[int64]*queueRec),
-		keys:     make(map[uint64][]int64),
-		timed:    heap[timedEntry]{less: lessTimed},
-		ready:    heap[readyEntry]{less: func(a, b readyEntry) bool { return a.off < b.off }},
-		dirty:    make(map[int64]struct{}),
-		hdrDirty: true,
+		cfg:        cfg,
+		configured: true,
+		start:      start,
+		next:       start,
+		recs:       make(map[int64]*queueRec),
+		keys:       make(map[uint64][]int64),
+		timed:      heap[timedEntry]{less: lessTimed},
+		ready:      heap[readyEntry]{less: func(a, b readyEntry) bool { return a.off < b.off }},
+		dirty:      make(map[int64]struct{}),
+		hdrDirty:   true,
 	}
 }
 
@@ -226,9 +230,22 @@ func (q *Queue) tick(now int64) {
 	}
 }
 
+// NewQueueAt returns the state of a group whose configuration is not
+// known yet, placed at offset start by a rewind before any lease: the
+// first CheckConfig sets it.
+func NewQueueAt(start int64) *Queue {
+	q := NewQueue(QueueConfig{}, start)
+	q.configured = false
+	return q
+}
+
 // CheckConfig returns an error matching ErrQueueConfig when cfg differs
-// from the group's.
+// from the group's. A group created by NewQueueAt takes cfg as its own.
 func (q *Queue) CheckConfig(cfg QueueConfig) error {
+	if !q.configured {
+		q.cfg, q.configured, q.hdrDirty = cfg, true, true
+		return nil
+	}
 	if cfg != q.cfg {
 		return fmt.Errorf("%w: the group has key ordering %t, the consumer asked for %t", ErrQueueConfig, q.cfg.KeyOrdering, cfg.KeyOrdering)
 	}
@@ -535,12 +552,15 @@ func (q *Queue) Encode() (hdr []byte, recs []QueueChange) {
 
 const queueHeaderVersion = 1
 
-// header: version:1 flags:1 start:8 next:8 clock:8
+// header: version:1 flags:1 (1: key ordering, 2: configured) start:8 next:8 clock:8
 func (q *Queue) encodeHeader() []byte {
 	b := make([]byte, 0, 26)
 	var flags byte
 	if q.cfg.KeyOrdering {
 		flags |= 1
+	}
+	if q.configured {
+		flags |= 2
 	}
 	b = append(b, queueHeaderVersion, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(q.start))
@@ -569,6 +589,7 @@ func DecodeQueue(hdr []byte, recs iter.Seq2[int64, []byte]) (*Queue, error) {
 		return nil, fmt.Errorf("queue header: malformed %d-byte header", len(hdr))
 	}
 	q := NewQueue(QueueConfig{KeyOrdering: hdr[1]&1 != 0}, int64(binary.BigEndian.Uint64(hdr[2:])))
+	q.configured = hdr[1]&2 != 0
 	q.next = int64(binary.BigEndian.Uint64(hdr[10:]))
 	q.clock = int64(binary.BigEndian.Uint64(hdr[18:]))
 	q.hdrDirty = false

@@ -119,6 +119,17 @@ func TestPartitionQueue(t *testing.T) {
 	if _, err := p.Lease(ctx, partition.LeaseRequest{Group: "g", Max: 1, Visibility: time.Second, Config: consumergroup.QueueConfig{KeyOrdering: true}}, 0); !errors.Is(err, consumergroup.ErrQueueConfig) {
 		t.Fatalf("lease with another config: %v", err)
 	}
+	// A group a seek created takes the configuration of its first lease.
+	if err := p.ResetQueue("h", 2); err != nil {
+		t.Fatal(err)
+	}
+	ordered := partition.LeaseRequest{Group: "h", Max: 5, Visibility: time.Second, Config: consumergroup.QueueConfig{KeyOrdering: true}}
+	if got, err := p.Lease(ctx, ordered, 0); err != nil || !slices.Equal(offsets(got), []int64{2}) {
+		t.Fatalf("first lease of a group created by a seek: %v, %v", offsets(got), err)
+	}
+	if info := p.QueueGroups("h"); len(info) != 1 || !info[0].Config.KeyOrdering {
+		t.Fatalf("group created by a seek: %+v", info)
+	}
 }
 
 // TestPartitionQueueLongPoll shows a waiting lease answered by an append.

@@ -333,7 +333,7 @@ func (qs *queues) apply(l *log.Log, op *queueOp) (queueResult, []log.StateOp) {
 		qs.wakeLocked()
 	case opReset:
 		if g == nil {
-			g = consumergroup.NewQueue(consumergroup.QueueConfig{}, op.offset)
+			g = consumergroup.NewQueueAt(op.offset)
 			qs.groups[op.group] = g
 		}
 		g.Reset(op.offset)
