@@ -78,6 +78,9 @@ const (
 	maxLeaseBatch = 512
 	// leaseWait is how long one Lease call long-polls.
 	leaseWait = 10 * time.Second
+	// leaseLinger is how long a fetcher with few free slots waits for more
+	// before it leases, when Next has nothing to hand out.
+	leaseLinger = time.Millisecond
 	// maxSettleBatch bounds the operations of one Settle call.
 	maxSettleBatch = 2048
 )
@@ -373,6 +376,7 @@ func (qp *queuePartition) fetchLoop() {
 		// share is free, so that leases go in batches rather than one
 		// record (one raft entry) per Next.
 		n, limit := 1, min(maxLeaseBatch, q.share)
+		var linger *time.Timer
 	more:
 		for n < limit {
 			select {
@@ -381,8 +385,24 @@ func (qp *queuePartition) fetchLoop() {
 				continue
 			default:
 			}
-			if n >= limit/2 || len(q.out) == 0 {
+			if n >= limit/2 {
 				break more
+			}
+			if len(q.out) == 0 {
+				// Next has nothing to hand out: lease now, but let the
+				// slots that settles are freeing in a burst join first.
+				if linger == nil {
+					linger = time.NewTimer(leaseLinger)
+				}
+				select {
+				case <-q.slots:
+					n++
+					continue
+				case <-linger.C:
+					break more
+				case <-q.ctx.Done():
+					return
+				}
 			}
 			select {
 			case <-q.slots:
@@ -390,6 +410,10 @@ func (qp *queuePartition) fetchLoop() {
 			case <-q.ctx.Done():
 				return
 			}
+		}
+		if linger != nil {
+			linger.Stop()
+			linger = nil
 		}
 		ds, err := qp.lease(n)
 		for range n - len(ds) {
