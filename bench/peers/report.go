@@ -84,10 +84,13 @@ func (c *comparison) writeDir(dir string) ([]string, error) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
-	labels := []string{
-		"runnel (" + c.Runnel.Durability.Note + ")",
-		"JetStream (" + c.JetStream.Durability.Note + ")",
+	// The durability note up to its workload qualifier, which the
+	// chart's title already says.
+	label := func(name string, d bench.Durability) string {
+		note, _, _ := strings.Cut(d.Note, ";")
+		return name + ", " + note
 	}
+	labels := []string{label("runnel", c.Runnel.Durability), label("JetStream", c.JetStream.Durability)}
 	plots, err := bench.WritePlots(dir, name, labels, []*bench.Result{c.Runnel, c.JetStream})
 	return append([]string{path}, plots...), err
 }
