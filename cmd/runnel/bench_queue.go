@@ -73,7 +73,7 @@ partition's raft group in a cluster, fsynced on one node).`,
 	fl := cmd.Flags()
 	fl.IntVar(&jobs, "jobs", 200000, "jobs to produce, then lease and ack")
 	fl.IntVar(&size, "size", 100, "job value size in bytes")
-	fl.IntVar(&consumers, "consumers", 2, "queue consumers of the group")
+	fl.IntVar(&consumers, "consumers", 4, "queue consumers of the group")
 	fl.IntVar(&concurrency, "concurrency", 256, "handlers per consumer")
 	fl.IntVar(&prefetch, "prefetch", 1024, "records each consumer leases ahead")
 	return cmd
