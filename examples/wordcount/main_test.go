@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// plainCount is the single-process count the map/reduce must equal.
+func plainCount(text string) string {
+	n := map[string]int{}
+	for _, w := range strings.Fields(text) {
+		n[w]++
+	}
+	words := make([]string, 0, len(n))
+	for w := range n {
+		words = append(words, w)
+	}
+	slices.Sort(words)
+	var b strings.Builder
+	for _, w := range words {
+		fmt.Fprintf(&b, "%s\t%d\n", w, n[w])
+	}
+	return b.String()
+}
+
+// generate returns lines of random words from a skewed vocabulary, with
+// the odd empty line, run of spaces, tab and non-ASCII word.
+func generate(lines int) string {
+	r := rand.New(rand.NewPCG(7, 11))
+	vocab := []string{"the", "a", "of", "runnel", "log", "Log", "log.", "café", "naïve", "日本", "x", "--", "42"}
+	for i := range 400 {
+		vocab = append(vocab, fmt.Sprintf("w%03d", i))
+	}
+	var b strings.Builder
+	for range lines {
+		n := r.IntN(12)
+		for j := range n {
+			if j > 0 {
+				b.WriteString([]string{" ", "  ", "\t", " "}[r.IntN(4)])
+			}
+			// Squaring skews the choice toward the first words.
+			f := r.Float64()
+			b.WriteString(vocab[int(f*f*float64(len(vocab)))])
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func TestWordCount(t *testing.T) {
+	text := generate(3000)
+	file := filepath.Join(t.TempDir(), "input.txt")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, config{input: file, splits: 4, reducers: 3, mappers: 2, out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(plainCount(text), out.String()); diff != "" {
+		t.Errorf("word count (-plain +map/reduce):\n%s", diff)
+	}
+}
+
+func TestWordCountEmpty(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "empty.txt")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), config{input: file, splits: 2, reducers: 2, mappers: 1, out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("output for an empty file: %q", out.String())
+	}
+}
