@@ -16,11 +16,14 @@ type queueRec struct {
 	off int64
 }
 
-// TestQueueCluster runs a queue group on a three-node cluster: five
+// TestQueueCluster runs queue groups on a three-node cluster: five
 // consumers share three partitions and every record is delivered once and
-// acked once; then the leader of a partition stops while a consumer holds
-// leases: records acked before stay acked, leases taken before are settled
-// through the new leader, and records leased and released come back.
+// acked once; with key ordering no two records of a key are in flight at
+// once; an unsettled lease expires into attempt 2 and a nack's delay holds
+// the record back; then the leader of a partition stops while a consumer
+// holds leases: records acked before stay acked, leases taken before are
+// settled through the new leader, and records leased and released come
+// back.
 func TestQueueCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
@@ -102,6 +105,101 @@ func TestQueueCluster(t *testing.T) {
 			t.Errorf("consumer %d got no work: %v", i, per)
 		}
 	}
+
+	// Key ordering across consumers: no two records of a key in flight at
+	// once, each key's records in offset order.
+	createTopicWhenReady(t, ctx, c, "k", 2, 3)
+	recs := make([]*client.Record, 200)
+	for i := range recs {
+		recs[i] = &client.Record{Topic: "k", Key: []byte(fmt.Sprint("key", i%7)), Value: []byte(fmt.Sprint(i))}
+	}
+	if err := c.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		acking = map[int64]bool{} // offsets whose ack has been sent
+		last   = map[string]int64{}
+		count  int
+	)
+	kdone := make(chan struct{})
+	kctx, kstop := context.WithCancel(ctx)
+	for range 3 {
+		q, err := c.Queue("ordered", "k", client.QueueOptions{KeyOrdering: true, Prefetch: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer q.Close()
+			for {
+				d, err := q.Next(kctx)
+				if err != nil {
+					return
+				}
+				// A key's records all go to one partition: its previous
+				// record must be acked (the ack sent) before this one
+				// comes, and come before it.
+				k := string(d.Key)
+				mu.Lock()
+				if l, ok := last[k]; ok && (l >= d.Offset || !acking[l]) {
+					t.Errorf("%d/%d: key %s after offset %d (ack sent: %t)", d.Partition, d.Offset, k, l, acking[l])
+				}
+				last[k], acking[d.Offset] = d.Offset, true
+				mu.Unlock()
+				if err := q.Ack(ctx, d); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				if count++; count == len(recs) {
+					close(kdone)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	select {
+	case <-kdone:
+	case <-ctx.Done():
+		t.Fatalf("key ordering: %d of %d acked", count, len(recs))
+	}
+	kstop()
+	wg.Wait()
+
+	// Lease expiry and a nack's delay: the record comes back with the
+	// next attempt, not before.
+	createTopicWhenReady(t, ctx, c, "x", 1, 3)
+	produce("x", 1)
+	xq, err := c.Queue("g", "x", client.QueueOptions{Visibility: 300 * time.Millisecond, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, err := xq.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := xq.Next(ctx) // not settled: back after the lease
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2.Offset != d1.Offset || d1.Attempt != 1 || d2.Attempt != 2 || !time.Now().After(d1.LeaseUntil) {
+		t.Fatalf("expiry: first attempt %d, then offset %d attempt %d", d1.Attempt, d2.Offset, d2.Attempt)
+	}
+	nacked := time.Now()
+	if err := xq.Nack(ctx, d2, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	d3, err := xq.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d3.Attempt != 3 || time.Since(nacked) < 500*time.Millisecond {
+		t.Fatalf("nack: attempt %d %s after a 500ms nack", d3.Attempt, time.Since(nacked))
+	}
+	if err := xq.Ack(ctx, d3); err != nil && !errors.Is(err, client.ErrLeaseLost) {
+		t.Fatal(err)
+	}
+	xq.Close()
 
 	// Failover.
 	info := createTopicWhenReady(t, ctx, c, "f", 1, 3)
