@@ -259,10 +259,10 @@ func TestQueueKeyOrdering(t *testing.T) {
 	produceJobs(t, c, "t", n, func(i int) []byte { return []byte(fmt.Sprint("k", i%5)) })
 	ctx := testContext(t)
 	var (
-		mu       sync.Mutex
-		inFlight = map[string]bool{}
-		last     = map[string]int64{}
-		count    int
+		mu     sync.Mutex
+		acking = map[int64]bool{} // offsets whose ack has been sent
+		last   = map[string]int64{}
+		count  int
 	)
 	done := make(chan struct{})
 	for range 3 {
@@ -273,19 +273,18 @@ func TestQueueKeyOrdering(t *testing.T) {
 				if err != nil {
 					return
 				}
+				// The key's previous record must be acked (the ack sent)
+				// before this one comes, and come before it.
 				k := string(d.Key)
 				mu.Lock()
-				if inFlight[k] {
-					t.Errorf("%d: key %s already in flight", d.Offset, k)
+				if l, ok := last[k]; ok && (l >= d.Offset || !acking[l]) {
+					t.Errorf("%d: key %s after %d (ack sent: %t)", d.Offset, k, l, acking[l])
 				}
-				if l, ok := last[k]; ok && l > d.Offset {
-					t.Errorf("%d: key %s after %d", d.Offset, k, l)
-				}
-				inFlight[k], last[k] = true, d.Offset
+				last[k] = d.Offset
 				mu.Unlock()
 				time.Sleep(time.Millisecond)
 				mu.Lock()
-				inFlight[k] = false
+				acking[d.Offset] = true
 				mu.Unlock()
 				if err := q.Ack(ctx, d); err != nil {
 					t.Error(err)
