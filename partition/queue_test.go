@@ -269,3 +269,54 @@ func TestReplicaQueueSnapshot(t *testing.T) {
 		t.Fatalf("ack of a record acked before the snapshot: %v, %v", errs, err)
 	}
 }
+
+// TestPartitionQueueRetention leases records that retention removes
+// before they are delivered again: they are settled, not handed out, and
+// the group moves on to the records still stored.
+func TestPartitionQueueRetention(t *testing.T) {
+	s, err := log.Open(t.TempDir(), log.Options{RetentionInterval: -1, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	l, err := s.Log(logID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := partition.New(l, partition.Options{})
+	for i := range 4 {
+		if _, err := l.Append(batchOf(fmt.Sprint("v", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	got, err := p.Lease(ctx, leaseReq("g", 2), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nacks := []consumergroup.Settle{
+		{Kind: consumergroup.Nack, Offset: got[0].Offset, Attempt: got[0].Attempt},
+		{Kind: consumergroup.Nack, Offset: got[1].Offset, Attempt: got[1].Attempt},
+	}
+	if _, err := p.Settle("g", nacks); err != nil {
+		t.Fatal(err)
+	}
+	l.SetRetention(log.Retention{MaxBytes: l.Size() / 2})
+	if err := l.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	start := l.Start()
+	if start == 0 {
+		t.Fatal("retention dropped nothing")
+	}
+	again, err := p.Lease(ctx, leaseReq("g", 10), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) == 0 || again[0].Offset != start {
+		t.Fatalf("after retention leased %v, want from %d on", offsets(again), start)
+	}
+	if info := p.QueueGroups("g"); info[0].Start < start {
+		t.Fatalf("group still holds removed records: %+v", info[0])
+	}
+}

@@ -262,6 +262,10 @@ type batchCache struct {
 func (c *batchCache) read(l *log.Log, off int64) ([]record.Batch, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if start := l.Start(); off < start {
+		// Retention removed it since the cache was filled.
+		return nil, &log.OutOfRangeError{Offset: off, Start: start, End: l.End()}
+	}
 	for i, b := range c.batches {
 		if b.BaseOffset() <= off && off < b.NextOffset() {
 			return c.batches[i:], nil
@@ -379,7 +383,7 @@ type scanCache struct {
 // on, up to l's end. Records that retention removed are skipped.
 func (c *scanCache) records(l *log.Log, from int64) iter.Seq[consumergroup.QueueRecord] {
 	return func(yield func(consumergroup.QueueRecord) bool) {
-		next := from
+		next := max(from, l.Start()) // retention may have removed some
 		for {
 			i, _ := slices.BinarySearchFunc(c.recs, next, func(r consumergroup.QueueRecord, off int64) int { return cmp.Compare(r.Offset, off) })
 			if i == len(c.recs) || c.recs[0].Offset > next {
@@ -665,7 +669,18 @@ func lease(ctx context.Context, l *log.Log, qs *queues, req LeaseRequest, wait t
 				return nil, err
 			}
 			if len(res.leases) > 0 || last {
-				return readLeased(l, &qs.deliver, res.leases)
+				recs, err := readLeased(l, &qs.deliver, res.leases)
+				if err != nil || len(recs) == len(res.leases) {
+					return recs, err
+				}
+				// Retention removed some of the records: settle them, or
+				// they would come back for good.
+				if err := settleGone(req.Group, res.leases, recs, do); err != nil {
+					return nil, err
+				}
+				if len(recs) > 0 || last {
+					return recs, nil
+				}
 			}
 			continue
 		}
@@ -690,6 +705,22 @@ func lease(ctx context.Context, l *log.Log, qs *queues, req LeaseRequest, wait t
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// settleGone acks the leases that readLeased found no record for.
+func settleGone(group string, leases []consumergroup.QueueLease, recs []LeasedRecord, do queueDo) error {
+	found := make(map[int64]bool, len(recs))
+	for _, r := range recs {
+		found[r.Offset] = true
+	}
+	var ops []consumergroup.Settle
+	for _, ls := range leases {
+		if !found[ls.Offset] {
+			ops = append(ops, consumergroup.Settle{Kind: consumergroup.Ack, Offset: ls.Offset, Attempt: ls.Attempt})
+		}
+	}
+	_, err := settle(group, ops, do)
+	return err
 }
 
 // settle applies settle operations of group and returns one error (nil:
