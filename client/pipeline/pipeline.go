@@ -161,6 +161,12 @@ func (s *stage) commit(ctx context.Context) error {
 		return err
 	}
 	if err := s.g.Commit(ctx); err != nil {
+		if errors.Is(err, client.ErrStaleGeneration) {
+			// A partition moved to another member meanwhile: it reads
+			// again from the last commit (outputs with the same ids).
+			// The partitions still held are committed next time.
+			return nil
+		}
 		return fmt.Errorf("pipeline %s: commit: %w", s.group, err)
 	}
 	s.uncommited, s.lastCommit = 0, time.Now()

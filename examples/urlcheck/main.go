@@ -39,6 +39,7 @@ func main() {
 	flag.IntVar(&cfg.concurrency, "concurrency", 8, "URLs each checker fetches at once")
 	flag.DurationVar(&cfg.timeout, "timeout", cfg.timeout, "timeout of one fetch")
 	flag.IntVar(&cfg.attempts, "attempts", cfg.attempts, "fetches of a URL before its error is the result and it is dead-lettered")
+	flag.DurationVar(&cfg.visibility, "visibility", cfg.visibility, "lease of a URL to a checker; a killed checker's URLs go to another after it")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
