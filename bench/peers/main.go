@@ -70,6 +70,7 @@ type config struct {
 	runnelSync bool
 	jsSync     string
 	inFlight   int
+	batches    int
 	linger     time.Duration
 	runs       int
 	profileDir string
@@ -147,6 +148,7 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.runnelSync, "runnel-sync", true, "runnel fsyncs before it acknowledges (--runnel-sync=false: no fsync)")
 	fs.StringVar(&cfg.jsSync, "jetstream-sync", "default", "JetStream sync setting: default (no fsync per write) or always (fsync every write)")
 	fs.IntVar(&cfg.inFlight, "max-in-flight", 0, "records produced and not yet acknowledged, at most, on both sides (0: each client's default: runnel buffers 64 MiB, JetStream 4000 publishes)")
+	fs.IntVar(&cfg.batches, "runnel-batches-in-flight", 1, "produce requests runnel's client keeps in flight per partition (client.MaxInFlight; 1, the default, keeps order across retries)")
 	fs.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "how long runnel's producer waits to fill a batch (runnel bench's default)")
 	fs.StringVar(&cfg.conn, "conn", "tcp", "single node: clients connect over loopback tcp, or inprocess (runnel: in-memory listener; JetStream: net.Pipe)")
 	fs.StringVar(&cfg.profileDir, "cpuprofile", "", "write a CPU profile of each measured run to `DIR`/runnel-N.pprof and DIR/jetstream-N.pprof")
@@ -202,6 +204,8 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("--conn inprocess applies to one node; a cluster's clients use loopback tcp")
 	case cfg.linger < 0:
 		return cfg, fmt.Errorf("--linger %v: use 0 or more", cfg.linger)
+	case cfg.batches < 1:
+		return cfg, fmt.Errorf("--runnel-batches-in-flight %d: use 1 or more", cfg.batches)
 	case cfg.runs < 1:
 		return cfg, fmt.Errorf("--runs %d: use 1 or more", cfg.runs)
 	case cfg.format != "table" && cfg.format != "json":
@@ -319,7 +323,7 @@ func runRunnel(ctx context.Context, cfg config, progress func(int64, time.Durati
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	copts := []client.Option{client.Linger(cfg.linger)}
+	copts := []client.Option{client.Linger(cfg.linger), client.MaxInFlight(cfg.batches)}
 	inFlight := "at most 64 MiB buffered (the client's default)"
 	if cfg.inFlight > 0 {
 		// The client bounds the encoded bytes of records not yet acked,
@@ -346,6 +350,9 @@ func runRunnel(ctx context.Context, cfg config, progress func(int64, time.Durati
 	res.Durability = bench.Durability{Acks: "all", Replicas: cfg.replicas, Fsync: cfg.runnelSync, Note: runnelSyncLabel(cfg)}
 	if after := rn.fsyncs(ctx); cfg.workload != "consume" && before >= 0 && after >= 0 {
 		res.SetFsyncs(after - before)
+	}
+	if cfg.batches > 1 {
+		inFlight += fmt.Sprintf(", %d batches in flight per partition", cfg.batches)
 	}
 	res.Environment = bench.CurrentEnvironment(fmt.Sprintf("runnel: %s, linger %v, %s", rn.label, cfg.linger, inFlight))
 	return res, nil

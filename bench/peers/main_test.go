@@ -141,6 +141,7 @@ func TestParseArgs(t *testing.T) {
 		{"produce", "--runs", "0"},
 		{"produce", "--linger", "-1ms"},
 		{"e2e", "--size", "7"},
+		{"produce", "--runnel-batches-in-flight", "0"},
 	}
 	for _, args := range bad {
 		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {
@@ -151,7 +152,7 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", linger: 5 * time.Millisecond, conn: "tcp", runs: 1, format: "table"}
+	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", batches: 1, linger: 5 * time.Millisecond, conn: "tcp", runs: 1, format: "table"}
 	if cfg != want {
 		t.Errorf("defaults %+v, want %+v", cfg, want)
 	}
