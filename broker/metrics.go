@@ -89,7 +89,7 @@ func newMetrics(b *Broker) *metrics {
 	m.leaderChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "runnel_partition_leader_changes_total", Help: "Leadership changes seen by this node's replicas, by topic.",
 	}, []string{"topic"})
-	m.reg.MustRegister(m.ackLatency, m.leaderChanges, raftCollector{b: b}, groupCollector{b: b})
+	m.reg.MustRegister(m.ackLatency, m.leaderChanges, raftCollector{b: b}, groupCollector{b: b}, queueCollector{b: b})
 	m.reg.MustRegister(m.producedRecords, m.producedBytes, m.produceLatency, m.fetchedRecords, m.fetchedBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
