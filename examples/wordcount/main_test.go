@@ -3,16 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/runnel-dev/runnel/client"
 )
 
 // plainCount is the single-process count the map/reduce must equal.
@@ -85,5 +89,47 @@ func TestWordCountEmpty(t *testing.T) {
 	}
 	if out.Len() != 0 {
 		t.Errorf("output for an empty file: %q", out.String())
+	}
+}
+
+// TestWordCountMapperFails fails each mapper once in the middle of the
+// input: the lines since the stage's last commit are mapped again, their
+// counts produced again with the same message ids, and the reducers take
+// each id once, so the counts are still exact.
+func TestWordCountMapperFails(t *testing.T) {
+	text := generate(2000)
+	file := filepath.Join(t.TempDir(), "input.txt")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		mapped int
+		failed int
+	)
+	errFail := errors.New("mapper failed")
+	hook := func(context.Context, *client.Record) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if mapped++; mapped%700 == 0 && failed < 2 {
+			failed++
+			return errFail
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := run(ctx, config{input: file, splits: 4, reducers: 3, mappers: 2, out: &out, mapHook: hook}); err != nil {
+		t.Fatal(err)
+	}
+	if failed != 2 {
+		t.Errorf("mappers failed %d times, want 2", failed)
+	}
+	if mapped <= 2000+4 {
+		t.Errorf("%d records mapped: nothing mapped again after the failures", mapped)
+	}
+	if diff := cmp.Diff(plainCount(text), out.String()); diff != "" {
+		t.Errorf("word count (-plain +map/reduce):\n%s", diff)
 	}
 }

@@ -79,7 +79,7 @@ func run(ctx context.Context, cfg config) error {
 	var wg sync.WaitGroup
 	errs := make(chan error, cfg.mappers+cfg.reducers+1)
 	for range cfg.mappers {
-		wg.Go(func() { errs <- mapper(ctx, c, manual, lines, counts, cfg) })
+		wg.Go(func() { errs <- restarting(ctx, func() error { return mapper(ctx, c, manual, lines, counts, cfg) }) })
 	}
 	for r := range cfg.reducers {
 		wg.Go(func() { errs <- reducer(ctx, c, counts, int32(r), totals, cfg.splits) })
@@ -144,6 +144,23 @@ func load(ctx context.Context, c *client.Client, file, topic string, splits int)
 		return fmt.Errorf("produce end-of-input markers: %w", err)
 	}
 	return nil
+}
+
+// maxRestarts is how many times a failed mapper is started again.
+const maxRestarts = 3
+
+// restarting runs f until it returns nil or ctx ends, starting it again
+// after a failure, at most maxRestarts times. A mapper started again
+// joins the map stage's group again, and the lines since the group's last
+// commit are mapped again.
+func restarting(ctx context.Context, f func() error) error {
+	var err error
+	for range maxRestarts + 1 {
+		if err = f(); err == nil || ctx.Err() != nil {
+			return nil
+		}
+	}
+	return err
 }
 
 func cmpOr(a, b error) error {
