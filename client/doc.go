@@ -52,6 +52,21 @@
 // aliases the client's buffer until the next iteration (Record.Clone
 // copies). The iterator waits at the end of the log for new records.
 //
+// # Queue groups
+//
+// Queue (queue.go) consumes a topic as a work queue: every record is leased
+// to one consumer of the group for a visibility timeout and settled one by
+// one: Ack, Nack (deliver again after a delay), Extend, or Reject (to the
+// dead-letter topic, "<topic>.dlq" by default, with message id
+// "dlq/<group>/<topic>/<partition>/<offset>" so that a retry writes it
+// once on a cluster). A consumer leases from every partition, so any
+// number of consumers get work; each partition's fetcher long-polls with
+// its share of Prefetch, and settles of a partition that wait together go
+// in one call. A delivery past MaxDeliveries is dead-lettered without
+// reaching Next. The leases live in the partition's raft group, so they
+// survive a change of leader; QueueGroups, SeekQueueGroup and
+// DeleteQueueGroup administer them.
+//
 // # Errors
 //
 // Broker failures are *Error values that match one sentinel each
