@@ -172,6 +172,37 @@ func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err er
 		}
 		return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
 	}
+	return l.appendAsync(b, nil)
+}
+
+// AppendAsyncState is AppendAsync that also applies the state operations
+// state returns in the same Pebble batch as b, so that after a crash both
+// or neither are there: the state of an owner that appends on one node
+// (the idempotent producers of a partition), as ApplyAt's is for a
+// replicated one. state, when not nil, is called once with the base offset
+// b gets, with the log locked: it must not call the log. If
+// AppendAsyncState fails after calling it, the log is unchanged but for a
+// failure of the store itself.
+//
+// Like ApplyAt, AppendAsyncState checks b's CRC and header but does not
+// decode its records: the caller validates b first (record.Batch.Validate),
+// typically outside its own locks. A batch that fails the checks returns an
+// error matching ErrCorrupt, or record.ErrUnsupported, and changes nothing.
+func (l *Log) AppendAsyncState(b record.Batch, state func(base int64) []StateOp) (base int64, wait func() error, err error) {
+	if l.s.opts.NoWAL {
+		return 0, nil, ErrNoWAL
+	}
+	if err := checkHeader(b); err != nil {
+		if errors.Is(err, record.ErrCorrupt) {
+			return 0, nil, corruptf(l.id, "append", err)
+		}
+		return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
+	}
+	return l.appendAsync(b, state)
+}
+
+// appendAsync is AppendAsync and AppendAsyncState once b is checked.
+func (l *Log) appendAsync(b record.Batch, state func(base int64) []StateOp) (base int64, wait func() error, err error) {
 	if err := l.acquire(); err != nil {
 		return 0, nil, err
 	}
@@ -181,7 +212,11 @@ func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err er
 
 	// Copy the batch into Pebble's batch outside the lock; the offsets are
 	// filled in under it.
-	pb := l.s.db.NewBatchWithSize(dataKeyLen + len(b) + batchKeyLen + batchValueLen + timeKeyLen + timeValueLen + 64)
+	capacity := dataKeyLen + len(b) + batchKeyLen + batchValueLen + timeKeyLen + timeValueLen + 64
+	if state != nil {
+		capacity += 256
+	}
+	pb := l.s.db.NewBatchWithSize(capacity)
 	defer func() {
 		if !handedOut {
 			pb.Close()
@@ -214,6 +249,12 @@ func (l *Log) AppendAsync(b record.Batch) (base int64, wait func() error, err er
 	if err != nil {
 		l.mu.Unlock()
 		return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
+	}
+	if state != nil {
+		if err := stageState(pb, l.id, state(base)); err != nil {
+			l.mu.Unlock()
+			return 0, nil, fmt.Errorf("log %s: append: %w", l.id, err)
+		}
 	}
 	if l.s.opts.NoSync {
 		err = l.s.db.Apply(pb, pebble.NoSync)
