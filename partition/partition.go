@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -21,25 +22,49 @@ const (
 	AcksNone
 )
 
-// Options bound a partition.
+// Options bound a partition. Zero or negative values mean the defaults,
+// which are a Replica's (ReplicaConfig).
 type Options struct {
 	// MaxPendingBytes bounds the bytes accepted but not yet durable. Zero
 	// means 64 MiB.
 	MaxPendingBytes int64
+	// MaxProducers bounds the idempotent producers remembered; the least
+	// recently used is forgotten first. Zero means 10,000.
+	MaxProducers int
+	// MsgIDWindow is how long, in record timestamps, a message id is
+	// remembered. Zero means 2 minutes.
+	MsgIDWindow time.Duration
+	// MaxMsgIDs bounds the message ids remembered; the oldest go first.
+	// Zero means 100,000.
+	MaxMsgIDs int
 }
 
-// Partition is one partition of a topic on this node.
+// Partition is one partition of a topic on this node. It checks idempotent
+// producers and message ids by the rules of a Replica (see Replica), and
+// keeps their state in the log's state, written with the batches, so that
+// it survives a restart.
 type Partition struct {
 	log     *log.Log
 	opts    Options
 	pending atomic.Int64
+	dd      partitionDedupe
 	q       partitionQueues
 }
 
-// New returns a partition over l.
+// New returns a partition over l, which may hold batches and state from
+// before. The producer state is loaded from l on the first Append.
 func New(l *log.Log, opts Options) *Partition {
 	if opts.MaxPendingBytes <= 0 {
-		opts.MaxPendingBytes = 64 << 20
+		opts.MaxPendingBytes = defaultMaxPendingBytes
+	}
+	if opts.MaxProducers <= 0 {
+		opts.MaxProducers = defaultMaxProducers
+	}
+	if opts.MsgIDWindow <= 0 {
+		opts.MsgIDWindow = defaultMsgIDWindow
+	}
+	if opts.MaxMsgIDs <= 0 {
+		opts.MaxMsgIDs = defaultMaxMsgIDs
 	}
 	return &Partition{log: l, opts: opts}
 }
@@ -85,13 +110,33 @@ func (pd Pending) WaitOffset() (int64, error) {
 // acks is accepted for the replicated partition's sake: on one node every
 // acknowledgement level orders the batch the same way, and the caller
 // decides whether to answer before or after Wait.
+//
+// A batch of an idempotent producer, or whose records all carry message
+// ids, is checked as a Replica's state machine checks it, before it is
+// written: Append fails at once with ErrOutOfOrderSequence,
+// ErrDuplicateSequence or ErrProducerFenced, and a duplicate is not written
+// again: its Pending's Base is the first copy's, and Wait waits until that
+// copy is durable.
 func (p *Partition) Append(b record.Batch, acks Acks) (Pending, error) {
+	if err := b.Validate(); err != nil {
+		return Pending{}, fmt.Errorf("partition %s: append: %w", p.log.ID(), err)
+	}
 	n := int64(len(b))
 	if cur := p.pending.Add(n); cur > p.opts.MaxPendingBytes && cur != n {
 		p.pending.Add(-n)
 		return Pending{}, &BacklogError{Pending: cur - n, Limit: p.opts.MaxPendingBytes, RetryAfter: 50 * time.Millisecond}
 	}
-	base, wait, err := p.log.AppendAsync(b)
+	var (
+		base int64
+		wait func() error
+		err  error
+	)
+	if needsDedupe(b) {
+		base, wait, err = p.appendDedupe(b)
+	} else {
+		// Nothing to check or record: no need to wait for the lock.
+		base, wait, err = p.log.AppendAsyncState(b, nil)
+	}
 	if err != nil {
 		p.pending.Add(-n)
 		return Pending{}, err
