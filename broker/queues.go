@@ -227,7 +227,7 @@ type BacklogFullError struct {
 }
 
 func (e *BacklogFullError) Error() string {
-	return fmt.Sprintf("%s/%d has %d records not yet settled by queue group %q, over the topic's %s of %d; retry once its consumers catch up, or raise the limit with: runnel topic alter %s --config %s=N",
+	return fmt.Sprintf("%s/%d has %d records not yet settled by queue group %q, reaching the topic's %s of %d; retry once its consumers catch up, or raise the limit with: runnel topic alter %s --config %s=N",
 		e.Topic, e.Partition, e.Backlog, e.Group, ConfigMaxBacklogRecords, e.Limit, e.Topic, ConfigMaxBacklogRecords)
 }
 
