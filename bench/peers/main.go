@@ -250,6 +250,7 @@ func compare(ctx context.Context, cfg config, progress func(string) func(int64, 
 				cmp.AllRuns[s.name] = append(cmp.AllRuns[s.name], runSummary{RecordsPerSec: r.RecordsPerSec, LatencyMS: r.LatencyMS})
 			}
 		}
+		cmp.SameRun = sameRunRatios(cmp.AllRuns["runnel"], cmp.AllRuns["jetstream"])
 	}
 	return cmp, nil
 }

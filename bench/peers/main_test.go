@@ -158,6 +158,28 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
+func TestSameRunRatios(t *testing.T) {
+	run := func(rate, p99 float64) runSummary {
+		return runSummary{RecordsPerSec: rate, LatencyMS: bench.Latency{P99: p99}}
+	}
+	r := []runSummary{run(100, 10), run(300, 5), run(50, 40), run(80, 1)}
+	j := []runSummary{run(10, 20), run(100, 10), run(50, 10), run(0, 0)}
+	// Ratios 10, 3, 1 (the last round has no JetStream figure): median 3.
+	// p99 ratios 0.5, 0.5, 4: median 0.5.
+	got := sameRunRatios(r, j)
+	if got == nil || got.RecordsPerSec != 3 || got.P99 != 0.5 {
+		t.Errorf("sameRunRatios = %+v, want records/s 3, p99 0.5", got)
+	}
+	// An even count takes the mean of the middle two.
+	got = sameRunRatios(r[:2], j[:2])
+	if got == nil || got.RecordsPerSec != 6.5 || got.P99 != 0.5 {
+		t.Errorf("two rounds: %+v, want records/s 6.5, p99 0.5", got)
+	}
+	if sameRunRatios(r[:1], j[:1]) != nil {
+		t.Error("one round has a same-run ratio")
+	}
+}
+
 func TestCompareRuns(t *testing.T) {
 	dir := t.TempDir()
 	m := runJSON(t, "produce", "--records", "300", "--runs", "3", "--cpuprofile", dir)
@@ -168,6 +190,9 @@ func TestCompareRuns(t *testing.T) {
 	}
 	if m["runs"] != 3.0 {
 		t.Errorf("runs %v, want 3", m["runs"])
+	}
+	if sr, _ := m["same_run_ratio"].(map[string]any); sr["records_per_sec"] == nil || sr["p99"] == nil {
+		t.Errorf("same_run_ratio %v: want records_per_sec and p99", m["same_run_ratio"])
 	}
 	all, _ := m["all_runs"].(map[string]any)
 	for _, side := range []string{"runnel", "jetstream"} {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -24,6 +25,52 @@ type comparison struct {
 	// each one's median run, and AllRuns has every run's figures.
 	Runs    int                     `json:"runs"`
 	AllRuns map[string][]runSummary `json:"all_runs,omitempty"`
+	// SameRun, with several runs, is the median over the rounds of
+	// runnel's figure over JetStream's in the same round (a round runs
+	// each system once, one after the other). On a machine whose load
+	// changes from minute to minute it is steadier than Ratio, the ratio
+	// of the two medians.
+	SameRun *sameRunRatio `json:"same_run_ratio,omitempty"`
+}
+
+// sameRunRatio is the median of the rounds' runnel/JetStream ratios.
+type sameRunRatio struct {
+	RecordsPerSec float64 `json:"records_per_sec"`
+	P99           float64 `json:"p99"`
+}
+
+// sameRunRatios pairs runnel's and JetStream's runs round by round and
+// returns the medians of their ratios, or nil for fewer than two rounds.
+// Rounds whose JetStream figure is 0 are left out of that ratio.
+func sameRunRatios(r, j []runSummary) *sameRunRatio {
+	if len(r) < 2 || len(r) != len(j) {
+		return nil
+	}
+	var rate, p99 []float64
+	for i := range r {
+		if j[i].RecordsPerSec > 0 {
+			rate = append(rate, r[i].RecordsPerSec/j[i].RecordsPerSec)
+		}
+		if j[i].LatencyMS.P99 > 0 {
+			p99 = append(p99, r[i].LatencyMS.P99/j[i].LatencyMS.P99)
+		}
+	}
+	return &sameRunRatio{RecordsPerSec: medianOf(rate), P99: medianOf(p99)}
+}
+
+// medianOf returns the median of xs, the mean of the middle two for an
+// even count, and 0 for none.
+func medianOf(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // runSummary is one run's figures.
@@ -133,6 +180,9 @@ func (c *comparison) writeTable(w io.Writer) error {
 	if c.Runs > 1 {
 		fmt.Fprintf(tw, "all runs, records/s\t%s\t%s\t\n", allRuns(c.AllRuns["runnel"]), allRuns(c.AllRuns["jetstream"]))
 		fmt.Fprintf(tw, "all runs, p99 ms\t%s\t%s\t\n", allP99(c.AllRuns["runnel"]), allP99(c.AllRuns["jetstream"]))
+	}
+	if c.SameRun != nil {
+		fmt.Fprintf(tw, "same-run ratio, median\trecords/s %.2f\tp99 %.2f\t\n", c.SameRun.RecordsPerSec, c.SameRun.P99)
 	}
 	fmt.Fprintf(tw, "durability\t%s\t%s\t\n", durability(r.Durability), durability(j.Durability))
 	fmt.Fprintf(tw, "fsyncs\t%s\t%s\t\n", fsyncs(r.Durability), fsyncs(j.Durability))
