@@ -205,7 +205,10 @@ type jsStream struct {
 	conn          int
 }
 
-var _ bench.Driver = (*JetStream)(nil)
+var (
+	_ bench.Driver      = (*JetStream)(nil)
+	_ bench.GroupReader = (*JetStream)(nil)
+)
 
 // newJetStream connects to every server and creates the streams, waiting
 // until each has a leader (and, replicated, current followers).
@@ -450,4 +453,43 @@ func (d *JetStream) Read(ctx context.Context, partition int, n int64, fn func(va
 			}
 		}
 	}
+}
+
+// ReadGroup reads every stream through a durable pull consumer named group
+// on each, without acks (runnel's group members commit offsets rather than
+// acknowledge records), shared by members subscriptions, so that the
+// server spreads each stream's messages over the members, until ctx ends.
+// Unlike a runnel group, which gives each partition to one member, every
+// member reads from every stream.
+func (d *JetStream) ReadGroup(ctx context.Context, group string, members int, fn func(value []byte)) error {
+	var ccs []jetstream.ConsumeContext
+	defer func() {
+		for _, cc := range ccs {
+			cc.Stop()
+			<-cc.Closed()
+		}
+	}()
+	for _, st := range d.streams {
+		var cons jetstream.Consumer
+		err := retry(ctx, func(ctx context.Context) (err error) {
+			cons, err = d.js[st.conn].CreateOrUpdateConsumer(ctx, st.name, jetstream.ConsumerConfig{
+				Durable:       group,
+				AckPolicy:     jetstream.AckNonePolicy,
+				DeliverPolicy: jetstream.DeliverAllPolicy,
+			})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("stream %s: consumer %s: %w", st.name, group, err)
+		}
+		for range max(members, 1) {
+			cc, err := cons.Consume(func(m jetstream.Msg) { fn(m.Data()) })
+			if err != nil {
+				return fmt.Errorf("stream %s: consumer %s: %w", st.name, group, err)
+			}
+			ccs = append(ccs, cc)
+		}
+	}
+	<-ctx.Done()
+	return nil
 }

@@ -51,7 +51,8 @@ Workloads:
             client takes them (closed loop), or at --rate records/s (open
             loop, latency from each record's due time)
   consume   produce the records, then replay them from the start (one
-            reader per partition) and report the read rate (also: replay)
+            reader per partition) and report the read rate (also: replay);
+            with --group, read them as a group of --members members
   e2e       produce the records while one reader per partition reads
             them; latency from each record's send time (its due time at
             --rate) until a reader has it
@@ -71,6 +72,8 @@ type config struct {
 	jsSync     string
 	inFlight   int
 	batches    int
+	group      bool
+	members    int
 	linger     time.Duration
 	runs       int
 	profileDir string
@@ -148,6 +151,8 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&cfg.runnelSync, "runnel-sync", true, "runnel fsyncs before it acknowledges (--runnel-sync=false: no fsync)")
 	fs.StringVar(&cfg.jsSync, "jetstream-sync", "default", "JetStream sync setting: default (no fsync per write) or always (fsync every write)")
 	fs.IntVar(&cfg.inFlight, "max-in-flight", 0, "records produced and not yet acknowledged, at most, on both sides (0: each client's default: runnel buffers 64 MiB, JetStream 4000 publishes)")
+	fs.BoolVar(&cfg.group, "group", false, "consume: read as a consumer group (runnel) and a shared durable consumer per stream (JetStream)")
+	fs.IntVar(&cfg.members, "members", 3, "consume --group: members of the group")
 	fs.IntVar(&cfg.batches, "runnel-batches-in-flight", 1, "produce requests runnel's client keeps in flight per partition (client.MaxInFlight; 1, the default, keeps order across retries)")
 	fs.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "how long runnel's producer waits to fill a batch (runnel bench's default)")
 	fs.StringVar(&cfg.conn, "conn", "tcp", "single node: clients connect over loopback tcp, or inprocess (runnel: in-memory listener; JetStream: net.Pipe)")
@@ -204,6 +209,10 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return cfg, fmt.Errorf("--conn inprocess applies to one node; a cluster's clients use loopback tcp")
 	case cfg.linger < 0:
 		return cfg, fmt.Errorf("--linger %v: use 0 or more", cfg.linger)
+	case cfg.group && cfg.workload != "consume":
+		return cfg, fmt.Errorf("--group applies to the consume workload")
+	case cfg.members < 1:
+		return cfg, fmt.Errorf("--members %d: use 1 or more", cfg.members)
 	case cfg.batches < 1:
 		return cfg, fmt.Errorf("--runnel-batches-in-flight %d: use 1 or more", cfg.batches)
 	case cfg.runs < 1:
@@ -291,7 +300,11 @@ func measure(ctx context.Context, cfg config, name string, d bench.Driver, progr
 	}
 	switch cfg.workload {
 	case "consume":
-		return bench.Consume(ctx, d, bench.ConsumeConfig{Progress: progress})
+		cc := bench.ConsumeConfig{Progress: progress}
+		if cfg.group {
+			cc.Group, cc.Members = "bench-group", cfg.members
+		}
+		return bench.Consume(ctx, d, cc)
 	case "e2e":
 		return bench.EndToEnd(ctx, d, bench.E2EConfig{Records: cfg.records, Size: cfg.size, Rate: cfg.rate, Progress: progress})
 	}

@@ -39,6 +39,7 @@ func TestCompareJSON(t *testing.T) {
 		{[]string{"produce", "--records", "1000", "--rate", "5000", "--partitions", "2", "--jetstream-sync", "always", "--conn", "inprocess", "--linger", "1ms"}, 1000, 1, true},
 		{[]string{"consume", "--records", "3000", "--partitions", "3", "--max-in-flight", "200"}, 3000, 1, false},
 		{[]string{"e2e", "--records", "1000", "--rate", "5000", "--partitions", "2"}, 1000, 1, false},
+		{[]string{"consume", "--records", "2000", "--partitions", "3", "--group", "--members", "2"}, 2000, 1, false},
 	}
 	if !testing.Short() {
 		tests = append(tests, struct {
@@ -142,6 +143,8 @@ func TestParseArgs(t *testing.T) {
 		{"produce", "--linger", "-1ms"},
 		{"e2e", "--size", "7"},
 		{"produce", "--runnel-batches-in-flight", "0"},
+		{"produce", "--group"},
+		{"consume", "--group", "--members", "0"},
 	}
 	for _, args := range bad {
 		if _, err := parseArgs(args, &bytes.Buffer{}); err == nil {
@@ -152,7 +155,7 @@ func TestParseArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", batches: 1, linger: 5 * time.Millisecond, conn: "tcp", runs: 1, format: "table"}
+	want := config{workload: "produce", records: 200000, size: 100, partitions: 1, replicas: 1, runnelSync: true, jsSync: "default", batches: 1, members: 3, linger: 5 * time.Millisecond, conn: "tcp", runs: 1, format: "table"}
 	if cfg != want {
 		t.Errorf("defaults %+v, want %+v", cfg, want)
 	}
