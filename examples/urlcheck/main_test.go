@@ -86,7 +86,7 @@ func TestURLCheck(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	var text strings.Builder
-	const lines = 900
+	const lines = 600
 	for i := range lines {
 		u := urls[r.IntN(len(urls))]
 		if i%3 == 0 {
@@ -97,7 +97,9 @@ func TestURLCheck(t *testing.T) {
 	dir := t.TempDir()
 	cfg := defaults()
 	cfg.input, cfg.out = filepath.Join(dir, "urls.txt"), filepath.Join(dir, "results.jsonl")
-	cfg.timeout, cfg.backoffMin, cfg.backoffMax, cfg.visibility = 200*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond, 10*time.Second
+	// A short lease, so that the leases of the stopped checkers that were
+	// not given back expire soon; a fetch takes at most 200ms.
+	cfg.timeout, cfg.backoffMin, cfg.backoffMax, cfg.visibility = 200*time.Millisecond, 10*time.Millisecond, 50*time.Millisecond, 2*time.Second
 	if err := os.WriteFile(cfg.input, []byte(text.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}

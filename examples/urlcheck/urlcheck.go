@@ -135,7 +135,7 @@ func checkMany(ctx context.Context, c *client.Client, cfg config) error {
 // handlers. It runs until ctx ends; the deliveries it has not settled then
 // go back to the group.
 func check(ctx context.Context, c *client.Client, cfg config) error {
-	q, err := c.Queue(checkGroup, pingTopic, client.QueueOptions{Visibility: cfg.visibility, Prefetch: 2 * cfg.concurrency})
+	q, err := c.Queue(checkGroup, pingTopic, client.QueueOptions{Visibility: cfg.visibility})
 	if err != nil {
 		return fmt.Errorf("join %s: %w", checkGroup, err)
 	}
