@@ -10,8 +10,10 @@
 //
 // A stage is at-least-once: it commits an input offset only after every
 // output of that input, and of every input before it, has been acked by
-// the broker (produced with the client's acks, flushed, every promise
-// called without an error). A stage that stops, crashes or loses a
+// the broker (flushed, every promise called without an error). The
+// producer's acks decide what acked means: keep the default, client.AcksAll
+// (quorum-committed, fsynced); with client.AcksNone nothing is confirmed
+// and the guarantee is gone. A stage that stops, crashes or loses a
 // partition to another member leaves the inputs since its last commit to
 // be read again, and their outputs are produced again.
 //
