@@ -59,7 +59,7 @@
 // one: Ack, Nack (deliver again after a delay), Extend, or Reject (to the
 // dead-letter topic, "<topic>.dlq" by default, with message id
 // "dlq/<group>/<topic>/<partition>/<offset>" so that a retry writes it
-// once on a cluster). A consumer leases from every partition, so any
+// once). A consumer leases from every partition, so any
 // number of consumers get work; each partition's fetcher long-polls with
 // its share of Prefetch, and settles of a partition that wait together go
 // in one call. A delivery past MaxDeliveries is dead-lettered without

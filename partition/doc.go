@@ -8,8 +8,9 @@
 // machine on every replica appends each committed batch to its log, so the
 // log's End is the committed high watermark on every replica. Both return a
 // Pending from Append and serve Read, Start, End, Wait and OffsetForTime the
-// same way; a Replica also checks idempotent producers and message ids, and
-// reports leadership (see Replica and errors.go).
+// same way, and both check idempotent producers and message ids by the same
+// rules and state (producers.go; see Replica); a Replica also reports
+// leadership (see Replica and errors.go).
 //
 // # Replicated log
 //
@@ -28,6 +29,16 @@
 // own entries. The batches are streamed from the live log only when a
 // follower needs the snapshot; the follower saves the stream in full and
 // replaces its log with it.
+//
+// # One node
+//
+// A Partition checks a batch of an idempotent producer, or one with
+// message ids, under one lock, appends it and records it, and writes the
+// producer state and id window as the log's state in the same Pebble batch
+// as the data (log.Log.AppendAsyncState), so a crash keeps both or
+// neither. It loads the state from the log on first use. Where a Replica
+// orders producers for eviction by raft index, a Partition uses a counter
+// that goes on from the largest stored.
 //
 // # Queue groups
 //
@@ -50,6 +61,10 @@
 // orders batches in the order of its calls: callers that need one stream's
 // batches kept in order call Append from one goroutine and wait for the
 // returned Pending elsewhere.
+//
+// A Partition's Append takes its dedupe lock (partition_dedupe.go) for a
+// batch with a producer id or message ids, and the log's locks under it;
+// its queue lock is never held with it.
 //
 // A Replica runs one goroutine of its own (watch: leadership and terms)
 // besides raft's; Close stops both and waits for them. Its locks, outermost

@@ -158,16 +158,38 @@ func publishes(t *testing.T, reg *prometheus.Registry, result string) float64 {
 	return n
 }
 
-// TestTwoInstancesPublishEachFireOnce runs two cron instances with the same
-// job file against a three-node cluster: both publish every fire, and the
-// topic has each once.
-func TestTwoInstancesPublishEachFireOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
+// startNode opens a single-node broker on a loopback socket and returns its
+// address three times, as startCluster returns three.
+func startNode(t *testing.T) []string {
+	t.Helper()
+	b, err := broker.Open(t.TempDir(), broker.Options{Addr: "127.0.0.1:0", NoSync: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	addrs := startCluster(t, ctx)
+	t.Cleanup(func() { b.Close() })
+	return []string{b.Addr(), b.Addr(), b.Addr()}
+}
+
+// TestTwoInstancesPublishEachFireOnce runs two cron instances with the same
+// job file against a single node and against a three-node cluster: both
+// publish every fire, and the topic has each once.
+func TestTwoInstancesPublishEachFireOnce(t *testing.T) {
+	t.Run("single-node", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		twoInstances(t, ctx, startNode(t))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts a three-node cluster")
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		twoInstances(t, ctx, startCluster(t, ctx))
+	})
+}
+
+func twoInstances(t *testing.T, ctx context.Context, addrs []string) {
 	jobs, err := cron.Parse("jobs.yaml", []byte(`
 jobs:
   - {name: tick, schedule: "@every 1s", topic: ticks, command: "date", partitions: 3}

@@ -20,11 +20,10 @@
 // Any number of cron instances may run the same job file. They compute the
 // same fire times (schedules without CRON_TZ= are read in UTC, and @every
 // counts from the Unix epoch), so they publish records with the same IDs,
-// and a replicated partition writes a record whose ID it saw within its
-// dedupe window (two minutes by default) only once. That is what makes a
-// fire published once however many instances run: on a cluster (runnel dev,
-// or runnel serve with --cluster). A single-node broker does not keep the
-// dedupe window, so there two instances publish every fire twice: run one.
+// and a partition writes a record whose ID it saw within its dedupe window
+// (two minutes by default) only once. That is what makes a fire published
+// once however many instances run, on a single node (runnel serve) as on a
+// cluster (runnel dev, or runnel serve with --cluster).
 //
 // The broker treats a batch as a duplicate only when every ID in it is
 // known, so Cron sends each record alone in its batch: a client publishes

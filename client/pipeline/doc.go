@@ -21,22 +21,18 @@
 // copied from its input) derived from the stage's group, the input's
 // topic, partition and offset, and the output's index among that input's
 // outputs. The same input always gives the same ids, so a replayed output
-// is a duplicate the broker can recognize:
+// is a duplicate the broker can recognize: the partition's message id
+// window drops a batch whose ids were all written within the window (2
+// minutes of record timestamps by default), on a single node as on a
+// cluster. A batch that mixes new ids and written ones is written whole, so
+// replays are dropped exactly only when each output travels in its own
+// batch: option Unbatched, with a producer of the stage's own (option
+// Producer). With batching, only the outputs whose batch happened to be all
+// replays are dropped; the others are written again, each with the same
+// message id as its first copy, so a consumer that needs exactly once can
+// drop repeats by id itself.
 //
-//   - On a cluster (a broker opened with Options.Cluster, one node or
-//     more), the partition's message id window drops a batch whose ids were
-//     all written within the window (2 minutes of record timestamps by
-//     default). A batch that mixes new ids and written ones is written
-//     whole, so replays are dropped exactly only when each output travels
-//     in its own batch: option Unbatched, with a producer of the stage's
-//     own (option Producer). With batching, only the outputs whose batch
-//     happened to be all replays are dropped.
-//   - A single node (broker.Open without Cluster) does not deduplicate by
-//     message id: a replay's outputs are written again, each with the
-//     same message id as its first copy, so a consumer that needs exactly
-//     once can drop repeats by id itself.
-//
-// A replay older than the window is written again on a cluster too.
+// A replay older than the window is written again.
 //
 // # Commits
 //

@@ -54,7 +54,7 @@ func cronCmd() *cobra.Command {
 
 Each fire is a record keyed by the job's name whose value is the job (JSON)
 and whose runnel-msg-id header is "<name>@<scheduled time>": run several
-instances with the same file on a cluster and each fire is written once.
+instances with the same file and each fire is written once.
 Topics that do not exist are created at start. Schedules without CRON_TZ=
 are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 "runnel cron next --jobs FILE" lists the next fires.`,
