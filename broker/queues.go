@@ -129,6 +129,9 @@ func (s *queuesService) Settle(ctx context.Context, req *runnelpb.SettleRequest)
 	ops := make([]consumergroup.Settle, len(req.Ops))
 	for i, op := range req.Ops {
 		ops[i] = consumergroup.Settle{Kind: consumergroup.SettleKind(op.Kind), Offset: op.Offset, Attempt: int(op.Attempt), Duration: op.DurationMs}
+		if op.Kind == runnelpb.SettleKind_SETTLE_KIND_RELEASE {
+			ops[i].Duration = op.LeaseUntilMs
+		}
 	}
 	errs, err := q.Settle(req.Group, ops)
 	if err != nil {

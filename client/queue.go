@@ -146,9 +146,14 @@ type queuePartition struct {
 	settles chan *settleReq
 
 	mu sync.Mutex
-	// held are the deliveries handed out and not settled, by offset, with
-	// their attempt; Close releases them.
+	// held are the deliveries Next handed out and not settled, by offset,
+	// with their attempt; Close nacks them (without delay), so that their
+	// delivery counts, as the application may have worked on them.
 	held map[int64]int
+	// unseen are deliveries leased and never handed out by Next, which the
+	// fetcher still held when the queue closed; Close releases them with
+	// those left in Queue.out, so that their delivery does not count.
+	unseen []*Delivery
 }
 
 // settleReq is one settle operation and where its outcome goes.
@@ -212,6 +217,10 @@ func (q *Queue) Next(ctx context.Context) (*Delivery, error) {
 	select {
 	case d := <-q.out:
 		q.slots <- struct{}{}
+		qp := q.parts[d.Partition]
+		qp.mu.Lock()
+		qp.held[d.Offset] = d.Attempt
+		qp.mu.Unlock()
 		return d, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -264,8 +273,9 @@ func (q *Queue) Reject(ctx context.Context, d *Delivery, dl DeadLetter) error {
 }
 
 // Close stops leasing and releases every lease not settled yet (the
-// records are redelivered without delay). Deliveries in hand can no
-// longer be settled.
+// records are redelivered without delay). A delivery Next returned keeps
+// its delivery count; one leased ahead and never returned by Next is
+// handed back uncounted. Deliveries in hand can no longer be settled.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.cancel()
@@ -276,7 +286,7 @@ func (q *Queue) Close() error {
 			case d := <-q.out:
 				qp := q.parts[d.Partition]
 				qp.mu.Lock()
-				qp.held[d.Offset] = d.Attempt
+				qp.unseen = append(qp.unseen, d)
 				qp.mu.Unlock()
 				continue
 			default:
@@ -292,7 +302,11 @@ func (q *Queue) Close() error {
 			for off, attempt := range qp.held {
 				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_NACK, Offset: off, Attempt: int32(attempt)})
 			}
+			for _, d := range qp.unseen {
+				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_RELEASE, Offset: d.Offset, Attempt: int32(d.Attempt), LeaseUntilMs: d.LeaseUntil.UnixMilli()})
+			}
 			clear(qp.held)
+			qp.unseen = nil
 			qp.mu.Unlock()
 			if len(ops) == 0 {
 				continue
@@ -356,6 +370,8 @@ func settleName(k runnelpb.SettleKind) string {
 		return "extend"
 	case runnelpb.SettleKind_SETTLE_KIND_REJECT:
 		return "reject"
+	case runnelpb.SettleKind_SETTLE_KIND_RELEASE:
+		return "release"
 	}
 	return k.String()
 }
@@ -434,19 +450,20 @@ func (qp *queuePartition) fetchLoop() {
 			continue
 		}
 		failures = 0
-		for _, d := range ds {
+		for i, d := range ds {
 			if q.opts.MaxDeliveries > 0 && d.Attempt > q.opts.MaxDeliveries {
 				// Its slot goes back: it never reaches Next.
 				q.slots <- struct{}{}
 				qp.exhausted(d)
 				continue
 			}
-			qp.mu.Lock()
-			qp.held[d.Offset] = d.Attempt
-			qp.mu.Unlock()
 			select {
 			case q.out <- d:
 			case <-q.ctx.Done():
+				// Close releases what never reached Next.
+				qp.mu.Lock()
+				qp.unseen = append(qp.unseen, ds[i:]...)
+				qp.mu.Unlock()
 				return
 			}
 		}

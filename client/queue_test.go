@@ -304,3 +304,74 @@ func TestQueueKeyOrdering(t *testing.T) {
 		t.Fatalf("%d of %d acked", count, n)
 	}
 }
+
+// TestQueueCloseReleasesUnseen restarts a consumer again and again while
+// it holds records leased ahead of Next: those records are handed back
+// without counting a delivery, so they are not dead-lettered however
+// often the consumer restarts, while the record Next returned before each
+// Close keeps its count.
+func TestQueueCloseReleasesUnseen(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	const n = 5
+	produceJobs(t, c, "t", n, nil)
+	ctx := testContext(t)
+	opts := client.QueueOptions{Prefetch: n, MaxDeliveries: 2, Visibility: time.Minute}
+	leased := func() int {
+		ps, err := c.QueueGroups(ctx, "g")
+		if err != nil || len(ps) != 1 {
+			return -1
+		}
+		return ps[0].Leased
+	}
+	// seen counts the deliveries Next returned, per offset.
+	seen := map[int64]int{}
+	acked := 0
+	for restart := range 4 {
+		q := openQueue(t, c, "g", "t", opts)
+		d, err := q.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := seen[d.Offset] + 1; d.Attempt != want {
+			t.Fatalf("restart %d: %d at attempt %d, want %d", restart, d.Offset, d.Attempt, want)
+		}
+		seen[d.Offset]++
+		if d.Attempt == opts.MaxDeliveries {
+			if err := q.Ack(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			acked++
+		}
+		// Every other record is leased ahead before the queue closes.
+		waitFor(t, "records leased ahead", 10*time.Second, func() bool { return leased() == n-acked })
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if l := leased(); l != 0 {
+			t.Fatalf("restart %d: %d records still leased after Close", restart, l)
+		}
+	}
+	ps, err := c.QueueGroups(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ps[0].MaxDeliveries; got != 0 {
+		t.Errorf("largest delivery count %d after the restarts, want 0", got)
+	}
+	// Nothing was dead-lettered: the records never seen come at attempt 1.
+	q := openQueue(t, c, "g", "t", opts)
+	for range n - acked {
+		d, err := q.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[d.Offset] != 0 || d.Attempt != 1 {
+			t.Fatalf("%d delivered at attempt %d after %d deliveries seen", d.Offset, d.Attempt, seen[d.Offset])
+		}
+		if err := q.Ack(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

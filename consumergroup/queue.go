@@ -162,6 +162,16 @@ const (
 	Extend SettleKind = 3
 	// Reject settles the record for good: the consumer dead-lettered it.
 	Reject SettleKind = 4
+	// Release hands back a lease the consumer never looked at (it was
+	// leased ahead and not handed to the application): the record is
+	// available at once and its delivery count goes back down by one, so
+	// that leasing ahead does not use up a record's deliveries. Settle's
+	// Duration carries the released lease's deadline, which must be the
+	// record's current one: with the attempt it tells the lease apart
+	// from a later lease that got the same attempt number after a
+	// release, so that a retried Release never hands back another
+	// consumer's lease.
+	Release SettleKind = 5
 )
 
 func (k SettleKind) String() string {
@@ -174,6 +184,8 @@ func (k SettleKind) String() string {
 		return "extend"
 	case Reject:
 		return "reject"
+	case Release:
+		return "release"
 	}
 	return fmt.Sprintf("settle(%d)", uint8(k))
 }
@@ -184,7 +196,7 @@ type Settle struct {
 	Offset  int64
 	Attempt int
 	// Duration is a nack's delay or an extension's new lease length, in
-	// ms.
+	// ms; for a Release, the deadline of the lease released, in ms.
 	Duration int64
 }
 
@@ -377,6 +389,16 @@ func (q *Queue) Settle(now int64, s Settle) error {
 			return fmt.Errorf("%w: offset %d attempt %d was released", ErrLeaseLost, s.Offset, s.Attempt)
 		}
 		r.at = now + max(s.Duration, 0)
+		r.gen++
+		q.dirty[s.Offset] = struct{}{}
+		q.timed.push(timedEntry{at: r.at, off: s.Offset, gen: r.gen})
+	case Release:
+		if r.state != recLeased || r.at != s.Duration {
+			return fmt.Errorf("%w: offset %d attempt %d was released or extended", ErrLeaseLost, s.Offset, s.Attempt)
+		}
+		r.state = recAvailable
+		r.deliveries--
+		r.at = 0
 		r.gen++
 		q.dirty[s.Offset] = struct{}{}
 		q.timed.push(timedEntry{at: r.at, off: s.Offset, gen: r.gen})

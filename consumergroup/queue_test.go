@@ -95,9 +95,14 @@ func TestQueue(t *testing.T) {
 					b.WriteString("nothing\n")
 				}
 				return b.String() + dumpQueue(q)
-			case "ack", "nack", "extend", "reject":
-				kind := map[string]SettleKind{"ack": Ack, "nack": Nack, "extend": Extend, "reject": Reject}[d.Cmd]
-				err := q.Settle(now, Settle{Kind: kind, Offset: num("off", 0), Attempt: int(num("attempt", 1)), Duration: ms(t, arg("by", "0s"))})
+			case "ack", "nack", "extend", "reject", "release":
+				kind := map[string]SettleKind{"ack": Ack, "nack": Nack, "extend": Extend, "reject": Reject, "release": Release}[d.Cmd]
+				// A release names the lease's deadline with until=.
+				dur := ms(t, arg("by", "0s"))
+				if kind == Release {
+					dur = ms(t, arg("until", "0s"))
+				}
+				err := q.Settle(now, Settle{Kind: kind, Offset: num("off", 0), Attempt: int(num("attempt", 1)), Duration: dur})
 				if err != nil {
 					return "error: " + err.Error()
 				}
@@ -165,8 +170,9 @@ func dumpQueue(q *Queue) string {
 // invariants against a model after each: a record is never leased to two
 // consumers at once, no record of a key is delivered while an earlier one
 // is unsettled, a record is not handed out before its deliver-at time,
-// every record is eventually acked exactly once, and a group rebuilt from
-// its encoded state behaves the same as the original.
+// every record is eventually acked exactly once, a delivery's attempt
+// counts the record's leases less those released unseen, and a group
+// rebuilt from its encoded state behaves the same as the original.
 func TestQueueRandom(t *testing.T) {
 	for seed := range uint64(6) {
 		t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) { runQueueRandom(t, seed) })
@@ -187,6 +193,8 @@ func runQueueRandom(t *testing.T, seed uint64) {
 	acked := map[int64]bool{}
 	now := int64(0)
 	keyOf := map[int64]string{}
+	// kept counts each record's leases less those released.
+	kept := map[int64]int{}
 	checked := int64(0)
 	for step := 0; step < 2000 || len(acked) < len(l); step++ {
 		if step > 20000 {
@@ -235,6 +243,9 @@ func runQueueRandom(t *testing.T, seed uint64) {
 						}
 					}
 				}
+				if kept[x.Offset]++; x.Attempt != kept[x.Offset] {
+					t.Fatalf("step %d: %d leased at attempt %d; want %d", step, x.Offset, x.Attempt, kept[x.Offset])
+				}
 				// An older lease of the record is lost: forget it.
 				holding = slices.DeleteFunc(holding, func(h held) bool { return h.Offset == x.Offset })
 				holding = append(holding, held{QueueLease: x, key: keyOf[x.Offset]})
@@ -244,9 +255,11 @@ func runQueueRandom(t *testing.T, seed uint64) {
 			h := holding[i]
 			holding = append(holding[:i], holding[i+1:]...)
 			s := Settle{Kind: Ack, Offset: h.Offset, Attempt: h.Attempt}
-			switch rng.IntN(6) {
+			switch rng.IntN(7) {
 			case 0:
 				s.Kind, s.Duration = Nack, int64(rng.IntN(1000))
+			case 2:
+				s.Kind, s.Duration = Release, h.Deadline
 			case 1:
 				s.Kind, s.Duration = Extend, int64(rng.IntN(1000))
 				holding = append(holding, h)
@@ -260,6 +273,9 @@ func runQueueRandom(t *testing.T, seed uint64) {
 					t.Fatalf("step %d: %d acked twice", step, h.Offset)
 				}
 				acked[h.Offset] = true
+			}
+			if s.Kind == Release && err == nil {
+				kept[h.Offset]--
 			}
 			if s.Kind == Extend && err == nil {
 				holding[len(holding)-1].Deadline = now + s.Duration

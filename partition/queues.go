@@ -88,8 +88,15 @@ func checkSettles(group string, ops []consumergroup.Settle) error {
 		return fmt.Errorf("%w: queue group %q: %d settle operations; send 1 to 10000", ErrInvalidQueueRequest, group, len(ops))
 	}
 	for _, op := range ops {
-		if op.Kind < consumergroup.Ack || op.Kind > consumergroup.Reject {
+		if op.Kind < consumergroup.Ack || op.Kind > consumergroup.Release {
 			return fmt.Errorf("%w: queue group %q: unknown settle kind %d", ErrInvalidQueueRequest, group, op.Kind)
+		}
+		if op.Kind == consumergroup.Release {
+			// Duration is the released lease's deadline.
+			if op.Duration <= 0 {
+				return fmt.Errorf("%w: queue group %q: release of offset %d without its lease's deadline", ErrInvalidQueueRequest, group, op.Offset)
+			}
+			continue
 		}
 		if op.Duration < 0 || op.Duration > (12*time.Hour).Milliseconds() {
 			return fmt.Errorf("%w: queue group %q: %s of offset %d by %dms; use 0 to 12h", ErrInvalidQueueRequest, group, op.Kind, op.Offset, op.Duration)

@@ -43,6 +43,11 @@ const (
 	SettleKind_SETTLE_KIND_EXTEND SettleKind = 3
 	// REJECT: done for good (the caller dead-lettered it).
 	SettleKind_SETTLE_KIND_REJECT SettleKind = 4
+	// RELEASE: hand back a delivery the consumer never looked at (leased
+	// ahead and not handed to the application): the record is available at
+	// once and its delivery count goes back down by one. lease_until_ms
+	// must be the delivery's, and the lease the record's current one.
+	SettleKind_SETTLE_KIND_RELEASE SettleKind = 5
 )
 
 // Enum value maps for SettleKind.
@@ -53,6 +58,7 @@ var (
 		2: "SETTLE_KIND_NACK",
 		3: "SETTLE_KIND_EXTEND",
 		4: "SETTLE_KIND_REJECT",
+		5: "SETTLE_KIND_RELEASE",
 	}
 	SettleKind_value = map[string]int32{
 		"SETTLE_KIND_UNSPECIFIED": 0,
@@ -60,6 +66,7 @@ var (
 		"SETTLE_KIND_NACK":        2,
 		"SETTLE_KIND_EXTEND":      3,
 		"SETTLE_KIND_REJECT":      4,
+		"SETTLE_KIND_RELEASE":     5,
 	}
 )
 
@@ -441,11 +448,13 @@ func (x *LeaseResponse) GetDeliveries() []*Delivery {
 }
 
 type SettleOp struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          SettleKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=runnel.v1.SettleKind" json:"kind,omitempty"`
-	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	Attempt       int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	DurationMs    int64                  `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Kind       SettleKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=runnel.v1.SettleKind" json:"kind,omitempty"`
+	Offset     int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Attempt    int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	DurationMs int64                  `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	// lease_until_ms is the delivery's lease_until_ms (RELEASE only).
+	LeaseUntilMs  int64 `protobuf:"varint,5,opt,name=lease_until_ms,json=leaseUntilMs,proto3" json:"lease_until_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -504,6 +513,13 @@ func (x *SettleOp) GetAttempt() int32 {
 func (x *SettleOp) GetDurationMs() int64 {
 	if x != nil {
 		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *SettleOp) GetLeaseUntilMs() int64 {
+	if x != nil {
+		return x.LeaseUntilMs
 	}
 	return 0
 }
@@ -1148,13 +1164,14 @@ const file_runnel_v1_queues_proto_rawDesc = "" +
 	"\rLeaseResponse\x123\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x13.runnel.v1.DeliveryR\n" +
-	"deliveries\"\x88\x01\n" +
+	"deliveries\"\xae\x01\n" +
 	"\bSettleOp\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.runnel.v1.SettleKindR\x04kind\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x1f\n" +
 	"\vduration_ms\x18\x04 \x01(\x03R\n" +
-	"durationMs\"\x80\x01\n" +
+	"durationMs\x12$\n" +
+	"\x0elease_until_ms\x18\x05 \x01(\x03R\fleaseUntilMs\"\x80\x01\n" +
 	"\rSettleRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
@@ -1198,14 +1215,15 @@ const file_runnel_v1_queues_proto_rawDesc = "" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x03 \x01(\x05R\tpartition\"\x15\n" +
-	"\x13DeleteQueueResponse*\x84\x01\n" +
+	"\x13DeleteQueueResponse*\x9d\x01\n" +
 	"\n" +
 	"SettleKind\x12\x1b\n" +
 	"\x17SETTLE_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSETTLE_KIND_ACK\x10\x01\x12\x14\n" +
 	"\x10SETTLE_KIND_NACK\x10\x02\x12\x16\n" +
 	"\x12SETTLE_KIND_EXTEND\x10\x03\x12\x16\n" +
-	"\x12SETTLE_KIND_REJECT\x10\x04*a\n" +
+	"\x12SETTLE_KIND_REJECT\x10\x04\x12\x17\n" +
+	"\x13SETTLE_KIND_RELEASE\x10\x05*a\n" +
 	"\rSettleOutcome\x12\x15\n" +
 	"\x11SETTLE_OUTCOME_OK\x10\x00\x12\x1d\n" +
 	"\x19SETTLE_OUTCOME_LEASE_LOST\x10\x01\x12\x1a\n" +

@@ -46,7 +46,7 @@ type QueuesClient interface {
 	// group, waiting up to wait_ms for one to become available. The group is
 	// created on the partition at the log's start on its first lease.
 	Lease(ctx context.Context, in *LeaseRequest, opts ...grpc.CallOption) (*LeaseResponse, error)
-	// Settle acks, nacks, extends or rejects deliveries.
+	// Settle acks, nacks, extends, rejects or releases deliveries.
 	Settle(ctx context.Context, in *SettleRequest, opts ...grpc.CallOption) (*SettleResponse, error)
 	// SeekQueue moves the group on a partition to a position: records from
 	// there on are delivered again, those before it count as settled.
@@ -126,7 +126,7 @@ type QueuesServer interface {
 	// group, waiting up to wait_ms for one to become available. The group is
 	// created on the partition at the log's start on its first lease.
 	Lease(context.Context, *LeaseRequest) (*LeaseResponse, error)
-	// Settle acks, nacks, extends or rejects deliveries.
+	// Settle acks, nacks, extends, rejects or releases deliveries.
 	Settle(context.Context, *SettleRequest) (*SettleResponse, error)
 	// SeekQueue moves the group on a partition to a position: records from
 	// there on are delivered again, those before it count as settled.
