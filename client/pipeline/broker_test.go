@@ -20,8 +20,7 @@ type env struct {
 }
 
 // startBroker opens an in-process broker: a single node, or with cluster a
-// one-node raft cluster on a loopback socket, which deduplicates by
-// message id.
+// one-node raft cluster on a loopback socket.
 func startBroker(t *testing.T, cluster bool) *env {
 	t.Helper()
 	opts := broker.Options{NoSync: true, Logger: slog.New(slog.DiscardHandler)}
