@@ -21,8 +21,7 @@ type partitionDedupe struct {
 	// check, their append and the state they leave are one step.
 	mu     sync.Mutex
 	d      *dedupe // nil until loaded, and after a write failed half way
-	cfg    Options
-	lastID uint64 // stands in for the raft index of a Replica's entries
+	lastID uint64  // stands in for the raft index of a Replica's entries
 }
 
 // dedupeLocked returns the state, loading it if need be. p.dd.mu must be
@@ -46,8 +45,9 @@ func (p *Partition) dedupeLocked() (*dedupe, error) {
 	return d, nil
 }
 
-// nextID returns the index of the next batch for recordProducer.
-func (p *Partition) nextID() uint64 {
+// nextIDLocked returns the index of the next batch for recordProducer.
+// p.dd.mu must be held.
+func (p *Partition) nextIDLocked() uint64 {
 	p.dd.lastID++
 	return p.dd.lastID
 }
@@ -74,7 +74,7 @@ func (p *Partition) appendDedupe(b record.Batch) (base int64, wait func() error,
 	iv := d.checkIDs(b)
 	if iv.dup {
 		// Not written again; an idempotent producer's sequence still moves.
-		ops := d.recordProducer(b, iv.base, p.nextID())
+		ops := d.recordProducer(b, iv.base, p.nextIDLocked())
 		if len(ops) == 0 {
 			return iv.base, p.durable(iv.base), nil
 		}
@@ -90,7 +90,7 @@ func (p *Partition) appendDedupe(b record.Batch) (base int64, wait func() error,
 	recorded := false
 	base, wait, err = p.log.AppendAsyncState(b, func(base int64) []log.StateOp {
 		recorded = true
-		ops := d.recordProducer(b, base, p.nextID())
+		ops := d.recordProducer(b, base, p.nextIDLocked())
 		return append(ops, d.recordIDs(b, iv.ids, base)...)
 	})
 	if err != nil && recorded {
