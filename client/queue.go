@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/runnel-dev/runnel/proto/runnelpb"
@@ -61,9 +62,13 @@ type QueueOptions struct {
 	// record before an earlier unsettled one with its key. Every consumer
 	// of a group must agree on it.
 	KeyOrdering bool
-	// Prefetch is how many records are leased ahead of Next; default 64,
-	// and at least the topic's partition count. Each partition's leases
-	// take at most an equal share of it.
+	// Prefetch is how many records are leased ahead of Next; default 64.
+	// Each partition's leases take at most an equal share of it (one at
+	// least). A partition with nothing to lease waits for a record without
+	// holding any of it, so that it never holds up the other partitions;
+	// the one record such a wait leases, when it comes, waits for a free
+	// place in Prefetch, so a consumer may hold up to one record per
+	// partition beyond Prefetch.
 	Prefetch int
 	// DeadLetterValue builds the value of a record the queue dead-letters
 	// by itself (deliveries over MaxDeliveries); nil: the original value.
@@ -76,14 +81,18 @@ const (
 	defaultPrefetch   = 64
 	// maxLeaseBatch bounds the records of one Lease call.
 	maxLeaseBatch = 512
-	// leaseWait is how long one Lease call long-polls.
-	leaseWait = 10 * time.Second
+	// leaseWaitDefault is how long one Lease call long-polls.
+	leaseWaitDefault = 10 * time.Second
 	// leaseLinger is how long a fetcher with few free slots waits for more
 	// before it leases, when Next has nothing to hand out.
 	leaseLinger = time.Millisecond
 	// maxSettleBatch bounds the operations of one Settle call.
 	maxSettleBatch = 2048
 )
+
+// leaseWait is how long one Lease call long-polls: leaseWaitDefault, but
+// tests may set it before opening a queue.
+var leaseWait = leaseWaitDefault
 
 // Delivery is a record leased to this consumer.
 type Delivery struct {
@@ -144,6 +153,9 @@ type queuePartition struct {
 	part int32
 	// settles are the settle operations waiting to be sent.
 	settles chan *settleReq
+	// polls counts the long polls started and ended: odd while one is in
+	// flight.
+	polls atomic.Int64
 
 	mu sync.Mutex
 	// held are the deliveries Next handed out and not settled, by offset,
@@ -189,11 +201,7 @@ func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue group %q on %q: %w", group, topic, err)
 	}
-	// Every partition's fetcher may hold its share of the prefetch in a
-	// long poll, so that a busy partition never waits for an idle one's
-	// poll to end: at least one record per partition.
-	opts.Prefetch = max(opts.Prefetch, n)
-	q := &Queue{c: c, group: group, topic: topic, opts: opts, share: opts.Prefetch / n,
+	q := &Queue{c: c, group: group, topic: topic, opts: opts, share: max(opts.Prefetch/n, 1),
 		slots: make(chan struct{}, opts.Prefetch), out: make(chan *Delivery, opts.Prefetch)}
 	q.ctx, q.cancel = context.WithCancel(c.ctx)
 	for p := range int32(n) {
@@ -378,10 +386,53 @@ func settleName(k runnelpb.SettleKind) string {
 
 // fetchLoop leases records of the partition while the queue is open and
 // hands them to Next.
+//
+// It leases in two ways. While the partition has records, it takes free
+// slots of the prefetch first and leases that many without waiting. Once
+// a lease finds nothing, the partition is idle: it long-polls for one
+// record without taking a slot, and takes one only when the record
+// comes. An idle partition thus holds no slot during its long poll, and
+// the partitions with records use the whole prefetch however small it
+// is, at the cost of one record per partition beyond Prefetch (leased,
+// waiting for a slot) and an extra lease call when an idle partition
+// gets a record.
 func (qp *queuePartition) fetchLoop() {
 	q := qp.q
 	failures := 0
+	idle := false
 	for {
+		if idle {
+			ds, err := qp.lease(1, leaseWait)
+			if err != nil {
+				if q.ctx.Err() != nil {
+					return
+				}
+				failures++
+				qp.leaseFailed(failures, err)
+				if q.c.sleep(q.ctx, qp.backoff(failures)) != nil {
+					return
+				}
+				continue
+			}
+			failures = 0
+			// The record came without a slot: take one for it, as the
+			// busy path took them before its lease.
+			for range ds {
+				select {
+				case <-q.slots:
+				case <-q.ctx.Done():
+					qp.mu.Lock()
+					qp.unseen = append(qp.unseen, ds...)
+					qp.mu.Unlock()
+					return
+				}
+			}
+			idle = len(ds) == 0
+			if !qp.handOut(ds) {
+				return
+			}
+			continue
+		}
 		// One slot at least, then as many as are free.
 		select {
 		case <-q.slots:
@@ -431,7 +482,7 @@ func (qp *queuePartition) fetchLoop() {
 			linger.Stop()
 			linger = nil
 		}
-		ds, err := qp.lease(n)
+		ds, err := qp.lease(n, 0)
 		for range n - len(ds) {
 			q.slots <- struct{}{}
 		}
@@ -440,34 +491,50 @@ func (qp *queuePartition) fetchLoop() {
 				return
 			}
 			failures++
-			q.c.cfg.logger.Debug("runnel queue: lease failed", "group", q.group, "topic", q.topic, "partition", qp.part, "err", err)
-			if !Retriable(err) && !isConnectError(err) {
-				q.c.cfg.logger.Warn("runnel queue: lease failed", "group", q.group, "topic", q.topic, "partition", qp.part, "err", err)
-			}
+			qp.leaseFailed(failures, err)
 			if q.c.sleep(q.ctx, qp.backoff(failures)) != nil {
 				return
 			}
 			continue
 		}
 		failures = 0
-		for i, d := range ds {
-			if q.opts.MaxDeliveries > 0 && d.Attempt > q.opts.MaxDeliveries {
-				// Its slot goes back: it never reaches Next.
-				q.slots <- struct{}{}
-				qp.exhausted(d)
-				continue
-			}
-			select {
-			case q.out <- d:
-			case <-q.ctx.Done():
-				// Close releases what never reached Next.
-				qp.mu.Lock()
-				qp.unseen = append(qp.unseen, ds[i:]...)
-				qp.mu.Unlock()
-				return
-			}
+		idle = len(ds) == 0
+		if !qp.handOut(ds) {
+			return
 		}
 	}
+}
+
+func (qp *queuePartition) leaseFailed(failures int, err error) {
+	q := qp.q
+	q.c.cfg.logger.Debug("runnel queue: lease failed", "group", q.group, "topic", q.topic, "partition", qp.part, "err", err)
+	if !Retriable(err) && !isConnectError(err) {
+		q.c.cfg.logger.Warn("runnel queue: lease failed", "group", q.group, "topic", q.topic, "partition", qp.part, "err", err)
+	}
+}
+
+// handOut hands leased deliveries, which hold a slot each, to Next. It
+// returns false when the queue closed.
+func (qp *queuePartition) handOut(ds []*Delivery) bool {
+	q := qp.q
+	for i, d := range ds {
+		if q.opts.MaxDeliveries > 0 && d.Attempt > q.opts.MaxDeliveries {
+			// Its slot goes back: it never reaches Next.
+			q.slots <- struct{}{}
+			qp.exhausted(d)
+			continue
+		}
+		select {
+		case q.out <- d:
+		case <-q.ctx.Done():
+			// Close releases what never reached Next.
+			qp.mu.Lock()
+			qp.unseen = append(qp.unseen, ds[i:]...)
+			qp.mu.Unlock()
+			return false
+		}
+	}
+	return true
 }
 
 // exhausted dead-letters a delivery past MaxDeliveries.
@@ -494,15 +561,20 @@ func (qp *queuePartition) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// lease asks the partition's leader for up to n records.
-func (qp *queuePartition) lease(n int) ([]*Delivery, error) {
+// lease asks the partition's leader for up to n records, waiting up to
+// wait for one.
+func (qp *queuePartition) lease(n int, wait time.Duration) ([]*Delivery, error) {
 	q := qp.q
+	if wait > 0 {
+		qp.polls.Add(1)
+		defer qp.polls.Add(1)
+	}
 	req := &runnelpb.LeaseRequest{
 		Group: q.group, Topic: q.topic, Partition: qp.part, Max: int32(n),
-		VisibilityMs: q.opts.Visibility.Milliseconds(), WaitMs: leaseWait.Milliseconds(), KeyOrdering: q.opts.KeyOrdering,
+		VisibilityMs: q.opts.Visibility.Milliseconds(), WaitMs: wait.Milliseconds(), KeyOrdering: q.opts.KeyOrdering,
 	}
 	var resp *runnelpb.LeaseResponse
-	err := qp.call(q.ctx, leaseWait, func(ctx context.Context, qc runnelpb.QueuesClient) (err error) {
+	err := qp.call(q.ctx, wait, func(ctx context.Context, qc runnelpb.QueuesClient) (err error) {
 		resp, err = qc.Lease(ctx, req)
 		return err
 	})

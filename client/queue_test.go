@@ -375,3 +375,55 @@ func TestQueueCloseReleasesUnseen(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueIdlePartitionsHoldNoPrefetch shows that a partition with
+// nothing to lease does not hold up the others: with a prefetch of one
+// record and three partitions, the long polls of the idle partitions
+// leave the prefetch free, and all the records of partition 0 are
+// delivered while partitions 1 and 2 each stay in the same long poll.
+func TestQueueIdlePartitionsHoldNoPrefetch(t *testing.T) {
+	// Long polls that outlast the test: a poll that ended would show as
+	// another one started.
+	defer client.SetLeaseWait(time.Hour)()
+	b := openBroker(t, "")
+	c := newClient(t, b, client.RecordPartitioner(client.ManualPartitioner()))
+	createTopic(t, c, "t", 3, nil)
+	ctx := testContext(t)
+	q := openQueue(t, c, "g", "t", client.QueueOptions{Prefetch: 1})
+	var polls []int64
+	waitFor(t, "every partition in a long poll, the prefetch free", 10*time.Second, func() bool {
+		if client.QueueFreeSlots(q) != 1 {
+			return false
+		}
+		polls = client.QueuePolls(q)
+		for _, n := range polls {
+			if n%2 == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	const n = 20
+	recs := make([]*client.Record, n)
+	for i := range recs {
+		recs[i] = &client.Record{Topic: "t", Partition: 0, Value: []byte(fmt.Sprint(i))}
+	}
+	if err := c.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		d, err := q.Next(ctx)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if d.Partition != 0 || d.Offset != int64(i) {
+			t.Fatalf("got %d/%d, want 0/%d", d.Partition, d.Offset, i)
+		}
+		if err := q.Ack(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := client.QueuePolls(q); got[1] != polls[1] || got[2] != polls[2] {
+		t.Errorf("long polls of partitions 1 and 2 went from %v to %v while partition 0's records were delivered", polls[1:], got[1:])
+	}
+}

@@ -52,11 +52,11 @@
 // ErrLeaseLost and the record is not settled (someone else has it). A run's
 // context ends at the job's timeout with cause ErrTimeout.
 //
-// The queue's Prefetch is best set to its topic's partitions plus
-// Concurrency (what runnel worker does): a partition with nothing to lease
-// holds a prefetch slot while it waits, and each running job needs one to
-// lease its successor. More prefetch costs attempts: a record leased ahead
-// and never run when the queue closes has had a delivery counted.
+// The queue's Prefetch is best set to Concurrency (what runnel worker
+// does): a record leased ahead for each running job, ready when it ends.
+// More helps many short jobs; a record leased ahead and never run when
+// the queue closes is released without a delivery counted, but it waits
+// leased, its visibility running, until a job takes it.
 //
 // A delivery that waited in the queue's prefetch buffer until less than
 // half of Visibility is left has its lease extended before the job starts;

@@ -33,7 +33,7 @@ func Example() {
 		return
 	}
 	defer c.Close()
-	q, err := c.Queue("mailers", "signups", client.QueueOptions{Visibility: time.Minute, Prefetch: 4 + 3}) // Concurrency + partitions
+	q, err := c.Queue("mailers", "signups", client.QueueOptions{Visibility: time.Minute, Prefetch: 4}) // Concurrency
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -76,7 +76,7 @@ func ExampleExec() {
 		return
 	}
 	defer c.Close()
-	q, err := c.Queue("workers", "jobs", client.QueueOptions{Prefetch: 2 + 3}) // Concurrency + partitions
+	q, err := c.Queue("workers", "jobs", client.QueueOptions{Prefetch: 2}) // Concurrency
 	if err != nil {
 		fmt.Println(err)
 		return

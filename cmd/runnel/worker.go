@@ -109,14 +109,9 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 			}
 
 			if prefetch == 0 {
-				info, err := c.DescribeTopic(ctx, topic)
-				if err != nil {
-					return explain(fmt.Errorf("topic %s: %w", topic, err))
-				}
-				// A partition with nothing to lease holds one slot of the
-				// prefetch while it waits, so every partition gets one, and
-				// the running jobs one each to lease their successors.
-				prefetch = len(info.Partitions) + concurrency
+				// A record leased ahead for each job running, ready when
+				// it ends.
+				prefetch = concurrency
 			}
 			q, err := c.Queue(group, topic, client.QueueOptions{
 				Visibility:      visibility,
@@ -178,8 +173,8 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 	f.DurationVar(&drainTimeout, "drain-timeout", worker.DefaultDrainTimeout, "how long SIGTERM lets running jobs finish before stopping them")
 	f.DurationVar(&killGrace, "kill-grace", worker.DefaultKillGrace, "time between SIGTERM and SIGKILL for a command stopped early")
 	f.StringVar(&dlq, "dlq", "", "dead-letter topic (default TOPIC.dlq)")
-	f.IntVar(&prefetch, "prefetch", 0, "records leased ahead of Next (0: the topic's partitions + --concurrency); more helps many short jobs, "+
-		"but each one still waiting when the worker stops counts a delivery, an attempt of its job")
+	f.IntVar(&prefetch, "prefetch", 0, "records leased ahead of Next (0: --concurrency); more helps many short jobs, "+
+		"but each one waits leased, its visibility running, until a job slot is free")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug (a line per job), info, warn, error")
 	return cmd
 }

@@ -1,0 +1,24 @@
+package client
+
+import "time"
+
+// SetLeaseWait sets how long a queue's long polls wait, for the queues
+// opened until the returned function restores it.
+func SetLeaseWait(d time.Duration) (restore func()) {
+	leaseWait = d
+	return func() { leaseWait = leaseWaitDefault }
+}
+
+// QueuePolls returns, per partition, how many long polls q's fetchers
+// started and ended: odd while one is in flight.
+func QueuePolls(q *Queue) []int64 {
+	n := make([]int64, len(q.parts))
+	for i, qp := range q.parts {
+		n[i] = qp.polls.Load()
+	}
+	return n
+}
+
+// QueueFreeSlots returns how much of q's prefetch is free: neither leased
+// ahead of Next nor taken by a fetcher for its next lease.
+func QueueFreeSlots(q *Queue) int { return len(q.slots) }
