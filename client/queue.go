@@ -219,6 +219,10 @@ func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
 	return q, nil
 }
 
+// Visibility returns how long each delivery is leased: QueueOptions.Visibility,
+// or its default when that was 0.
+func (q *Queue) Visibility() time.Duration { return q.opts.Visibility }
+
 // Next returns the next leased record, blocking until there is one or ctx
 // ends.
 func (q *Queue) Next(ctx context.Context) (*Delivery, error) {

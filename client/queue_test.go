@@ -427,3 +427,20 @@ func TestQueueIdlePartitionsHoldNoPrefetch(t *testing.T) {
 		t.Errorf("long polls of partitions 1 and 2 went from %v to %v while partition 0's records were delivered", polls[1:], got[1:])
 	}
 }
+
+// TestQueueVisibility checks that Visibility says the lease per delivery
+// after defaults.
+func TestQueueVisibility(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	for _, tc := range []struct{ set, want time.Duration }{
+		{0, 30 * time.Second},
+		{5 * time.Second, 5 * time.Second},
+	} {
+		q := openQueue(t, c, "g", "t", client.QueueOptions{Visibility: tc.set})
+		if got := q.Visibility(); got != tc.want {
+			t.Errorf("Visibility() with QueueOptions.Visibility %v = %v, want %v", tc.set, got, tc.want)
+		}
+	}
+}

@@ -226,7 +226,8 @@ func TestLongJobOnBroker(t *testing.T) {
 		return nil
 	}
 	logs := newWarnLog()
-	w, err := worker.New(q, h, worker.Options{Visibility: visibility, Results: notify{res, done}, ResultsTopic: "results",
+	// The worker takes the queue's visibility.
+	w, err := worker.New(q, h, worker.Options{Results: notify{res, done}, ResultsTopic: "results",
 		Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)

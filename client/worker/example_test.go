@@ -53,8 +53,7 @@ func Example() {
 		return nil
 	}
 	w, err := worker.New(q, handle, worker.Options{
-		Concurrency: 4,
-		Visibility:  time.Minute, // as the queue's
+		Concurrency: 4, // Visibility: the queue's
 		Results:     c, ResultsTopic: "signups.results",
 		Registerer: prometheus.DefaultRegisterer,
 	})

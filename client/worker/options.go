@@ -35,7 +35,9 @@ type Options struct {
 	Timeout time.Duration
 	// Visibility is the queue's lease per delivery (QueueOptions.Visibility).
 	// A run still going when half of it is left extends the lease by
-	// Visibility. Default DefaultVisibility, the queue's default.
+	// Visibility. Default: the queue's, when the queue has a Visibility
+	// method (*client.Queue has); else DefaultVisibility, the queue's
+	// default.
 	Visibility time.Duration
 	// Backoff is the wait before the next attempt of a failed job (a
 	// RetryAfter error overrides it); default ExponentialBackoff of

@@ -26,6 +26,14 @@ type Queue interface {
 
 var _ Queue = (*client.Queue)(nil)
 
+// visibilityQueue is a Queue that says how long it leases each delivery;
+// *client.Queue is one. Options.Visibility defaults to it.
+type visibilityQueue interface {
+	Visibility() time.Duration
+}
+
+var _ visibilityQueue = (*client.Queue)(nil)
+
 // Producer writes records; *client.Client is one. The worker uses it for
 // the results topic.
 type Producer interface {

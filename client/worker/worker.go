@@ -38,6 +38,9 @@ func New(q Queue, h Handler, opts Options) (*Worker, error) {
 	if q == nil || h == nil {
 		return nil, errors.New("worker: New needs a queue and a handler")
 	}
+	if vq, ok := q.(visibilityQueue); ok && opts.Visibility == 0 {
+		opts.Visibility = vq.Visibility()
+	}
 	if err := opts.ensureDefaults(); err != nil {
 		return nil, err
 	}

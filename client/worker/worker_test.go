@@ -322,6 +322,33 @@ func TestLeaseExtended(t *testing.T) {
 	})
 }
 
+// visibilityQueue is a fake queue that says its visibility, as
+// client.Queue does.
+type visibilityQueue struct{ *fakeQueue }
+
+func (q visibilityQueue) Visibility() time.Duration { return q.visibility }
+
+// TestVisibilityFromQueue checks that a worker without Options.Visibility
+// takes the queue's: a 35s run on a queue with a 10s visibility is
+// extended every 5s, not every 15s as with DefaultVisibility.
+func TestVisibilityFromQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(10 * time.Second)
+		q.addJob(t, job.Job{Name: "long"})
+		h := func(ctx context.Context, j *worker.Job) error {
+			time.Sleep(35 * time.Second) // the job's work
+			return nil
+		}
+		stop := startWorker(t, visibilityQueue{q}, h, worker.Options{})
+		q.waitSettled(t, t.Context())
+		stopWorker(t, stop)
+		calls := q.callList()
+		if n := strings.Count(calls, "extend 0"); n < 6 || !strings.HasSuffix(calls, "ack 0") {
+			t.Errorf("calls = %q, want at least 6 extends and then an ack", calls)
+		}
+	})
+}
+
 // TestLeaseLost checks that a run whose lease the queue took back is
 // stopped (cause ErrLeaseLost) and not settled.
 func TestLeaseLost(t *testing.T) {

@@ -129,7 +129,6 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 				Concurrency:  concurrency,
 				MaxAttempts:  maxAttempts,
 				Timeout:      timeout,
-				Visibility:   visibility,
 				DrainTimeout: drainTimeout,
 				Registerer:   reg,
 				Logger:       logger,
