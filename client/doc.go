@@ -60,9 +60,11 @@
 // dead-letter topic, "<topic>.dlq" by default, with message id
 // "dlq/<group>/<topic>/<partition>/<offset>" so that a retry writes it
 // once). A consumer leases from every partition, so any
-// number of consumers get work; each partition's fetcher long-polls with
-// its share of Prefetch, and settles of a partition that wait together go
-// in one call. A delivery past MaxDeliveries is dead-lettered without
+// number of consumers get work; a partition with records leases up to the
+// free share of Prefetch, an idle one long-polls without holding any, and
+// settles of a partition that wait together go in one call. Records leased
+// ahead and never returned by Next are released on Close without counting
+// a delivery. A delivery past MaxDeliveries is dead-lettered without
 // reaching Next. The leases live in the partition's raft group, so they
 // survive a change of leader; QueueGroups, SeekQueueGroup and
 // DeleteQueueGroup administer them.

@@ -268,8 +268,8 @@ func (q *Queue) Extend(ctx context.Context, d *Delivery, by time.Duration) error
 // Before writing, Reject extends the lease by the visibility timeout, so
 // that the record stays with this consumer while the dead letter is
 // written, and so that a Reject of a record already settled (a retry)
-// writes nothing and returns nil. On a cluster the message id also keeps a
-// retry after an unknown outcome from writing the dead letter twice.
+// writes nothing and returns nil. The message id also keeps a retry after
+// an unknown outcome from writing the dead letter twice.
 func (q *Queue) Reject(ctx context.Context, d *Delivery, dl DeadLetter) error {
 	err := q.settle(ctx, d, runnelpb.SettleKind_SETTLE_KIND_EXTEND, q.opts.Visibility)
 	if errors.Is(err, errSettled) {
