@@ -4,10 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-dev/runnel/client"
@@ -81,7 +77,7 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			if httpAddr != "" {
-				srv, err := serveCronHTTP(httpAddr, reg, logger)
+				srv, err := serveMetricsHTTP(httpAddr, reg, logger)
 				if err != nil {
 					return err
 				}
@@ -129,25 +125,6 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 	fl.IntVar(&producers, "producers", 4, "clients publishing in parallel: fires due together on one partition are published one at a time per client")
 	cmd.AddCommand(cronNextCmd())
 	return cmd
-}
-
-// serveCronHTTP serves /metrics and /livez on addr.
-func serveCronHTTP(addr string, reg *prometheus.Registry, logger *slog.Logger) (*http.Server, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--http %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("runnel cron: http server stopped", "err", err)
-		}
-	}()
-	logger.Info("runnel cron: serving /metrics and /livez", "addr", l.Addr().String())
-	return srv, nil
 }
 
 // fireJSON is one line of `runnel cron next --format json`.

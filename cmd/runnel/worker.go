@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-dev/runnel/client"
@@ -101,7 +98,7 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			if httpAddr != "" {
-				srv, err := serveWorkerHTTP(httpAddr, reg, logger)
+				srv, err := serveMetricsHTTP(httpAddr, reg, logger)
 				if err != nil {
 					return err
 				}
@@ -204,23 +201,4 @@ func printJobs(w io.Writer) worker.Handler {
 		}
 		return nil
 	}
-}
-
-// serveWorkerHTTP serves /metrics and /livez on addr until closed.
-func serveWorkerHTTP(addr string, reg *prometheus.Registry, logger *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--http %s: %w", addr, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("worker: serve HTTP", "addr", addr, "err", err)
-		}
-	}()
-	logger.Info("serving /metrics and /livez", "addr", ln.Addr().String())
-	return srv, nil
 }
