@@ -214,19 +214,13 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 				return explain(err)
 			}
 			defer t.close()
-			if topic == "" {
-				topic = fmt.Sprintf("bench-produce-%d", time.Now().UnixNano())
-			}
-			info, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil)
+			topic, info, err := t.createTopic(ctx, cmd.ErrOrStderr(), &f, "bench-produce", topic)
 			if err != nil {
-				return explain(err)
+				return err
 			}
 			replicas := 1
 			if len(info.Partitions) > 0 {
 				replicas = len(info.Partitions[0].Replicas)
-			}
-			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
 			}
 			cfg := bench.ProduceConfig{Records: records, Size: size, Rate: rate}
 			if isTerminal(os.Stderr) {
@@ -299,13 +293,9 @@ of a new consumer group, which share the partitions.`,
 				return explain(err)
 			}
 			defer t.close()
-			topic := fmt.Sprintf("bench-consume-%d", time.Now().UnixNano())
-			info, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil)
+			topic, info, err := t.createTopic(ctx, cmd.ErrOrStderr(), &f, "bench-consume", "")
 			if err != nil {
-				return explain(err)
-			}
-			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
+				return err
 			}
 			d := bench.NewRunnel(t.c, topic)
 			if _, err := bench.Produce(ctx, d, bench.ProduceConfig{Records: records, Size: size}); err != nil {
@@ -366,10 +356,9 @@ committed by the controller raft group in a cluster).`,
 				return explain(err)
 			}
 			defer t.close()
-			topic := fmt.Sprintf("bench-commits-%d", time.Now().UnixNano())
-			info, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil)
+			topic, info, err := t.createTopic(ctx, cmd.ErrOrStderr(), &f, "bench-commits", "")
 			if err != nil {
-				return explain(err)
+				return err
 			}
 			res, err := bench.Commits(ctx, t.c, bench.CommitsConfig{Topic: topic, Workers: workers, Commits: commits})
 			if err != nil {
@@ -417,4 +406,22 @@ func waitSettled(ctx context.Context, c *client.Client, topic string, limit time
 func isTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// createTopic creates the run's topic, named after prefix and the time
+// unless name is set, with the flags' partitions and replicas, and waits
+// for its partitions to have leaders (warning on stderr when they do not
+// settle in time, and measuring anyway).
+func (t *benchTarget) createTopic(ctx context.Context, stderr io.Writer, f *benchFlags, prefix, name string) (string, client.TopicInfo, error) {
+	if name == "" {
+		name = fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano())
+	}
+	info, err := t.c.CreateTopic(ctx, name, f.partitions, f.replicas, nil)
+	if err != nil {
+		return "", info, explain(err)
+	}
+	if err := waitSettled(ctx, t.c, name, 30*time.Second); err != nil {
+		fmt.Fprintf(stderr, "runnel bench: %v; measuring anyway\n", err)
+	}
+	return name, info, nil
 }

@@ -89,12 +89,9 @@ counted.`,
 				return explain(err)
 			}
 			defer t.close()
-			topic := fmt.Sprintf("bench-cron-%d", time.Now().UnixNano())
-			if _, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil); err != nil {
-				return explain(err)
-			}
-			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
+			topic, _, err := t.createTopic(ctx, cmd.ErrOrStderr(), &f, "bench-cron", "")
+			if err != nil {
+				return err
 			}
 			var js []cron.Job
 			for i := range jobs {

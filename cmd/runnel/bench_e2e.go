@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -64,13 +63,9 @@ consumers are reading when the measurement starts.`,
 				return explain(err)
 			}
 			defer t.close()
-			topic := fmt.Sprintf("bench-e2e-%d", time.Now().UnixNano())
-			info, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil)
+			topic, info, err := t.createTopic(ctx, cmd.ErrOrStderr(), &f, "bench-e2e", "")
 			if err != nil {
-				return explain(err)
-			}
-			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
+				return err
 			}
 			cfg := bench.E2EConfig{Records: records, Size: size, Rate: rate, Warmup: warmup}
 			if warmup == 0 {

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -44,13 +43,9 @@ partition's raft group in a cluster, fsynced on one node).`,
 				return explain(err)
 			}
 			defer t.close()
-			topic := fmt.Sprintf("bench-queue-%d", time.Now().UnixNano())
-			info, err := t.c.CreateTopic(ctx, topic, f.partitions, f.replicas, nil)
+			topic, info, err := t.createTopic(ctx, cmd.ErrOrStderr(), &f, "bench-queue", "")
 			if err != nil {
-				return explain(err)
-			}
-			if err := waitSettled(ctx, t.c, topic, 30*time.Second); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "runnel bench: %v; measuring anyway\n", err)
+				return err
 			}
 			cfg := bench.QueueConfig{Topic: topic, Jobs: jobs, Size: size, Consumers: consumers, Concurrency: concurrency, Prefetch: prefetch}
 			var clear func()
