@@ -27,9 +27,18 @@ type queueReplica interface {
 	QueueBacklog() (records int64, group string)
 }
 
+// leaderReplica is a replica that has a leader elsewhere at times: only
+// the leader's queue state is current.
+type leaderReplica interface {
+	IsLeader() bool
+	Leader() (partition.Server, bool)
+}
+
 var (
 	_ queueReplica = (*partition.Replica)(nil)
-	_ queueReplica = (*partition.Partition)(nil)
+	// A cluster's replicas are *hostedReplica, which embeds the Replica.
+	_ leaderReplica = (*hostedReplica)(nil)
+	_ queueReplica  = (*partition.Partition)(nil)
 )
 
 // queuesService serves the Queues API of queues.proto.
@@ -76,16 +85,19 @@ func (s *queuesService) Lease(ctx context.Context, req *runnelpb.LeaseRequest) (
 		return nil, toStatus(err)
 	}
 	wait := min(time.Duration(max(req.WaitMs, 0))*time.Millisecond, maxLeaseWait)
-	// A long poll ends when the broker closes.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-s.b.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	if wait > 0 {
+		// A long poll ends when the broker closes.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			select {
+			case <-s.b.closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	recs, err := q.Lease(ctx, partition.LeaseRequest{
 		Group:      req.Group,
 		Config:     consumergroup.QueueConfig{KeyOrdering: req.KeyOrdering},
@@ -128,6 +140,9 @@ func (s *queuesService) Settle(ctx context.Context, req *runnelpb.SettleRequest)
 	}
 	ops := make([]consumergroup.Settle, len(req.Ops))
 	for i, op := range req.Ops {
+		if op.Kind < runnelpb.SettleKind_SETTLE_KIND_ACK || op.Kind > runnelpb.SettleKind_SETTLE_KIND_RELEASE {
+			return nil, toStatus(errorf(ErrInvalidRequest, "settle of %s/%d offset %d: unknown kind %d; update the client", req.Topic, req.Partition, op.Offset, op.Kind))
+		}
 		ops[i] = consumergroup.Settle{Kind: consumergroup.SettleKind(op.Kind), Offset: op.Offset, Attempt: int(op.Attempt), Duration: op.DurationMs}
 		if op.Kind == runnelpb.SettleKind_SETTLE_KIND_RELEASE {
 			ops[i].Duration = op.LeaseUntilMs
@@ -173,7 +188,7 @@ func (s *queuesService) DescribeQueue(ctx context.Context, req *runnelpb.Describ
 		return nil, toStatus(err)
 	}
 	// Only the leader's state is current.
-	if r, ok := q.(*partition.Replica); ok && !r.IsLeader() {
+	if r, ok := q.(leaderReplica); ok && !r.IsLeader() {
 		l, known := r.Leader()
 		return nil, toStatus(queueErr(req.Topic, req.Partition, &partition.NotLeaderError{LeaderID: known2id(l, known), LeaderAddr: l.Addr}))
 	}

@@ -4,8 +4,6 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/runnel-dev/runnel/partition"
 )
 
 // queueCollector reports, when scraped, the queue groups of the partitions
@@ -36,7 +34,7 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 			if !ok {
 				continue
 			}
-			if rep, ok := r.(*partition.Replica); ok && !rep.IsLeader() {
+			if rep, ok := r.(leaderReplica); ok && !rep.IsLeader() {
 				continue // the leader reports it
 			}
 			part := strconv.Itoa(p)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,8 +32,10 @@ const (
 	DLQOffsetHeader    = "runnel-dlq-offset"
 	DLQGroupHeader     = "runnel-dlq-group"
 	DLQAttemptsHeader  = "runnel-dlq-attempts"
-	// msgIDHeader is the broker's dedupe header (partition.MsgIDHeader).
-	msgIDHeader = "runnel-msg-id"
+	// MsgIDHeader is the header the broker's dedupe window reads
+	// (partition.MsgIDHeader): within the window, a batch whose records
+	// all carry ids the partition has seen is not written again.
+	MsgIDHeader = "runnel-msg-id"
 )
 
 // ErrLeaseLost is returned by Ack, Nack, Extend and Reject for a delivery
@@ -131,6 +132,9 @@ type Queue struct {
 	ctx    context.Context // ends at Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// leaseWait is how long one Lease call long-polls, read from the
+	// package's leaseWait when the queue opens.
+	leaseWait time.Duration
 
 	// slots holds one token per delivery leased and not yet returned by
 	// Next: a partition's fetcher takes tokens before it leases.
@@ -201,7 +205,7 @@ func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue group %q on %q: %w", group, topic, err)
 	}
-	q := &Queue{c: c, group: group, topic: topic, opts: opts, share: max(opts.Prefetch/n, 1),
+	q := &Queue{c: c, group: group, topic: topic, opts: opts, share: max(opts.Prefetch/n, 1), leaseWait: leaseWait,
 		slots: make(chan struct{}, opts.Prefetch), out: make(chan *Delivery, opts.Prefetch)}
 	q.ctx, q.cancel = context.WithCancel(c.ctx)
 	for p := range int32(n) {
@@ -406,14 +410,14 @@ func (qp *queuePartition) fetchLoop() {
 	idle := false
 	for {
 		if idle {
-			ds, err := qp.lease(1, leaseWait)
+			ds, err := qp.lease(1, q.leaseWait)
 			if err != nil {
 				if q.ctx.Err() != nil {
 					return
 				}
 				failures++
 				qp.leaseFailed(failures, err)
-				if q.c.sleep(q.ctx, qp.backoff(failures)) != nil {
+				if q.c.sleep(q.ctx, q.c.prod.backoff(failures)) != nil {
 					return
 				}
 				continue
@@ -496,7 +500,7 @@ func (qp *queuePartition) fetchLoop() {
 			}
 			failures++
 			qp.leaseFailed(failures, err)
-			if q.c.sleep(q.ctx, qp.backoff(failures)) != nil {
+			if q.c.sleep(q.ctx, q.c.prod.backoff(failures)) != nil {
 				return
 			}
 			continue
@@ -558,11 +562,6 @@ func (qp *queuePartition) exhausted(d *Delivery) {
 		// The lease expires and the record comes back to try again.
 		q.c.cfg.logger.Warn("runnel queue: dead-lettering failed", "group", q.group, "topic", q.topic, "partition", qp.part, "offset", d.Offset, "err", err)
 	}
-}
-
-func (qp *queuePartition) backoff(n int) time.Duration {
-	d := 50 * time.Millisecond << min(n, 5)
-	return d/2 + rand.N(d/2+1)
 }
 
 // lease asks the partition's leader for up to n records, waiting up to
@@ -696,7 +695,7 @@ func (qp *queuePartition) send(ctx context.Context, ops []*runnelpb.SettleOp) ([
 		if !Retriable(err) && !isConnectError(err) || attempt >= 20 {
 			return nil, fmt.Errorf("queue group %q: settle on %s/%d: %w", q.group, q.topic, qp.part, err)
 		}
-		if serr := q.c.sleep(ctx, qp.backoff(attempt)); serr != nil {
+		if serr := q.c.sleep(ctx, q.c.prod.backoff(attempt)); serr != nil {
 			return nil, fmt.Errorf("queue group %q: settle on %s/%d: %w (last error: %w)", q.group, q.topic, qp.part, serr, err)
 		}
 	}

@@ -21,7 +21,7 @@ func (q *Queue) deadLetter(ctx context.Context, d *Delivery, dl DeadLetter) erro
 	for _, h := range d.Headers {
 		// The original's dedupe id and deliver-at time would hold the
 		// dead letter back or drop it.
-		if h.Key != msgIDHeader && h.Key != DeliverAtHeader {
+		if h.Key != MsgIDHeader && h.Key != DeliverAtHeader {
 			headers = append(headers, h)
 		}
 	}
@@ -33,7 +33,7 @@ func (q *Queue) deadLetter(ctx context.Context, d *Delivery, dl DeadLetter) erro
 		Header{Key: DLQOffsetHeader, Value: []byte(strconv.FormatInt(d.Offset, 10))},
 		Header{Key: DLQGroupHeader, Value: []byte(q.group)},
 		Header{Key: DLQAttemptsHeader, Value: []byte(strconv.Itoa(d.Attempt))},
-		Header{Key: msgIDHeader, Value: []byte(DeadLetterID(q.group, d.Topic, d.Partition, d.Offset))},
+		Header{Key: MsgIDHeader, Value: []byte(DeadLetterID(q.group, d.Topic, d.Partition, d.Offset))},
 	)
 	value := dl.Value
 	if value == nil {

@@ -73,7 +73,7 @@ func (r *Replica) proposeQueue(op *queueOp) (queueResult, error) {
 		r.closeMu.RUnlock()
 		return queueResult{}, r.notLeader()
 	}
-	if r.transferring {
+	if r.transferring > 0 {
 		// Leadership is moving; the caller asks again (see Append).
 		r.propMu.Unlock()
 		r.closeMu.RUnlock()

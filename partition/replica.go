@@ -246,9 +246,9 @@ type Replica struct {
 	// propMu orders proposals: a proposal's sequence number and its place
 	// in raft's queue are taken together.
 	propMu sync.Mutex
-	// transferring is set, under propMu, while a leadership transfer runs:
-	// raft refuses proposals then, so Append does not make any.
-	transferring bool
+	// transferring counts, under propMu, the leadership transfers under
+	// way: raft refuses proposals then, so Append does not make any.
+	transferring int
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
@@ -490,7 +490,7 @@ func (r *Replica) Append(b record.Batch, acks Acks) (Pending, error) {
 		r.pending.Add(-n)
 		return Pending{}, r.notLeader()
 	}
-	if r.transferring {
+	if r.transferring > 0 {
 		// Leadership is moving: no replica takes writes until the
 		// transfer ends, and then the caller asks again.
 		r.propMu.Unlock()

@@ -27,7 +27,7 @@ func (r *Replica) TransferLeadershipTo(s Server) error {
 // a follower and watch ends them all.
 func (r *Replica) transfer(op string, start func() raft.Future) error {
 	r.propMu.Lock()
-	r.transferring = true
+	r.transferring++
 	f := start()
 	r.propMu.Unlock()
 	err := f.Error()
@@ -35,7 +35,7 @@ func (r *Replica) transfer(op string, start func() raft.Future) error {
 		r.settleProposals()
 	}
 	r.propMu.Lock()
-	r.transferring = false
+	r.transferring--
 	r.propMu.Unlock()
 	return r.adminErr(op, err)
 }

@@ -13,7 +13,7 @@ import (
 
 // MsgIDHeader is the header that carries an output's message id, the one
 // the broker's dedupe window reads.
-const MsgIDHeader = "runnel-msg-id"
+const MsgIDHeader = client.MsgIDHeader
 
 // Func turns one input record into the records to produce for it, each
 // with its Topic set; none drops the input. in and its bytes are valid only

@@ -24,7 +24,6 @@ const (
 	resultsTopic = "ping-results"
 	checkGroup   = "ping-checkers" // the checkers' queue group
 	writeGroup   = "ping-writer"   // the writer's consumer group
-	msgIDHeader  = "runnel-msg-id" // the broker's dedupe header
 	lineHeader   = "urlcheck-line" // the line number of an input
 )
 
@@ -110,7 +109,7 @@ func publish(ctx context.Context, c *client.Client, cfg config) (int, error) {
 	recs := make([]*client.Record, len(lines))
 	for i, e := range lines {
 		recs[i] = &client.Record{Topic: pingTopic, Value: []byte(e.url), Headers: []client.Header{
-			{Key: msgIDHeader, Value: []byte(lineID(cfg.run, e.line))},
+			{Key: client.MsgIDHeader, Value: []byte(lineID(cfg.run, e.line))},
 			{Key: lineHeader, Value: []byte(strconv.Itoa(e.line))},
 		}}
 	}
@@ -170,7 +169,7 @@ func check(ctx context.Context, c *client.Client, cfg config) error {
 // only after it is published, so a checker that stops in between leaves
 // the line to another, whose result has the same message id.
 func handle(ctx context.Context, c *client.Client, q *client.Queue, hc *http.Client, cfg config, d *client.Delivery) error {
-	id := header(&d.Record, msgIDHeader)
+	id := header(&d.Record, client.MsgIDHeader)
 	line, _ := strconv.Atoi(header(&d.Record, lineHeader))
 	res := Result{ID: id, Line: line, URL: string(d.Value), Attempts: d.Attempt}
 	start := time.Now()
@@ -192,7 +191,7 @@ func handle(ctx context.Context, c *client.Client, q *client.Queue, hc *http.Cli
 	}
 	value, _ := json.Marshal(res)
 	out := &client.Record{Topic: resultsTopic, Key: []byte(id), Value: value,
-		Headers: []client.Header{{Key: msgIDHeader, Value: []byte(resultID(id))}}}
+		Headers: []client.Header{{Key: client.MsgIDHeader, Value: []byte(resultID(id))}}}
 	if err := c.ProduceSync(ctx, out); err != nil {
 		return fmt.Errorf("publish result of %s: %w", id, err)
 	}
