@@ -110,7 +110,9 @@ func EndToEnd(ctx context.Context, d Driver, cfg E2EConfig) (*Result, error) {
 			tl.add(now - s.Sub(epoch))
 		}
 		size.Add(int64(len(value)))
-		last.Store(int64(now))
+		// Readers of different partitions race here: keep the latest.
+		for old := last.Load(); int64(now) > old && !last.CompareAndSwap(old, int64(now)); old = last.Load() {
+		}
 		if read.Add(1) == int64(cfg.Records) {
 			close(allRead)
 		}

@@ -29,7 +29,7 @@ type QueueConfig struct {
 // latency of an ack (from Ack's call to its return).
 func Queue(ctx context.Context, c *client.Client, cfg QueueConfig) (*Result, error) {
 	if cfg.Jobs < 1 || cfg.Consumers < 1 || cfg.Concurrency < 1 || cfg.Size < 0 {
-		return nil, fmt.Errorf("queue workload: jobs %d, consumers %d and concurrency %d must be 1 or more", cfg.Jobs, cfg.Consumers, cfg.Concurrency)
+		return nil, fmt.Errorf("queue workload: jobs %d, consumers %d and concurrency %d must be 1 or more, size %d 0 or more", cfg.Jobs, cfg.Consumers, cfg.Concurrency, cfg.Size)
 	}
 	if err := fill(ctx, c, cfg.Topic, cfg.Jobs, cfg.Size); err != nil {
 		return nil, fmt.Errorf("queue workload: produce the jobs: %w", err)

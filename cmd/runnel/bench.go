@@ -425,3 +425,14 @@ func (t *benchTarget) createTopic(ctx context.Context, stderr io.Writer, f *benc
 	}
 	return name, info, nil
 }
+
+// refuseFlags fails when one of the common bench flags names was set on a
+// workload that does not use it, so that no flag is silently ignored.
+func refuseFlags(cmd *cobra.Command, names ...string) error {
+	for _, n := range names {
+		if cmd.Flags().Changed(n) {
+			return fmt.Errorf("--%s: runnel bench %s does not use it; leave it out", n, cmd.Name())
+		}
+	}
+	return nil
+}

@@ -79,6 +79,9 @@ counted.`,
 			if producers < 1 {
 				return fmt.Errorf("--producers %d: use 1 or more", producers)
 			}
+			if err := refuseFlags(cmd, "out", "acks", "linger"); err != nil {
+				return err
+			}
 			if _, err := cron.ParseSchedule(schedule); err != nil {
 				return fmt.Errorf("--schedule: %v", err)
 			}

@@ -85,6 +85,8 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "e2e", "--size", "4"}, "--size 4: use 8 or more bytes"},
 		{[]string{"bench", "e2e", "--rate", "-1"}, "--rate -1"},
 		{[]string{"bench", "e2e", "--format", "yaml"}, `--format "yaml"`},
+		{[]string{"bench", "cron", "--out", "x"}, "--out: runnel bench cron does not use it"},
+		{[]string{"bench", "queue", "--acks", "none"}, "--acks: runnel bench queue does not use it"},
 	} {
 		_, _, errLine := cli(t, addr, "", tc.args...)
 		if !strings.Contains(errLine, tc.want) {

@@ -33,6 +33,9 @@ partition's raft group in a cluster, fsynced on one node).`,
 			if err := f.check(cmd); err != nil {
 				return err
 			}
+			if err := refuseFlags(cmd, "acks"); err != nil {
+				return err // jobs are produced with acks=all
+			}
 			if jobs < 1 || consumers < 1 || concurrency < 1 || size < 0 || prefetch < 0 {
 				return fmt.Errorf("--jobs %d, --consumers %d, --concurrency %d: use 1 or more; --size and --prefetch 0 or more", jobs, consumers, concurrency)
 			}

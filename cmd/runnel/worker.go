@@ -89,7 +89,7 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			c, err := cf.newClient(ctx)
+			c, err := cf.newClient(ctx, client.Logger(logger))
 			if err != nil {
 				return explain(err)
 			}

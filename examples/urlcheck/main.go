@@ -33,7 +33,7 @@ func main() {
 	flag.StringVar(&cfg.role, "role", "all", "all, publish, check or write")
 	flag.StringVar(&cfg.input, "input", "", "the URL file, one URL per line (publish, write, all)")
 	flag.StringVar(&cfg.out, "out", "ping-results.jsonl", "the results file the writer appends to (write, all)")
-	flag.StringVar(&cfg.brokers, "brokers", "", "a running cluster, HOST:PORT,... (default: an embedded broker in a temporary folder; role all only)")
+	flag.StringVar(&cfg.brokers, "brokers", "", "a running cluster, HOST:PORT,... (default $RUNNEL_BROKERS; -role all without -brokers runs an embedded broker in a temporary folder)")
 	flag.StringVar(&cfg.run, "run", "ping", "the run's name: message ids are RUN/LINE, so a file published twice under one name is checked once")
 	flag.IntVar(&cfg.checkers, "checkers", 3, "checkers to start (all, check)")
 	flag.IntVar(&cfg.concurrency, "concurrency", 8, "URLs each checker fetches at once")
