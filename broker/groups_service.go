@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/runnel-dev/runnel/consumergroup"
@@ -123,18 +124,74 @@ func (s *groupsService) GroupSession(stream runnelpb.Groups_GroupSessionServer) 
 }
 
 func (s *groupsService) CommitOffsets(ctx context.Context, req *runnelpb.CommitOffsetsRequest) (*runnelpb.CommitOffsetsResponse, error) {
+	if err := s.commit(ctx, req); err != nil {
+		return nil, toStatus(err)
+	}
+	return &runnelpb.CommitOffsetsResponse{}, nil
+}
+
+// maxStreamCommits bounds the commits of one CommitStream that wait to be
+// durable; past it the stream reads no more until one is answered.
+const maxStreamCommits = 4096
+
+// CommitStream commits each request as CommitOffsets would, concurrently,
+// and answers each once it is durable or refused.
+func (s *groupsService) CommitStream(stream runnelpb.Groups_CommitStreamServer) error {
+	ctx := stream.Context()
+	var (
+		wg      sync.WaitGroup
+		sendMu  sync.Mutex
+		sendErr error
+		slots   = make(chan struct{}, maxStreamCommits)
+	)
+	// Answers are sent by the goroutines of their commits, so the handler
+	// returns only once none is left.
+	defer wg.Wait()
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			resp := &runnelpb.CommitStreamResponse{RequestId: req.GetRequestId()}
+			if err := s.commit(ctx, req.GetCommit()); err != nil {
+				resp.Error = toProtoError(err)
+			}
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			if sendErr == nil {
+				// A failed send means the stream is gone: the client
+				// learns of its commits from the broken stream.
+				sendErr = stream.Send(resp)
+			}
+		}()
+	}
+}
+
+func (s *groupsService) commit(ctx context.Context, req *runnelpb.CommitOffsetsRequest) error {
+	if req == nil {
+		return errorf(ErrInvalidRequest, "a commit stream request without a commit")
+	}
 	c, err := s.coordinator()
 	if err != nil {
-		return nil, toStatus(err)
+		return err
 	}
 	offs := make([]offsetCommit, 0, len(req.Offsets))
 	for _, o := range req.Offsets {
 		offs = append(offs, offsetCommit{tp: tp{Topic: o.Topic, Partition: o.Partition}, offset: o.Offset})
 	}
-	if err := c.commit(ctx, req.Group, req.MemberId, req.Generation, offs); err != nil {
-		return nil, toStatus(err)
-	}
-	return &runnelpb.CommitOffsetsResponse{}, nil
+	return c.commit(ctx, req.Group, req.MemberId, req.Generation, offs)
 }
 
 func (s *groupsService) FetchOffsets(ctx context.Context, req *runnelpb.FetchOffsetsRequest) (*runnelpb.FetchOffsetsResponse, error) {

@@ -39,6 +39,8 @@ type Client struct {
 	// groupsCoord is the address of the group coordinator that answered
 	// last (a string), tried first by group calls.
 	groupsCoord atomic.Value
+	// commits sends offset commits over a stream per broker.
+	commits commitStreams
 }
 
 // New returns a client for the cluster named by the Brokers option. It
@@ -57,6 +59,7 @@ func New(ctx context.Context, opts ...Option) (*Client, error) {
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	c.meta.init(c)
 	c.prod.init(c)
+	c.commits.c = c
 	c.goFunc(c.meta.loop)
 	return c, nil
 }

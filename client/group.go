@@ -837,9 +837,9 @@ func (g *GroupConsumer) commitOnce(ctx context.Context, parts []*groupPart, yiel
 	if len(offs) == 0 {
 		return nil
 	}
-	err := g.c.groupsCall(ctx, addr, func(ctx context.Context, gc runnelpb.GroupsClient) error {
-		_, err := gc.CommitOffsets(ctx, &runnelpb.CommitOffsetsRequest{Group: g.group, MemberId: member, Generation: generation, Offsets: offs})
-		return err
+	req := &runnelpb.CommitOffsetsRequest{Group: g.group, MemberId: member, Generation: generation, Offsets: offs}
+	err := g.c.groupsCallAt(ctx, addr, func(ctx context.Context, addr string, gc runnelpb.GroupsClient) error {
+		return g.c.commits.commit(ctx, addr, gc, req)
 	})
 	if err != nil {
 		return err

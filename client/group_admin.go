@@ -75,6 +75,13 @@ var ErrGroupActive = errors.New("client: group has live members")
 // naming the old one), the call is retried with backoff until ctx ends or
 // DeliveryTimeout passes.
 func (c *Client) groupsCall(ctx context.Context, addr string, f func(ctx context.Context, g runnelpb.GroupsClient) error) error {
+	return c.groupsCallAt(ctx, addr, func(ctx context.Context, _ string, g runnelpb.GroupsClient) error {
+		return f(ctx, g)
+	})
+}
+
+// groupsCallAt is groupsCall for calls that need the address they go to.
+func (c *Client) groupsCallAt(ctx context.Context, addr string, f func(ctx context.Context, addr string, g runnelpb.GroupsClient) error) error {
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := c.groupsCallOnce(ctx, addr, f)
@@ -92,7 +99,7 @@ func (c *Client) groupsCall(ctx context.Context, addr string, f func(ctx context
 	}
 }
 
-func (c *Client) groupsCallOnce(ctx context.Context, addr string, f func(ctx context.Context, g runnelpb.GroupsClient) error) error {
+func (c *Client) groupsCallOnce(ctx context.Context, addr string, f func(ctx context.Context, addr string, g runnelpb.GroupsClient) error) error {
 	addrs := c.meta.brokerAddrs()
 	if addr == "" {
 		// The coordinator that answered last, if any: in a cluster only
@@ -117,7 +124,7 @@ func (c *Client) groupsCallOnce(ctx context.Context, addr string, f func(ctx con
 			return err
 		}
 		cctx, cancel := context.WithTimeout(ctx, c.cfg.requestTimeout)
-		err = fromStatus(f(cctx, gc), a)
+		err = fromStatus(f(cctx, a, gc), a)
 		cancel()
 		if ctxErr := ctx.Err(); ctxErr != nil && err != nil {
 			return ctxErr
@@ -310,8 +317,7 @@ func (c *Client) CommitOffsets(ctx context.Context, group string, offs map[Topic
 	for _, tp := range sortParts(slices.Collect(maps.Keys(offs))) {
 		req.Offsets = append(req.Offsets, &runnelpb.PartitionOffset{Topic: tp.Topic, Partition: tp.Partition, Offset: offs[tp]})
 	}
-	return c.groupsCall(ctx, "", func(ctx context.Context, g runnelpb.GroupsClient) error {
-		_, err := g.CommitOffsets(ctx, req)
-		return err
+	return c.groupsCallAt(ctx, "", func(ctx context.Context, addr string, g runnelpb.GroupsClient) error {
+		return c.commits.commit(ctx, addr, g, req)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -31,6 +32,33 @@ existing cluster. Durability (acks, replicas, fsync) is always reported.
 To run a workload against runnel and NATS JetStream in one run and compare
 them, use the bench/peers module of the source tree:
 cd bench/peers && go run . produce --records 200000 --size 100`,
+	}
+	var cpuProfile string
+	var stopProfile func() error
+	cmd.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the client, and the embedded broker if any) to `FILE`; a cluster's nodes serve theirs at /debug/pprof/profile on their HTTP address")
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		stopProfile = func() error {
+			pprof.StopCPUProfile()
+			return f.Close()
+		}
+		return nil
+	}
+	cmd.PersistentPostRunE = func(cmd *cobra.Command, args []string) error {
+		if stopProfile == nil {
+			return nil
+		}
+		return stopProfile()
 	}
 	cmd.AddCommand(benchProduceCmd(), benchConsumeCmd(), benchCommitsCmd(), benchE2ECmd())
 	cmd.AddCommand(benchCronCmd())

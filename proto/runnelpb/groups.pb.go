@@ -568,6 +568,112 @@ func (*CommitOffsetsResponse) Descriptor() ([]byte, []int) {
 	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{7}
 }
 
+type CommitStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id is chosen by the client and echoed in the response.
+	RequestId     uint64                `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Commit        *CommitOffsetsRequest `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitStreamRequest) Reset() {
+	*x = CommitStreamRequest{}
+	mi := &file_runnel_v1_groups_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitStreamRequest) ProtoMessage() {}
+
+func (x *CommitStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_groups_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitStreamRequest.ProtoReflect.Descriptor instead.
+func (*CommitStreamRequest) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CommitStreamRequest) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *CommitStreamRequest) GetCommit() *CommitOffsetsRequest {
+	if x != nil {
+		return x.Commit
+	}
+	return nil
+}
+
+type CommitStreamResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// error is set when the commit failed.
+	Error         *Error `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitStreamResponse) Reset() {
+	*x = CommitStreamResponse{}
+	mi := &file_runnel_v1_groups_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitStreamResponse) ProtoMessage() {}
+
+func (x *CommitStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_runnel_v1_groups_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitStreamResponse.ProtoReflect.Descriptor instead.
+func (*CommitStreamResponse) Descriptor() ([]byte, []int) {
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *CommitStreamResponse) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *CommitStreamResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 type FetchOffsetsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -577,7 +683,7 @@ type FetchOffsetsRequest struct {
 
 func (x *FetchOffsetsRequest) Reset() {
 	*x = FetchOffsetsRequest{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[8]
+	mi := &file_runnel_v1_groups_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -589,7 +695,7 @@ func (x *FetchOffsetsRequest) String() string {
 func (*FetchOffsetsRequest) ProtoMessage() {}
 
 func (x *FetchOffsetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[8]
+	mi := &file_runnel_v1_groups_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -602,7 +708,7 @@ func (x *FetchOffsetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOffsetsRequest.ProtoReflect.Descriptor instead.
 func (*FetchOffsetsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{8}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FetchOffsetsRequest) GetGroup() string {
@@ -621,7 +727,7 @@ type FetchOffsetsResponse struct {
 
 func (x *FetchOffsetsResponse) Reset() {
 	*x = FetchOffsetsResponse{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[9]
+	mi := &file_runnel_v1_groups_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +739,7 @@ func (x *FetchOffsetsResponse) String() string {
 func (*FetchOffsetsResponse) ProtoMessage() {}
 
 func (x *FetchOffsetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[9]
+	mi := &file_runnel_v1_groups_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +752,7 @@ func (x *FetchOffsetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOffsetsResponse.ProtoReflect.Descriptor instead.
 func (*FetchOffsetsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{9}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FetchOffsetsResponse) GetOffsets() []*PartitionOffset {
@@ -664,7 +770,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[10]
+	mi := &file_runnel_v1_groups_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -676,7 +782,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[10]
+	mi := &file_runnel_v1_groups_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -689,7 +795,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{10}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{12}
 }
 
 type ListGroupsResponse struct {
@@ -701,7 +807,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[11]
+	mi := &file_runnel_v1_groups_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -713,7 +819,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[11]
+	mi := &file_runnel_v1_groups_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -726,7 +832,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{11}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*GroupSummary {
@@ -749,7 +855,7 @@ type GroupSummary struct {
 
 func (x *GroupSummary) Reset() {
 	*x = GroupSummary{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[12]
+	mi := &file_runnel_v1_groups_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +867,7 @@ func (x *GroupSummary) String() string {
 func (*GroupSummary) ProtoMessage() {}
 
 func (x *GroupSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[12]
+	mi := &file_runnel_v1_groups_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +880,7 @@ func (x *GroupSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupSummary.ProtoReflect.Descriptor instead.
 func (*GroupSummary) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{12}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GroupSummary) GetGroup() string {
@@ -807,7 +913,7 @@ type DescribeGroupRequest struct {
 
 func (x *DescribeGroupRequest) Reset() {
 	*x = DescribeGroupRequest{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[13]
+	mi := &file_runnel_v1_groups_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +925,7 @@ func (x *DescribeGroupRequest) String() string {
 func (*DescribeGroupRequest) ProtoMessage() {}
 
 func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[13]
+	mi := &file_runnel_v1_groups_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +938,7 @@ func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
 func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{13}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DescribeGroupRequest) GetGroup() string {
@@ -856,7 +962,7 @@ type DescribeGroupResponse struct {
 
 func (x *DescribeGroupResponse) Reset() {
 	*x = DescribeGroupResponse{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[14]
+	mi := &file_runnel_v1_groups_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +974,7 @@ func (x *DescribeGroupResponse) String() string {
 func (*DescribeGroupResponse) ProtoMessage() {}
 
 func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[14]
+	mi := &file_runnel_v1_groups_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +987,7 @@ func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
 func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{14}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DescribeGroupResponse) GetGroup() string {
@@ -939,7 +1045,7 @@ type GroupMember struct {
 
 func (x *GroupMember) Reset() {
 	*x = GroupMember{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[15]
+	mi := &file_runnel_v1_groups_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1057,7 @@ func (x *GroupMember) String() string {
 func (*GroupMember) ProtoMessage() {}
 
 func (x *GroupMember) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[15]
+	mi := &file_runnel_v1_groups_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1070,7 @@ func (x *GroupMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMember.ProtoReflect.Descriptor instead.
 func (*GroupMember) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{15}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GroupMember) GetMemberId() string {
@@ -1021,7 +1127,7 @@ type GroupPartition struct {
 
 func (x *GroupPartition) Reset() {
 	*x = GroupPartition{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[16]
+	mi := &file_runnel_v1_groups_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1139,7 @@ func (x *GroupPartition) String() string {
 func (*GroupPartition) ProtoMessage() {}
 
 func (x *GroupPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[16]
+	mi := &file_runnel_v1_groups_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1152,7 @@ func (x *GroupPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupPartition.ProtoReflect.Descriptor instead.
 func (*GroupPartition) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{16}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GroupPartition) GetTopic() string {
@@ -1101,7 +1207,7 @@ type SeekGroupRequest struct {
 
 func (x *SeekGroupRequest) Reset() {
 	*x = SeekGroupRequest{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[17]
+	mi := &file_runnel_v1_groups_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1113,7 +1219,7 @@ func (x *SeekGroupRequest) String() string {
 func (*SeekGroupRequest) ProtoMessage() {}
 
 func (x *SeekGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[17]
+	mi := &file_runnel_v1_groups_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1126,7 +1232,7 @@ func (x *SeekGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeekGroupRequest.ProtoReflect.Descriptor instead.
 func (*SeekGroupRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{17}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SeekGroupRequest) GetGroup() string {
@@ -1151,7 +1257,7 @@ type SeekGroupResponse struct {
 
 func (x *SeekGroupResponse) Reset() {
 	*x = SeekGroupResponse{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[18]
+	mi := &file_runnel_v1_groups_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1269,7 @@ func (x *SeekGroupResponse) String() string {
 func (*SeekGroupResponse) ProtoMessage() {}
 
 func (x *SeekGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[18]
+	mi := &file_runnel_v1_groups_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1282,7 @@ func (x *SeekGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeekGroupResponse.ProtoReflect.Descriptor instead.
 func (*SeekGroupResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{18}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{20}
 }
 
 type DeleteGroupRequest struct {
@@ -1188,7 +1294,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[19]
+	mi := &file_runnel_v1_groups_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1306,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[19]
+	mi := &file_runnel_v1_groups_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1319,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{19}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteGroupRequest) GetGroup() string {
@@ -1231,7 +1337,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_runnel_v1_groups_proto_msgTypes[20]
+	mi := &file_runnel_v1_groups_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1349,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_runnel_v1_groups_proto_msgTypes[20]
+	mi := &file_runnel_v1_groups_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,14 +1362,14 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{20}
+	return file_runnel_v1_groups_proto_rawDescGZIP(), []int{22}
 }
 
 var File_runnel_v1_groups_proto protoreflect.FileDescriptor
 
 const file_runnel_v1_groups_proto_rawDesc = "" +
 	"\n" +
-	"\x16runnel/v1/groups.proto\x12\trunnel.v1\"D\n" +
+	"\x16runnel/v1/groups.proto\x12\trunnel.v1\x1a\x16runnel/v1/runnel.proto\"D\n" +
 	"\x0eTopicPartition\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\"\x83\x01\n" +
@@ -1303,7 +1409,15 @@ const file_runnel_v1_groups_proto_rawDesc = "" +
 	"generation\x18\x03 \x01(\x03R\n" +
 	"generation\x124\n" +
 	"\aoffsets\x18\x04 \x03(\v2\x1a.runnel.v1.PartitionOffsetR\aoffsets\"\x17\n" +
-	"\x15CommitOffsetsResponse\"+\n" +
+	"\x15CommitOffsetsResponse\"m\n" +
+	"\x13CommitStreamRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x127\n" +
+	"\x06commit\x18\x02 \x01(\v2\x1f.runnel.v1.CommitOffsetsRequestR\x06commit\"]\n" +
+	"\x14CommitStreamResponse\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12&\n" +
+	"\x05error\x18\x02 \x01(\v2\x10.runnel.v1.ErrorR\x05error\"+\n" +
 	"\x13FetchOffsetsRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\"L\n" +
 	"\x14FetchOffsetsResponse\x124\n" +
@@ -1348,10 +1462,11 @@ const file_runnel_v1_groups_proto_rawDesc = "" +
 	"\x11SeekGroupResponse\"*\n" +
 	"\x12DeleteGroupRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\"\x15\n" +
-	"\x13DeleteGroupResponse2\xb2\x04\n" +
+	"\x13DeleteGroupResponse2\x87\x05\n" +
 	"\x06Groups\x12N\n" +
 	"\fGroupSession\x12\x1e.runnel.v1.GroupSessionRequest\x1a\x1a.runnel.v1.GroupAssignment(\x010\x01\x12R\n" +
-	"\rCommitOffsets\x12\x1f.runnel.v1.CommitOffsetsRequest\x1a .runnel.v1.CommitOffsetsResponse\x12O\n" +
+	"\rCommitOffsets\x12\x1f.runnel.v1.CommitOffsetsRequest\x1a .runnel.v1.CommitOffsetsResponse\x12S\n" +
+	"\fCommitStream\x12\x1e.runnel.v1.CommitStreamRequest\x1a\x1f.runnel.v1.CommitStreamResponse(\x010\x01\x12O\n" +
 	"\fFetchOffsets\x12\x1e.runnel.v1.FetchOffsetsRequest\x1a\x1f.runnel.v1.FetchOffsetsResponse\x12I\n" +
 	"\n" +
 	"ListGroups\x12\x1c.runnel.v1.ListGroupsRequest\x1a\x1d.runnel.v1.ListGroupsResponse\x12R\n" +
@@ -1371,7 +1486,7 @@ func file_runnel_v1_groups_proto_rawDescGZIP() []byte {
 	return file_runnel_v1_groups_proto_rawDescData
 }
 
-var file_runnel_v1_groups_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_runnel_v1_groups_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_runnel_v1_groups_proto_goTypes = []any{
 	(*TopicPartition)(nil),        // 0: runnel.v1.TopicPartition
 	(*GroupSessionRequest)(nil),   // 1: runnel.v1.GroupSessionRequest
@@ -1381,19 +1496,22 @@ var file_runnel_v1_groups_proto_goTypes = []any{
 	(*PartitionOffset)(nil),       // 5: runnel.v1.PartitionOffset
 	(*CommitOffsetsRequest)(nil),  // 6: runnel.v1.CommitOffsetsRequest
 	(*CommitOffsetsResponse)(nil), // 7: runnel.v1.CommitOffsetsResponse
-	(*FetchOffsetsRequest)(nil),   // 8: runnel.v1.FetchOffsetsRequest
-	(*FetchOffsetsResponse)(nil),  // 9: runnel.v1.FetchOffsetsResponse
-	(*ListGroupsRequest)(nil),     // 10: runnel.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),    // 11: runnel.v1.ListGroupsResponse
-	(*GroupSummary)(nil),          // 12: runnel.v1.GroupSummary
-	(*DescribeGroupRequest)(nil),  // 13: runnel.v1.DescribeGroupRequest
-	(*DescribeGroupResponse)(nil), // 14: runnel.v1.DescribeGroupResponse
-	(*GroupMember)(nil),           // 15: runnel.v1.GroupMember
-	(*GroupPartition)(nil),        // 16: runnel.v1.GroupPartition
-	(*SeekGroupRequest)(nil),      // 17: runnel.v1.SeekGroupRequest
-	(*SeekGroupResponse)(nil),     // 18: runnel.v1.SeekGroupResponse
-	(*DeleteGroupRequest)(nil),    // 19: runnel.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),   // 20: runnel.v1.DeleteGroupResponse
+	(*CommitStreamRequest)(nil),   // 8: runnel.v1.CommitStreamRequest
+	(*CommitStreamResponse)(nil),  // 9: runnel.v1.CommitStreamResponse
+	(*FetchOffsetsRequest)(nil),   // 10: runnel.v1.FetchOffsetsRequest
+	(*FetchOffsetsResponse)(nil),  // 11: runnel.v1.FetchOffsetsResponse
+	(*ListGroupsRequest)(nil),     // 12: runnel.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),    // 13: runnel.v1.ListGroupsResponse
+	(*GroupSummary)(nil),          // 14: runnel.v1.GroupSummary
+	(*DescribeGroupRequest)(nil),  // 15: runnel.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil), // 16: runnel.v1.DescribeGroupResponse
+	(*GroupMember)(nil),           // 17: runnel.v1.GroupMember
+	(*GroupPartition)(nil),        // 18: runnel.v1.GroupPartition
+	(*SeekGroupRequest)(nil),      // 19: runnel.v1.SeekGroupRequest
+	(*SeekGroupResponse)(nil),     // 20: runnel.v1.SeekGroupResponse
+	(*DeleteGroupRequest)(nil),    // 21: runnel.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),   // 22: runnel.v1.DeleteGroupResponse
+	(*Error)(nil),                 // 23: runnel.v1.Error
 }
 var file_runnel_v1_groups_proto_depIdxs = []int32{
 	2,  // 0: runnel.v1.GroupSessionRequest.join:type_name -> runnel.v1.GroupJoin
@@ -1403,32 +1521,36 @@ var file_runnel_v1_groups_proto_depIdxs = []int32{
 	0,  // 4: runnel.v1.GroupAssignment.assigned:type_name -> runnel.v1.TopicPartition
 	0,  // 5: runnel.v1.GroupAssignment.revoking:type_name -> runnel.v1.TopicPartition
 	5,  // 6: runnel.v1.CommitOffsetsRequest.offsets:type_name -> runnel.v1.PartitionOffset
-	5,  // 7: runnel.v1.FetchOffsetsResponse.offsets:type_name -> runnel.v1.PartitionOffset
-	12, // 8: runnel.v1.ListGroupsResponse.groups:type_name -> runnel.v1.GroupSummary
-	15, // 9: runnel.v1.DescribeGroupResponse.members:type_name -> runnel.v1.GroupMember
-	16, // 10: runnel.v1.DescribeGroupResponse.partitions:type_name -> runnel.v1.GroupPartition
-	0,  // 11: runnel.v1.GroupMember.assigned:type_name -> runnel.v1.TopicPartition
-	0,  // 12: runnel.v1.GroupMember.revoking:type_name -> runnel.v1.TopicPartition
-	5,  // 13: runnel.v1.SeekGroupRequest.offsets:type_name -> runnel.v1.PartitionOffset
-	1,  // 14: runnel.v1.Groups.GroupSession:input_type -> runnel.v1.GroupSessionRequest
-	6,  // 15: runnel.v1.Groups.CommitOffsets:input_type -> runnel.v1.CommitOffsetsRequest
-	8,  // 16: runnel.v1.Groups.FetchOffsets:input_type -> runnel.v1.FetchOffsetsRequest
-	10, // 17: runnel.v1.Groups.ListGroups:input_type -> runnel.v1.ListGroupsRequest
-	13, // 18: runnel.v1.Groups.DescribeGroup:input_type -> runnel.v1.DescribeGroupRequest
-	17, // 19: runnel.v1.Groups.SeekGroup:input_type -> runnel.v1.SeekGroupRequest
-	19, // 20: runnel.v1.Groups.DeleteGroup:input_type -> runnel.v1.DeleteGroupRequest
-	4,  // 21: runnel.v1.Groups.GroupSession:output_type -> runnel.v1.GroupAssignment
-	7,  // 22: runnel.v1.Groups.CommitOffsets:output_type -> runnel.v1.CommitOffsetsResponse
-	9,  // 23: runnel.v1.Groups.FetchOffsets:output_type -> runnel.v1.FetchOffsetsResponse
-	11, // 24: runnel.v1.Groups.ListGroups:output_type -> runnel.v1.ListGroupsResponse
-	14, // 25: runnel.v1.Groups.DescribeGroup:output_type -> runnel.v1.DescribeGroupResponse
-	18, // 26: runnel.v1.Groups.SeekGroup:output_type -> runnel.v1.SeekGroupResponse
-	20, // 27: runnel.v1.Groups.DeleteGroup:output_type -> runnel.v1.DeleteGroupResponse
-	21, // [21:28] is the sub-list for method output_type
-	14, // [14:21] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	6,  // 7: runnel.v1.CommitStreamRequest.commit:type_name -> runnel.v1.CommitOffsetsRequest
+	23, // 8: runnel.v1.CommitStreamResponse.error:type_name -> runnel.v1.Error
+	5,  // 9: runnel.v1.FetchOffsetsResponse.offsets:type_name -> runnel.v1.PartitionOffset
+	14, // 10: runnel.v1.ListGroupsResponse.groups:type_name -> runnel.v1.GroupSummary
+	17, // 11: runnel.v1.DescribeGroupResponse.members:type_name -> runnel.v1.GroupMember
+	18, // 12: runnel.v1.DescribeGroupResponse.partitions:type_name -> runnel.v1.GroupPartition
+	0,  // 13: runnel.v1.GroupMember.assigned:type_name -> runnel.v1.TopicPartition
+	0,  // 14: runnel.v1.GroupMember.revoking:type_name -> runnel.v1.TopicPartition
+	5,  // 15: runnel.v1.SeekGroupRequest.offsets:type_name -> runnel.v1.PartitionOffset
+	1,  // 16: runnel.v1.Groups.GroupSession:input_type -> runnel.v1.GroupSessionRequest
+	6,  // 17: runnel.v1.Groups.CommitOffsets:input_type -> runnel.v1.CommitOffsetsRequest
+	8,  // 18: runnel.v1.Groups.CommitStream:input_type -> runnel.v1.CommitStreamRequest
+	10, // 19: runnel.v1.Groups.FetchOffsets:input_type -> runnel.v1.FetchOffsetsRequest
+	12, // 20: runnel.v1.Groups.ListGroups:input_type -> runnel.v1.ListGroupsRequest
+	15, // 21: runnel.v1.Groups.DescribeGroup:input_type -> runnel.v1.DescribeGroupRequest
+	19, // 22: runnel.v1.Groups.SeekGroup:input_type -> runnel.v1.SeekGroupRequest
+	21, // 23: runnel.v1.Groups.DeleteGroup:input_type -> runnel.v1.DeleteGroupRequest
+	4,  // 24: runnel.v1.Groups.GroupSession:output_type -> runnel.v1.GroupAssignment
+	7,  // 25: runnel.v1.Groups.CommitOffsets:output_type -> runnel.v1.CommitOffsetsResponse
+	9,  // 26: runnel.v1.Groups.CommitStream:output_type -> runnel.v1.CommitStreamResponse
+	11, // 27: runnel.v1.Groups.FetchOffsets:output_type -> runnel.v1.FetchOffsetsResponse
+	13, // 28: runnel.v1.Groups.ListGroups:output_type -> runnel.v1.ListGroupsResponse
+	16, // 29: runnel.v1.Groups.DescribeGroup:output_type -> runnel.v1.DescribeGroupResponse
+	20, // 30: runnel.v1.Groups.SeekGroup:output_type -> runnel.v1.SeekGroupResponse
+	22, // 31: runnel.v1.Groups.DeleteGroup:output_type -> runnel.v1.DeleteGroupResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_runnel_v1_groups_proto_init() }
@@ -1436,6 +1558,7 @@ func file_runnel_v1_groups_proto_init() {
 	if File_runnel_v1_groups_proto != nil {
 		return
 	}
+	file_runnel_v1_runnel_proto_init()
 	file_runnel_v1_groups_proto_msgTypes[1].OneofWrappers = []any{
 		(*GroupSessionRequest_Join)(nil),
 		(*GroupSessionRequest_Heartbeat)(nil),
@@ -1446,7 +1569,7 @@ func file_runnel_v1_groups_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_runnel_v1_groups_proto_rawDesc), len(file_runnel_v1_groups_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

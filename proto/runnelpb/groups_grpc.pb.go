@@ -31,6 +31,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Groups_GroupSession_FullMethodName  = "/runnel.v1.Groups/GroupSession"
 	Groups_CommitOffsets_FullMethodName = "/runnel.v1.Groups/CommitOffsets"
+	Groups_CommitStream_FullMethodName  = "/runnel.v1.Groups/CommitStream"
 	Groups_FetchOffsets_FullMethodName  = "/runnel.v1.Groups/FetchOffsets"
 	Groups_ListGroups_FullMethodName    = "/runnel.v1.Groups/ListGroups"
 	Groups_DescribeGroup_FullMethodName = "/runnel.v1.Groups/DescribeGroup"
@@ -55,6 +56,14 @@ type GroupsClient interface {
 	// without members, for anyone). A commit never moves an offset back;
 	// SeekGroup does.
 	CommitOffsets(ctx context.Context, in *CommitOffsetsRequest, opts ...grpc.CallOption) (*CommitOffsetsResponse, error)
+	// CommitStream carries CommitOffsets requests over one stream, for
+	// clients that commit often: a commit costs the broker and the client
+	// far less than a unary call. Each response carries the request_id of
+	// its request, and responses come in the order the commits are durable,
+	// not the order of the requests. A failed commit is answered with its
+	// error, as CommitOffsets would fail (NOT_COORDINATOR included), and the
+	// stream goes on.
+	CommitStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CommitStreamRequest, CommitStreamResponse], error)
 	// FetchOffsets returns a group's committed offsets.
 	FetchOffsets(ctx context.Context, in *FetchOffsetsRequest, opts ...grpc.CallOption) (*FetchOffsetsResponse, error)
 	// ListGroups lists the groups with members or committed offsets.
@@ -100,6 +109,19 @@ func (c *groupsClient) CommitOffsets(ctx context.Context, in *CommitOffsetsReque
 	}
 	return out, nil
 }
+
+func (c *groupsClient) CommitStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CommitStreamRequest, CommitStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Groups_ServiceDesc.Streams[1], Groups_CommitStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CommitStreamRequest, CommitStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Groups_CommitStreamClient = grpc.BidiStreamingClient[CommitStreamRequest, CommitStreamResponse]
 
 func (c *groupsClient) FetchOffsets(ctx context.Context, in *FetchOffsetsRequest, opts ...grpc.CallOption) (*FetchOffsetsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -168,6 +190,14 @@ type GroupsServer interface {
 	// without members, for anyone). A commit never moves an offset back;
 	// SeekGroup does.
 	CommitOffsets(context.Context, *CommitOffsetsRequest) (*CommitOffsetsResponse, error)
+	// CommitStream carries CommitOffsets requests over one stream, for
+	// clients that commit often: a commit costs the broker and the client
+	// far less than a unary call. Each response carries the request_id of
+	// its request, and responses come in the order the commits are durable,
+	// not the order of the requests. A failed commit is answered with its
+	// error, as CommitOffsets would fail (NOT_COORDINATOR included), and the
+	// stream goes on.
+	CommitStream(grpc.BidiStreamingServer[CommitStreamRequest, CommitStreamResponse]) error
 	// FetchOffsets returns a group's committed offsets.
 	FetchOffsets(context.Context, *FetchOffsetsRequest) (*FetchOffsetsResponse, error)
 	// ListGroups lists the groups with members or committed offsets.
@@ -196,6 +226,9 @@ func (UnimplementedGroupsServer) GroupSession(grpc.BidiStreamingServer[GroupSess
 }
 func (UnimplementedGroupsServer) CommitOffsets(context.Context, *CommitOffsetsRequest) (*CommitOffsetsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CommitOffsets not implemented")
+}
+func (UnimplementedGroupsServer) CommitStream(grpc.BidiStreamingServer[CommitStreamRequest, CommitStreamResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method CommitStream not implemented")
 }
 func (UnimplementedGroupsServer) FetchOffsets(context.Context, *FetchOffsetsRequest) (*FetchOffsetsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method FetchOffsets not implemented")
@@ -257,6 +290,13 @@ func _Groups_CommitOffsets_Handler(srv interface{}, ctx context.Context, dec fun
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _Groups_CommitStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(GroupsServer).CommitStream(&grpc.GenericServerStream[CommitStreamRequest, CommitStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Groups_CommitStreamServer = grpc.BidiStreamingServer[CommitStreamRequest, CommitStreamResponse]
 
 func _Groups_FetchOffsets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(FetchOffsetsRequest)
@@ -384,6 +424,12 @@ var Groups_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GroupSession",
 			Handler:       _Groups_GroupSession_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "CommitStream",
+			Handler:       _Groups_CommitStream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

@@ -1,0 +1,209 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/runnel-dev/runnel/client"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// fakeGroups serves CommitOffsets, and CommitStream when stream is set.
+type fakeGroups struct {
+	runnelpb.UnimplementedGroupsServer
+
+	mu      sync.Mutex
+	unary   []*runnelpb.CommitOffsetsRequest
+	streams int
+	// stream, when set, serves the n-th CommitStream (from 0).
+	stream func(n int, s runnelpb.Groups_CommitStreamServer) error
+}
+
+func (f *fakeGroups) CommitOffsets(ctx context.Context, req *runnelpb.CommitOffsetsRequest) (*runnelpb.CommitOffsetsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unary = append(f.unary, req)
+	return &runnelpb.CommitOffsetsResponse{}, nil
+}
+
+func (f *fakeGroups) CommitStream(s runnelpb.Groups_CommitStreamServer) error {
+	f.mu.Lock()
+	serve := f.stream
+	n := f.streams
+	f.streams++
+	f.mu.Unlock()
+	if serve == nil {
+		return status.Error(codes.Unimplemented, "unknown method CommitStream")
+	}
+	return serve(n, s)
+}
+
+func startFakeGroups(t *testing.T, f *fakeGroups) *client.Client {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer()
+	runnelpb.RegisterGroupsServer(s, f)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+	c, err := client.New(testContext(t), client.Brokers(lis.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// A broker without CommitStream gets unary commits, and is not asked for
+// the stream again.
+func TestCommitStreamFallsBackToUnary(t *testing.T) {
+	f := &fakeGroups{}
+	c := startFakeGroups(t, f)
+	ctx := testContext(t)
+	for i := range 3 {
+		if err := c.CommitOffsets(ctx, "g", map[client.TopicPartition]int64{{Topic: "t", Partition: 0}: int64(i)}); err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.unary) != 3 || f.streams != 1 {
+		t.Fatalf("unary commits %d, streams opened %d; want 3 and 1", len(f.unary), f.streams)
+	}
+}
+
+// A stream that breaks with commits waiting fails them as a broken
+// connection; the client retries them on a new stream.
+func TestCommitStreamBreakRetries(t *testing.T) {
+	f := &fakeGroups{}
+	f.stream = func(n int, s runnelpb.Groups_CommitStreamServer) error {
+		for {
+			req, err := s.Recv()
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return status.Error(codes.Unavailable, "node is going away")
+			}
+			if err := s.Send(&runnelpb.CommitStreamResponse{RequestId: req.GetRequestId()}); err != nil {
+				return err
+			}
+		}
+	}
+	c := startFakeGroups(t, f)
+	if err := c.CommitOffsets(testContext(t), "g", map[client.TopicPartition]int64{{Topic: "t", Partition: 0}: 1}); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.streams != 2 || len(f.unary) != 0 {
+		t.Fatalf("streams opened %d, unary commits %d; want 2 and 0", f.streams, len(f.unary))
+	}
+}
+
+// Answers may come in any order; each reaches its own commit, and an
+// error answers one commit without ending the stream.
+func TestCommitStreamAnswersOutOfOrder(t *testing.T) {
+	const commits = 8
+	f := &fakeGroups{}
+	f.stream = func(n int, s runnelpb.Groups_CommitStreamServer) error {
+		var held []*runnelpb.CommitStreamRequest
+		for len(held) < commits {
+			req, err := s.Recv()
+			if err != nil {
+				return err
+			}
+			held = append(held, req)
+		}
+		for i := len(held) - 1; i >= 0; i-- {
+			resp := &runnelpb.CommitStreamResponse{RequestId: held[i].GetRequestId()}
+			if held[i].GetCommit().GetGroup() == "bad" {
+				resp.Error = &runnelpb.Error{Code: int32(codes.NotFound), Reason: "TOPIC_NOT_FOUND", Message: "topic t not found", Metadata: map[string]string{"topic": "t"}}
+			}
+			if err := s.Send(resp); err != nil {
+				return err
+			}
+		}
+		<-s.Context().Done()
+		return nil
+	}
+	c := startFakeGroups(t, f)
+	ctx := testContext(t)
+	errs := make([]error, commits)
+	var wg sync.WaitGroup
+	for i := range commits {
+		group := fmt.Sprintf("g%d", i)
+		if i == 3 {
+			group = "bad"
+		}
+		wg.Go(func() {
+			errs[i] = c.CommitOffsets(ctx, group, map[client.TopicPartition]int64{{Topic: "t", Partition: 0}: 1})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == 3 {
+			if !errors.Is(err, client.ErrNotFound) {
+				t.Errorf("commit of group bad: %v; want ErrNotFound", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("commit %d: %v", i, err)
+		}
+	}
+}
+
+// Many committers share one stream to a real broker: each commit is
+// durable when it returns, and a refused one fails alone.
+func TestCommitStreamConcurrentCommits(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 3, nil)
+	ctx := testContext(t)
+	const groups, rounds = 50, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, groups)
+	for g := range groups {
+		wg.Go(func() {
+			tp := client.TopicPartition{Topic: "t", Partition: int32(g % 3)}
+			for off := int64(1); off <= rounds; off++ {
+				if err := c.CommitOffsets(ctx, fmt.Sprintf("g%d", g), map[client.TopicPartition]int64{tp: off}); err != nil {
+					errs <- fmt.Errorf("group g%d offset %d: %w", g, off, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for g := range groups {
+		offs, err := c.CommittedOffsets(ctx, fmt.Sprintf("g%d", g))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := offs[client.TopicPartition{Topic: "t", Partition: int32(g % 3)}]; got != rounds {
+			t.Fatalf("group g%d committed %d, want %d", g, got, rounds)
+		}
+	}
+	err := c.CommitOffsets(ctx, "g0", map[client.TopicPartition]int64{{Topic: "missing", Partition: 0}: 1})
+	if !errors.Is(err, client.ErrNotFound) {
+		t.Fatalf("commit on a missing topic: %v; want ErrNotFound", err)
+	}
+	if err := c.CommitOffsets(ctx, "g0", map[client.TopicPartition]int64{{Topic: "t", Partition: 0}: rounds + 1}); err != nil {
+		t.Fatalf("commit after a refused one: %v", err)
+	}
+}
