@@ -153,10 +153,23 @@ type leaderChangeCmd struct {
 	Term      uint64 `json:"term"`
 }
 
-func (c command) encode() []byte { return mustJSON(c) }
+func (c command) encode() []byte {
+	if c.CommitOffsets != nil && c == (command{CommitOffsets: c.CommitOffsets}) {
+		return encodeOffsets(c.CommitOffsets)
+	}
+	return mustJSON(c)
+}
 
 func decodeCommand(data []byte) (command, error) {
 	var c command
+	if len(data) > 0 && data[0] == commandOffsets {
+		offs, err := decodeOffsets(data)
+		if err != nil {
+			return c, fmt.Errorf("decode controller command: %w", err)
+		}
+		c.CommitOffsets = offs
+		return c, nil
+	}
 	if err := json.Unmarshal(data, &c); err != nil {
 		return c, fmt.Errorf("decode controller command: %w", err)
 	}

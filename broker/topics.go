@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"regexp"
 	"slices"
 	"sync"
 
@@ -20,10 +19,25 @@ import (
 // maxPartitions bounds the partitions of one topic.
 const maxPartitions = 10000
 
-var topicNameRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+// validName reports whether name has 1 to 249 of the characters a-z A-Z
+// 0-9 . _ - (a loop: a regexp cost every commit and produce a tenth of the
+// coordinator's CPU).
+func validName(name string) bool {
+	if len(name) < 1 || len(name) > 249 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 func validateTopicName(name string) error {
-	if !topicNameRE.MatchString(name) || name == "." || name == ".." {
+	if !validName(name) || name == "." || name == ".." {
 		return errorf(ErrInvalidTopicName, "invalid topic name %q; use 1 to 249 of the characters a-z A-Z 0-9 . _ -", name)
 	}
 	return nil
