@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -62,15 +61,14 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 			if producers < 1 {
 				return fmt.Errorf("--producers %d: use 1 or more", producers)
 			}
-			var lv slog.Level
-			if err := lv.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
 			}
 			jobs, err := cron.Load(jobsFile)
 			if err != nil {
 				return explain(err)
 			}
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
