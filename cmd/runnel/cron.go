@@ -11,8 +11,6 @@ import (
 	"time"
 	_ "time/tzdata" // CRON_TZ= zones work on machines without a zone database
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-dev/runnel/client"
@@ -69,8 +67,7 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 			if err != nil {
 				return explain(err)
 			}
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg := newRegistry()
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()

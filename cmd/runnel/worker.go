@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-dev/runnel/client"
@@ -93,8 +91,7 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 			}
 			defer c.Close()
 
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg := newRegistry()
 			if httpAddr != "" {
 				srv, err := serveMetricsHTTP(httpAddr, reg, logger)
 				if err != nil {
