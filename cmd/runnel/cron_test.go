@@ -39,27 +39,9 @@ const cronJobs = `jobs:
     payload: {kind: export}
 `
 
-// cronCLI runs `runnel ARGS` in process and returns stdout and the error
-// line main would print (empty on success).
-func cronCLI(t *testing.T, args ...string) (stdout, errLine string) {
-	t.Helper()
-	root := rootCmd()
-	root.SetArgs(args)
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	if err := root.ExecuteContext(t.Context()); err != nil {
-		errLine = "runnel: " + err.Error()
-		if strings.Contains(errLine, "\n") {
-			t.Errorf("runnel %s: error spans lines: %q", strings.Join(args, " "), errLine)
-		}
-	}
-	return out.String(), errLine
-}
-
 func TestCronNext(t *testing.T) {
 	path := writeCronJobs(t, cronJobs)
-	out, errLine := cronCLI(t, "cron", "next", "--jobs", path, "--count", "2", "--from", "2026-11-22T16:00:00Z")
+	out, _, errLine := runCLI(t, "", "cron", "next", "--jobs", path, "--count", "2", "--from", "2026-11-22T16:00:00Z")
 	if errLine != "" {
 		t.Fatal(errLine)
 	}
@@ -73,7 +55,7 @@ func TestCronNext(t *testing.T) {
 		t.Errorf("cron next =\n%s\nwant\n%s", out, want)
 	}
 
-	out, errLine = cronCLI(t, "cron", "next", "--jobs", path, "--count", "1", "--from", "2026-11-22T16:00:00Z", "--format", "json")
+	out, _, errLine = runCLI(t, "", "cron", "next", "--jobs", path, "--count", "1", "--from", "2026-11-22T16:00:00Z", "--format", "json")
 	if errLine != "" {
 		t.Fatal(errLine)
 	}
@@ -101,7 +83,7 @@ func TestCronErrors(t *testing.T) {
 		{[]string{"cron", "next", "--jobs", "/nonexistent/jobs.yaml"}, "no such file"},
 		{[]string{"cron", "--jobs", bad, "--producers", "0"}, "--producers 0"},
 	} {
-		_, errLine := cronCLI(t, tc.args...)
+		_, _, errLine := runCLI(t, "", tc.args...)
 		if !strings.Contains(errLine, tc.want) {
 			t.Errorf("runnel %s: error %q, want it to contain %q", strings.Join(tc.args, " "), errLine, tc.want)
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,37 +130,4 @@ func TestWorkerFlagErrors(t *testing.T) {
 			t.Errorf("runnel %s: %q, want it to name %s", strings.Join(tc.args, " "), errLine, tc.want)
 		}
 	}
-}
-
-// topicRecords returns the records of every partition of topic, up to the
-// end each has now; none when the topic does not exist yet.
-func topicRecords(t *testing.T, ctx context.Context, c *client.Client, topic string) []*client.Record {
-	t.Helper()
-	info, err := c.DescribeTopic(ctx, topic)
-	if errors.Is(err, client.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatalf("describe %s: %v", topic, err)
-	}
-	var out []*client.Record
-	for _, p := range info.Partitions {
-		offs, err := c.ListOffsets(ctx, topic, p.Partition, client.End())
-		if err != nil {
-			t.Fatalf("offsets of %s/%d: %v", topic, p.Partition, err)
-		}
-		if offs.End == 0 {
-			continue
-		}
-		for r, err := range c.Consume(ctx, topic, p.Partition, client.Start()) {
-			if err != nil {
-				t.Fatalf("read %s/%d: %v", topic, p.Partition, err)
-			}
-			out = append(out, r.Clone())
-			if r.Offset >= offs.End-1 {
-				break
-			}
-		}
-	}
-	return out
 }
