@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +66,38 @@ func mustCLI(t *testing.T, addr, stdin string, args ...string) string {
 	return out
 }
 
+// startCLI runs `runnel ARGS` in process until it returns or ctx ends,
+// its stdout discarded. done receives what it returns; stderr holds what
+// it has written so far.
+func startCLI(ctx context.Context, args ...string) (done <-chan error, stderr *syncBuffer) {
+	root := rootCmd()
+	root.SetArgs(args)
+	stderr = &syncBuffer{}
+	root.SetOut(io.Discard)
+	root.SetErr(stderr)
+	ch := make(chan error, 1)
+	go func() { ch <- root.ExecuteContext(ctx) }()
+	return ch, stderr
+}
+
+// syncBuffer is a buffer a command writes to while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // jsonRecord is a line of `runnel consume --format json`.
 type jsonRecord struct {
 	Topic     string `json:"topic"`
@@ -90,6 +124,17 @@ func parseJSONLines(t *testing.T, out string) []jsonRecord {
 		recs = append(recs, r)
 	}
 	return recs
+}
+
+// dial connects a client to addr, closed when the test ends.
+func dial(t *testing.T, ctx context.Context, addr string) *client.Client {
+	t.Helper()
+	c, err := client.New(ctx, client.Brokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // topicRecords returns the records of every partition of topic, up to the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -23,11 +22,7 @@ func TestWorkerExec(t *testing.T) {
 	mustCLI(t, addr, "", "topic", "create", "jobs", "-p", "2")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	c, err := client.New(ctx, client.Brokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, ctx, addr)
 
 	out := filepath.Join(t.TempDir(), "out")
 	at := time.Date(2026, 11, 22, 16, 0, 1, 0, time.UTC)
@@ -50,16 +45,8 @@ func TestWorkerExec(t *testing.T) {
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	var stderr bytes.Buffer
-	go func() {
-		root := rootCmd()
-		root.SetArgs([]string{"worker", "--topic", "jobs", "--group", "workers", "--exec", "--concurrency", "2",
-			"--results", "results", "--kill-grace", "200ms", "--brokers", addr})
-		root.SetOut(&bytes.Buffer{})
-		root.SetErr(&stderr)
-		done <- root.ExecuteContext(runCtx)
-	}()
+	done, stderr := startCLI(runCtx, "worker", "--topic", "jobs", "--group", "workers", "--exec", "--concurrency", "2",
+		"--results", "results", "--kill-grace", "200ms", "--brokers", addr)
 
 	// append runs once, fails twice, slow once.
 	var results []*client.Record
@@ -69,7 +56,7 @@ func TestWorkerExec(t *testing.T) {
 	})
 	stop()
 	if err := <-done; err != nil {
-		t.Fatalf("runnel worker: %v; stderr:\n%s", err, stderr.String())
+		t.Fatalf("runnel worker: %v; stderr:\n%s", err, stderr)
 	}
 	outcomes := map[string]string{}
 	for _, r := range results {
