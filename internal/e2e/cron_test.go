@@ -132,12 +132,8 @@ func (d *devCluster) startClient(name string, args ...string) (stop func()) {
 // in topic, sorted.
 func (d *devCluster) publishedFires(t *testing.T, topic string) []string {
 	t.Helper()
-	stdout, stderr, err := run(t, d.bin, d.brokers, nil, "consume", topic, "--until-end", "--format", "json")
-	if err != nil {
-		t.Fatalf("consume %s: %v: %s", topic, err, stderr)
-	}
 	var out []string
-	for line := range strings.Lines(stdout) {
+	for line := range strings.Lines(mustRun(t, d.bin, d.brokers, nil, "consume", topic, "--until-end", "--format", "json")) {
 		var r jsonRecord
 		if err := json.Unmarshal([]byte(line), &r); err != nil {
 			t.Fatalf("bad json line %q: %v", line, err)
