@@ -191,7 +191,8 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 			if err != nil && !errors.Is(err, ErrShuttingDown) {
 				c.n.b.logger.Warn("report partition leader", "group", h.group, "err", err)
 			}
-			if preferred, moving := c.preferredOf(t, id); preferred != c.n.self.ID && !moving {
+			state, _ := c.n.ctrl.fsm.view()
+			if preferred, moving := preferredOf(state, t.Name, id); preferred != c.n.self.ID && !moving {
 				// Not waited for: raft can leave a transfer's future
 				// unresolved when the group shuts down meanwhile, and the
 				// watcher must still see the stop. While the group moves,
@@ -209,16 +210,30 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 	}
 }
 
-// preferredOf returns the preferred leader of partition id of t as the
-// state has it now, and whether the partition's raft group is moving.
-func (c *clusterCatalog) preferredOf(t clusterTopic, id log.ID) (int32, bool) {
-	st, _ := c.n.ctrl.fsm.view()
-	ct, ok := st.Topics[t.Name]
-	if !ok || ct.ID != t.ID {
+// preferredOf returns the preferred leader of partition id of topic in
+// st, and whether the partition's raft group is moving; 0 when the topic is
+// gone.
+func preferredOf(st *clusterState, topic string, id log.ID) (int32, bool) {
+	ct, ok := st.Topics[topic]
+	if !ok || ct.ID != id.Topic {
 		return 0, false
 	}
 	pm := ct.Partitions[id.Partition]
 	return pm.Replicas[0], pm.moving()
+}
+
+// preferredServer returns node preferred as a raft server of partition id
+// of topic, if the state still names it the partition's preferred leader.
+func (c *clusterCatalog) preferredServer(topic string, id log.ID, preferred int32) (partition.Server, bool) {
+	st, _ := c.n.ctrl.fsm.view()
+	if now, _ := preferredOf(st, topic, id); now != preferred {
+		return partition.Server{}, false
+	}
+	node, ok := st.Nodes[preferred]
+	if !ok {
+		return partition.Server{}, false
+	}
+	return partition.Server{ID: strconv.Itoa(int(preferred)), Addr: node.Addr}, true
 }
 
 // transferToPreferred hands leadership to the preferred replica once it
@@ -226,7 +241,11 @@ func (c *clusterCatalog) preferredOf(t clusterTopic, id log.ID) (int32, bool) {
 // committed. Right after a failover the preferred replica is often the
 // node that just died: raft refuses writes during a transfer, so handing
 // over to a node that cannot take it would stall the partition for an
-// election timeout. It checks again every second while this replica leads.
+// election timeout. It checks again every second while this replica leads,
+// and gives up once the state names another preferred replica (a
+// reassignment, a node's removal): the change that named it starts a
+// transfer of its own (steer, reconfigure), or leaves leadership here when
+// it names this node.
 func (c *clusterCatalog) transferToPreferred(h *hostedReplica, id log.ID, preferred int32) {
 	// Entries a caught-up follower may still be behind by: its commit
 	// index trails the leader's by one heartbeat.
@@ -245,16 +264,18 @@ func (c *clusterCatalog) transferToPreferred(h *hostedReplica, id log.ID, prefer
 		if !h.IsLeader() {
 			return
 		}
-		st, _ := c.n.ctrl.fsm.view()
-		node, ok := st.Nodes[preferred]
+		server, ok := c.preferredServer(h.topic, id, preferred)
 		if !ok {
 			return
 		}
-		server := partition.Server{ID: strconv.Itoa(int(preferred)), Addr: node.Addr}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		at, err := applied(ctx, server)
 		cancel()
 		if commit := h.Stats().CommitIndex; err == nil && at+slack >= commit {
+			// The state can have moved on while the replica answered.
+			if _, ok := c.preferredServer(h.topic, id, preferred); !ok {
+				return
+			}
 			if err := h.TransferLeadershipTo(server); err != nil {
 				c.n.b.logger.Debug("hand partition leadership to the preferred replica", "group", h.group, "to", preferred, "err", err)
 			}

@@ -1,88 +1,14 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/runnel-dev/runnel/broker"
 )
-
-// startBroker runs a broker on a loopback port for the CLI to talk to.
-func startBroker(t *testing.T, opts broker.Options) string {
-	t.Helper()
-	opts.Addr = "127.0.0.1:0"
-	opts.Logger = slog.New(slog.DiscardHandler)
-	b, err := broker.Open(t.TempDir(), opts)
-	if err != nil {
-		t.Fatalf("open broker: %v", err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b.Addr()
-}
-
-// cli runs `runnel ARGS --brokers addr` in process with stdin, and returns
-// stdout, stderr and the error line main would print (empty on success).
-func cli(t *testing.T, addr, stdin string, args ...string) (stdout, stderr, errLine string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	root := rootCmd()
-	root.SetArgs(append(args, "--brokers", addr))
-	root.SetIn(strings.NewReader(stdin))
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	if err := root.ExecuteContext(ctx); err != nil {
-		errLine = "runnel: " + err.Error()
-		if strings.Contains(errLine, "\n") {
-			t.Errorf("runnel %s: error spans lines: %q", strings.Join(args, " "), errLine)
-		}
-	}
-	return out.String(), errb.String(), errLine
-}
-
-// mustCLI is cli for commands that must succeed.
-func mustCLI(t *testing.T, addr, stdin string, args ...string) string {
-	t.Helper()
-	out, _, errLine := cli(t, addr, stdin, args...)
-	if errLine != "" {
-		t.Fatalf("runnel %s: %s", strings.Join(args, " "), errLine)
-	}
-	return out
-}
-
-type jsonRecord struct {
-	Topic     string `json:"topic"`
-	Partition int32  `json:"partition"`
-	Offset    int64  `json:"offset"`
-	Timestamp string `json:"timestamp"`
-	Key       string `json:"key"`
-	Value     string `json:"value"`
-	Encoding  string `json:"encoding"`
-	Headers   []struct {
-		Key   string `json:"key"`
-		Value string `json:"value"`
-	} `json:"headers"`
-}
-
-func parseJSONLines(t *testing.T, out string) []jsonRecord {
-	t.Helper()
-	var recs []jsonRecord
-	for line := range strings.Lines(out) {
-		var r jsonRecord
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("bad json line %q: %v", line, err)
-		}
-		recs = append(recs, r)
-	}
-	return recs
-}
 
 func TestProduceConsumeKeyed(t *testing.T) {
 	addr := startBroker(t, broker.Options{NoSync: true})
@@ -282,17 +208,5 @@ func TestErrorsAreOneActionableLine(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 30 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

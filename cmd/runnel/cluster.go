@@ -177,16 +177,16 @@ func clusterAddCmd() *cobra.Command {
 		Short: "Add a node (start it first with runnel serve --id ID --cluster ...)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.Atoi(args[0])
-			if err != nil || id <= 0 {
-				return fmt.Errorf("node id %q: use a positive integer", args[0])
+			id, err := parseNodeID(args[0])
+			if err != nil {
+				return err
 			}
 			c, err := f.newClient(cmd.Context())
 			if err != nil {
 				return explain(err)
 			}
 			defer c.Close()
-			if err := c.AddNode(cmd.Context(), client.Node{ID: int32(id), Addr: args[1], HTTP: http}); err != nil {
+			if err := c.AddNode(cmd.Context(), client.Node{ID: id, Addr: args[1], HTTP: http}); err != nil {
 				return explain(err)
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "added node %d at %s\n", id, args[1])
@@ -218,16 +218,16 @@ has nowhere to go: add a node first (runnel cluster add), or give its partitions
 fewer replicas with runnel topic reassign.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.Atoi(args[0])
-			if err != nil || id <= 0 {
-				return fmt.Errorf("node id %q: use a positive integer", args[0])
+			id, err := parseNodeID(args[0])
+			if err != nil {
+				return err
 			}
 			c, err := f.newClient(cmd.Context())
 			if err != nil {
 				return explain(err)
 			}
 			defer c.Close()
-			st, err := c.DecommissionNode(cmd.Context(), int32(id))
+			st, err := c.DecommissionNode(cmd.Context(), id)
 			if err != nil {
 				return explain(err)
 			}
@@ -243,7 +243,7 @@ fewer replicas with runnel topic reassign.`,
 			}
 			last := ""
 			err = follow(cmd.Context(), c, func(p client.Placement) bool {
-				n, ok := p.FindNode(int32(id))
+				n, ok := p.FindNode(id)
 				if !ok {
 					return true
 				}
@@ -285,4 +285,13 @@ func follow(ctx context.Context, c *client.Client, done func(client.Placement) b
 		case <-tick.C:
 		}
 	}
+}
+
+// parseNodeID parses the ID argument of cluster add and cluster remove.
+func parseNodeID(s string) (int32, error) {
+	id, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("node id %q: use a positive integer", s)
+	}
+	return int32(id), nil
 }

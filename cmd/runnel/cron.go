@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,8 +11,6 @@ import (
 	"time"
 	_ "time/tzdata" // CRON_TZ= zones work on machines without a zone database
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-dev/runnel/client"
@@ -62,17 +59,15 @@ are in UTC. SIGTERM or SIGINT stops after the publishes under way.
 			if producers < 1 {
 				return fmt.Errorf("--producers %d: use 1 or more", producers)
 			}
-			var lv slog.Level
-			if err := lv.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
 			}
 			jobs, err := cron.Load(jobsFile)
 			if err != nil {
 				return explain(err)
 			}
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg := newRegistry()
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()

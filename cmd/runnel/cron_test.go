@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/runnel-dev/runnel/broker"
-	"github.com/runnel-dev/runnel/client"
 	"github.com/runnel-dev/runnel/client/job"
 )
 
@@ -39,27 +37,9 @@ const cronJobs = `jobs:
     payload: {kind: export}
 `
 
-// cronCLI runs `runnel ARGS` in process and returns stdout and the error
-// line main would print (empty on success).
-func cronCLI(t *testing.T, args ...string) (stdout, errLine string) {
-	t.Helper()
-	root := rootCmd()
-	root.SetArgs(args)
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	if err := root.ExecuteContext(t.Context()); err != nil {
-		errLine = "runnel: " + err.Error()
-		if strings.Contains(errLine, "\n") {
-			t.Errorf("runnel %s: error spans lines: %q", strings.Join(args, " "), errLine)
-		}
-	}
-	return out.String(), errLine
-}
-
 func TestCronNext(t *testing.T) {
 	path := writeCronJobs(t, cronJobs)
-	out, errLine := cronCLI(t, "cron", "next", "--jobs", path, "--count", "2", "--from", "2026-11-22T16:00:00Z")
+	out, _, errLine := runCLI(t, "", "cron", "next", "--jobs", path, "--count", "2", "--from", "2026-11-22T16:00:00Z")
 	if errLine != "" {
 		t.Fatal(errLine)
 	}
@@ -73,7 +53,7 @@ func TestCronNext(t *testing.T) {
 		t.Errorf("cron next =\n%s\nwant\n%s", out, want)
 	}
 
-	out, errLine = cronCLI(t, "cron", "next", "--jobs", path, "--count", "1", "--from", "2026-11-22T16:00:00Z", "--format", "json")
+	out, _, errLine = runCLI(t, "", "cron", "next", "--jobs", path, "--count", "1", "--from", "2026-11-22T16:00:00Z", "--format", "json")
 	if errLine != "" {
 		t.Fatal(errLine)
 	}
@@ -101,7 +81,7 @@ func TestCronErrors(t *testing.T) {
 		{[]string{"cron", "next", "--jobs", "/nonexistent/jobs.yaml"}, "no such file"},
 		{[]string{"cron", "--jobs", bad, "--producers", "0"}, "--producers 0"},
 	} {
-		_, errLine := cronCLI(t, tc.args...)
+		_, _, errLine := runCLI(t, "", tc.args...)
 		if !strings.Contains(errLine, tc.want) {
 			t.Errorf("runnel %s: error %q, want it to contain %q", strings.Join(tc.args, " "), errLine, tc.want)
 		}
@@ -123,57 +103,32 @@ func TestCronPublishes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	runCtx, stop := context.WithCancel(ctx)
-	root := rootCmd()
-	root.SetArgs([]string{"cron", "--jobs", path, "--brokers", addr, "--http", httpAddr, "--partitions", "2"})
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(runCtx) }()
+	done, stderr := startCLI(runCtx, "cron", "--jobs", path, "--brokers", addr, "--http", httpAddr, "--partitions", "2")
 
-	c, err := client.New(ctx, client.Brokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, ctx, addr)
 	var got []job.Job
 	for len(got) < 3 {
 		got = got[:0]
-		info, err := c.DescribeTopic(ctx, "ticks")
-		if err == nil {
-			if len(info.Partitions) != 2 {
-				t.Fatalf("ticks has %d partitions, want 2 (--partitions)", len(info.Partitions))
+		for _, r := range topicRecords(t, ctx, c, "ticks") {
+			j, err := job.Decode(r.Value)
+			if err != nil {
+				t.Fatal(err)
 			}
-			for _, p := range info.Partitions {
-				offs, err := c.ListOffsets(ctx, "ticks", p.Partition, client.End())
-				if err != nil || offs.End == 0 {
-					continue
-				}
-				for r, err := range c.Consume(ctx, "ticks", p.Partition, client.Start()) {
-					if err != nil {
-						t.Fatal(err)
-					}
-					j, err := job.Decode(r.Value)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if string(r.Key) != "tick" || j.Command != "date" || j.MaxAttempts != 2 || j.Attempt != 1 {
-						t.Errorf("record key %q, job %+v", r.Key, j)
-					}
-					got = append(got, j)
-					if r.Offset == offs.End-1 {
-						break
-					}
-				}
+			if string(r.Key) != "tick" || j.Command != "date" || j.MaxAttempts != 2 || j.Attempt != 1 {
+				t.Errorf("record key %q, job %+v", r.Key, j)
 			}
+			got = append(got, j)
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("runnel cron stopped: %v\n%s", err, errb.String())
+			t.Fatalf("runnel cron stopped: %v\n%s", err, stderr)
 		case <-ctx.Done():
-			t.Fatalf("runnel cron published %d fires in a minute\n%s", len(got), errb.String())
+			t.Fatalf("runnel cron published %d fires in a minute\n%s", len(got), stderr)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+	if info, err := c.DescribeTopic(ctx, "ticks"); err != nil || len(info.Partitions) != 2 {
+		t.Errorf("ticks: %+v, %v; want 2 partitions (--partitions)", info, err)
 	}
 	if _, err := c.DescribeTopic(ctx, "jobs"); err != nil {
 		t.Errorf("topic jobs of the nightly job was not created: %v", err)
@@ -194,7 +149,7 @@ func TestCronPublishes(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("runnel cron: %v", err)
 	}
-	if !strings.Contains(errb.String(), "runnel cron: stopped") {
-		t.Errorf("stderr has no stop line:\n%s", errb.String())
+	if !strings.Contains(stderr.String(), "runnel cron: stopped") {
+		t.Errorf("stderr has no stop line:\n%s", stderr)
 	}
 }

@@ -19,11 +19,7 @@ func TestGroupCommandsQueue(t *testing.T) {
 	mustCLI(t, addr, "a\nb\nc\nd\n", "produce", "jobs")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := client.New(ctx, client.Brokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, ctx, addr)
 	q, err := c.Queue("workers", "jobs", client.QueueOptions{Prefetch: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// newRegistry returns the registry a client-side command (cron, worker)
+// serves on /metrics: the Go runtime and process collectors, plus what the
+// command registers.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
 
 // serveMetricsHTTP serves reg on /metrics and "ok" on /livez at addr, for
 // the client-side commands (cron, worker), until the server is closed.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,11 +68,11 @@ only if every record was acknowledged.`,
 			}
 			opts := []client.Option{client.Acks(level), client.DeliveryTimeout(timeout), client.RequestTimeout(reqTime)}
 			if logLevel != "" {
-				var lv slog.Level
-				if err := lv.UnmarshalText([]byte(logLevel)); err != nil {
-					return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+				logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+				if err != nil {
+					return err
 				}
-				opts = append(opts, client.Logger(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lv}))))
+				opts = append(opts, client.Logger(logger))
 			}
 			manual := cmd.Flags().Changed("partition")
 			if manual {

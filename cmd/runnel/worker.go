@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -13,8 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/runnel-dev/runnel/client"
@@ -67,11 +64,10 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 			if topic == "" || group == "" {
 				return errors.New("give the queue with --topic TOPIC and --group GROUP")
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel)
+			if err != nil {
+				return err
 			}
-			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			if concurrency < 1 {
 				return fmt.Errorf("--concurrency %d: run at least 1 job at a time", concurrency)
 			}
@@ -95,8 +91,7 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 			}
 			defer c.Close()
 
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			reg := newRegistry()
 			if httpAddr != "" {
 				srv, err := serveMetricsHTTP(httpAddr, reg, logger)
 				if err != nil {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,11 +22,7 @@ func TestWorkerExec(t *testing.T) {
 	mustCLI(t, addr, "", "topic", "create", "jobs", "-p", "2")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	c, err := client.New(ctx, client.Brokers(addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, ctx, addr)
 
 	out := filepath.Join(t.TempDir(), "out")
 	at := time.Date(2026, 11, 22, 16, 0, 1, 0, time.UTC)
@@ -51,16 +45,8 @@ func TestWorkerExec(t *testing.T) {
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	var stderr bytes.Buffer
-	go func() {
-		root := rootCmd()
-		root.SetArgs([]string{"worker", "--topic", "jobs", "--group", "workers", "--exec", "--concurrency", "2",
-			"--results", "results", "--kill-grace", "200ms", "--brokers", addr})
-		root.SetOut(&bytes.Buffer{})
-		root.SetErr(&stderr)
-		done <- root.ExecuteContext(runCtx)
-	}()
+	done, stderr := startCLI(runCtx, "worker", "--topic", "jobs", "--group", "workers", "--exec", "--concurrency", "2",
+		"--results", "results", "--kill-grace", "200ms", "--brokers", addr)
 
 	// append runs once, fails twice, slow once.
 	var results []*client.Record
@@ -70,7 +56,7 @@ func TestWorkerExec(t *testing.T) {
 	})
 	stop()
 	if err := <-done; err != nil {
-		t.Fatalf("runnel worker: %v; stderr:\n%s", err, stderr.String())
+		t.Fatalf("runnel worker: %v; stderr:\n%s", err, stderr)
 	}
 	outcomes := map[string]string{}
 	for _, r := range results {
@@ -131,37 +117,4 @@ func TestWorkerFlagErrors(t *testing.T) {
 			t.Errorf("runnel %s: %q, want it to name %s", strings.Join(tc.args, " "), errLine, tc.want)
 		}
 	}
-}
-
-// topicRecords returns the records of every partition of topic, up to the
-// end each has now; none when the topic does not exist yet.
-func topicRecords(t *testing.T, ctx context.Context, c *client.Client, topic string) []*client.Record {
-	t.Helper()
-	info, err := c.DescribeTopic(ctx, topic)
-	if errors.Is(err, client.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		t.Fatalf("describe %s: %v", topic, err)
-	}
-	var out []*client.Record
-	for _, p := range info.Partitions {
-		offs, err := c.ListOffsets(ctx, topic, p.Partition, client.End())
-		if err != nil {
-			t.Fatalf("offsets of %s/%d: %v", topic, p.Partition, err)
-		}
-		if offs.End == 0 {
-			continue
-		}
-		for r, err := range c.Consume(ctx, topic, p.Partition, client.Start()) {
-			if err != nil {
-				t.Fatalf("read %s/%d: %v", topic, p.Partition, err)
-			}
-			out = append(out, r.Clone())
-			if r.Offset >= offs.End-1 {
-				break
-			}
-		}
-	}
-	return out
 }

@@ -226,9 +226,7 @@ const maxResume = 5 * time.Second
 func killLeader(t *testing.T, kills int) {
 	bin := buildRunnel(t)
 	d := startDev(t, bin)
-	if _, stderr, err := run(t, bin, d.brokers, nil, "topic", "create", "t", "-p", "3"); err != nil {
-		t.Fatalf("topic create: %v: %s", err, stderr)
-	}
+	mustRun(t, bin, d.brokers, nil, "topic", "create", "t", "-p", "3")
 	desc, err := d.describe(d.brokers, "t")
 	if err != nil {
 		t.Fatal(err)
@@ -268,10 +266,7 @@ func killLeader(t *testing.T, kills int) {
 	}
 	n := prod.finish(t)
 
-	out, stderr, err := run(t, bin, d.brokers, nil, "consume", "t", "--until-end", "--format", "json")
-	if err != nil {
-		t.Fatalf("consume: %v: %s", err, stderr)
-	}
+	out := mustRun(t, bin, d.brokers, nil, "consume", "t", "--until-end", "--format", "json")
 	lost, dups, unknown, disorder := check(out, n)
 	if lost+dups+unknown+disorder > 0 {
 		t.Fatalf("lost %d, duplicated %d, never produced %d, out of order %d", lost, dups, unknown, disorder)
@@ -285,7 +280,7 @@ func killLeader(t *testing.T, kills int) {
 	d.signal(2, syscall.SIGTERM)
 	d.signal(3, syscall.SIGTERM)
 	start := time.Now()
-	_, stderr, err = run(t, bin, d.node(1).Addr, strings.NewReader("x\n"), "produce", "t", "--timeout", "5s")
+	_, stderr, err := run(t, bin, d.node(1).Addr, strings.NewReader("x\n"), "produce", "t", "--timeout", "5s")
 	if err == nil || !strings.Contains(stderr, "no leader") {
 		t.Fatalf("produce with two of three nodes down: err %v, stderr %q; want a no-leader failure", err, stderr)
 	}

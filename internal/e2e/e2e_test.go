@@ -90,6 +90,16 @@ func run(t *testing.T, bin, addr string, stdin io.Reader, args ...string) (strin
 	return out.String(), errb.String(), err
 }
 
+// mustRun is run for commands that must succeed; it returns stdout.
+func mustRun(t *testing.T, bin, addr string, stdin io.Reader, args ...string) string {
+	t.Helper()
+	out, stderr, err := run(t, bin, addr, stdin, args...)
+	if err != nil {
+		t.Fatalf("runnel %s: %v: %s", strings.Join(args, " "), err, stderr)
+	}
+	return out
+}
+
 type jsonRecord struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
@@ -109,28 +119,21 @@ func TestKillNineKeepsAcknowledgedRecords(t *testing.T) {
 	data := t.TempDir()
 	srv := startServer(t, bin, data)
 
-	if _, stderr, err := run(t, bin, srv.addr, nil, "topic", "create", "t", "-p", "3"); err != nil {
-		t.Fatalf("topic create: %v: %s", err, stderr)
-	}
+	mustRun(t, bin, srv.addr, nil, "topic", "create", "t", "-p", "3")
 	const n = 100_000
 	const keys = 50
 	var in strings.Builder
 	for i := range n {
 		fmt.Fprintf(&in, "k%d:%d\n", i%keys, i)
 	}
-	if _, stderr, err := run(t, bin, srv.addr, strings.NewReader(in.String()), "produce", "t", "--key-sep", ":"); err != nil {
-		t.Fatalf("produce: %v: %s", err, stderr)
-	}
+	mustRun(t, bin, srv.addr, strings.NewReader(in.String()), "produce", "t", "--key-sep", ":")
 	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	srv.cmd.Wait()
 
 	srv = startServer(t, bin, data)
-	out, stderr, err := run(t, bin, srv.addr, nil, "consume", "t", "--from", "start", "--until-end", "--format", "json")
-	if err != nil {
-		t.Fatalf("consume: %v: %s", err, stderr)
-	}
+	out := mustRun(t, bin, srv.addr, nil, "consume", "t", "--from", "start", "--until-end", "--format", "json")
 	seen := make([]bool, n)
 	nextOffset := map[int32]int64{}
 	lastPerKey := map[string]int{}
@@ -166,10 +169,7 @@ func TestKillNineKeepsAcknowledgedRecords(t *testing.T) {
 	}
 
 	// --partition 1 --from 500 starts at offset 500.
-	out, stderr, err = run(t, bin, srv.addr, nil, "consume", "t", "--partition", "1", "--from", "500", "--num", "1", "--format", "json")
-	if err != nil {
-		t.Fatalf("consume --from 500: %v: %s", err, stderr)
-	}
+	out = mustRun(t, bin, srv.addr, nil, "consume", "t", "--partition", "1", "--from", "500", "--num", "1", "--format", "json")
 	var r jsonRecord
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Offset != 500 || r.Partition != 1 {
 		t.Fatalf("--partition 1 --from 500 gave %q (%v)", out, err)
@@ -183,9 +183,7 @@ func TestErrorsAreOneLine(t *testing.T) {
 	}
 	bin := buildRunnel(t)
 	srv := startServer(t, bin, t.TempDir())
-	if _, stderr, err := run(t, bin, srv.addr, nil, "topic", "create", "t"); err != nil {
-		t.Fatalf("topic create: %v: %s", err, stderr)
-	}
+	mustRun(t, bin, srv.addr, nil, "topic", "create", "t")
 	big := strings.Repeat("x", 2<<20) + "\n"
 	cases := []struct {
 		name  string

@@ -137,17 +137,13 @@ func TestGroupMembersOnACluster(t *testing.T) {
 	}
 	bin := buildRunnel(t)
 	d := startDev(t, bin)
-	if _, stderr, err := run(t, bin, d.brokers, nil, "topic", "create", "jobs", "--partitions", "3"); err != nil {
-		t.Fatalf("topic create: %v: %s", err, stderr)
-	}
+	mustRun(t, bin, d.brokers, nil, "topic", "create", "jobs", "--partitions", "3")
 	var in strings.Builder
 	const n = 3000
 	for i := range n {
 		fmt.Fprintf(&in, "%d,%d\n", i, i)
 	}
-	if _, stderr, err := run(t, bin, d.brokers, strings.NewReader(in.String()), "produce", "jobs", "--key-sep", ","); err != nil {
-		t.Fatalf("produce: %v: %s", err, stderr)
-	}
+	mustRun(t, bin, d.brokers, strings.NewReader(in.String()), "produce", "jobs", "--key-sep", ",")
 
 	members := []*groupMember{startMember(t, d, "g", "jobs")}
 	waitCounts(t, d, "g", []int{3}, 30*time.Second)

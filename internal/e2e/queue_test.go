@@ -21,9 +21,7 @@ func TestQueueKillLeader(t *testing.T) {
 	}
 	bin := buildRunnel(t)
 	d := startDev(t, bin)
-	if _, stderr, err := run(t, bin, d.brokers, nil, "topic", "create", "jobs", "-p", "3"); err != nil {
-		t.Fatalf("topic create: %v: %s", err, stderr)
-	}
+	mustRun(t, bin, d.brokers, nil, "topic", "create", "jobs", "-p", "3")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := client.New(ctx, client.Brokers(d.brokers))
