@@ -752,14 +752,5 @@ func (c *Client) queueCall(ctx context.Context, topic string, part int32, wait t
 
 // queuesClient returns the Queues API of the broker at addr.
 func (c *Client) queuesClient(addr string) (runnelpb.QueuesClient, error) {
-	if _, err := c.conn(addr); err != nil {
-		return nil, err
-	}
-	c.connMu.Lock()
-	defer c.connMu.Unlock()
-	cc, ok := c.conns[addr]
-	if !ok {
-		return nil, ErrClosed
-	}
-	return runnelpb.NewQueuesClient(cc), nil
+	return serviceClient(c, addr, runnelpb.NewQueuesClient)
 }
