@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
 
@@ -148,16 +150,24 @@ func (c *Client) groupsCallOnce(ctx context.Context, addr string, f func(ctx con
 
 // groupsClient returns the Groups API of the broker at addr.
 func (c *Client) groupsClient(addr string) (runnelpb.GroupsClient, error) {
+	return serviceClient(c, addr, runnelpb.NewGroupsClient)
+}
+
+// serviceClient returns one of the broker's APIs at addr, built by
+// newClient (runnelpb's constructor for it) on the client's connection to
+// addr, which it dials when there is none yet.
+func serviceClient[T any](c *Client, addr string, newClient func(grpc.ClientConnInterface) T) (T, error) {
+	var none T
 	if _, err := c.conn(addr); err != nil {
-		return nil, err
+		return none, err
 	}
 	c.connMu.Lock()
 	defer c.connMu.Unlock()
 	cc, ok := c.conns[addr]
 	if !ok {
-		return nil, ErrClosed
+		return none, ErrClosed
 	}
-	return runnelpb.NewGroupsClient(cc), nil
+	return newClient(cc), nil
 }
 
 // ListGroups returns the groups that have members or committed offsets,

@@ -149,6 +149,10 @@ type Queue struct {
 	dlqMade bool
 
 	closeOnce sync.Once
+
+	// nextTook, set by tests only, runs in Next between taking a delivery
+	// from out and claiming it.
+	nextTook func()
 }
 
 // queuePartition is a Queue's view of one partition.
@@ -166,10 +170,12 @@ type queuePartition struct {
 	// with their attempt; Close nacks them (without delay), so that their
 	// delivery counts, as the application may have worked on them.
 	held map[int64]int
-	// unseen are deliveries leased and never handed out by Next, which the
-	// fetcher still held when the queue closed; Close releases them with
-	// those left in Queue.out, so that their delivery does not count.
-	unseen []*Delivery
+	// unseen are the deliveries leased and not claimed by Next yet: in the
+	// fetcher's hands or in Queue.out. Next claims a delivery by moving it
+	// to held, unless the queue is closing; Close releases those left, so
+	// that their delivery does not count. Whichever of the two comes first
+	// under mu owns the delivery.
+	unseen map[*Delivery]struct{}
 }
 
 // settleReq is one settle operation and where its outcome goes.
@@ -209,7 +215,7 @@ func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
 		slots: make(chan struct{}, opts.Prefetch), out: make(chan *Delivery, opts.Prefetch)}
 	q.ctx, q.cancel = context.WithCancel(c.ctx)
 	for p := range int32(n) {
-		qp := &queuePartition{q: q, part: p, settles: make(chan *settleReq, 256), held: map[int64]int{}}
+		qp := &queuePartition{q: q, part: p, settles: make(chan *settleReq, 256), held: map[int64]int{}, unseen: map[*Delivery]struct{}{}}
 		q.parts = append(q.parts, qp)
 	}
 	for range opts.Prefetch {
@@ -228,21 +234,37 @@ func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
 func (q *Queue) Visibility() time.Duration { return q.opts.Visibility }
 
 // Next returns the next leased record, blocking until there is one or ctx
-// ends.
+// ends. Once Close has begun it returns ErrClosed.
 func (q *Queue) Next(ctx context.Context) (*Delivery, error) {
 	select {
 	case d := <-q.out:
 		q.slots <- struct{}{}
-		qp := q.parts[d.Partition]
-		qp.mu.Lock()
-		qp.held[d.Offset] = d.Attempt
-		qp.mu.Unlock()
+		if q.nextTook != nil {
+			q.nextTook()
+		}
+		if !q.parts[d.Partition].claim(d) {
+			return nil, ErrClosed
+		}
 		return d, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-q.ctx.Done():
 		return nil, ErrClosed
 	}
+}
+
+// claim moves d from unseen to held, for Next to return it. It reports
+// false when the queue is closing: d stays for Close to release, or Close
+// has released it already.
+func (qp *queuePartition) claim(d *Delivery) bool {
+	qp.mu.Lock()
+	defer qp.mu.Unlock()
+	if _, ok := qp.unseen[d]; !ok || qp.q.ctx.Err() != nil {
+		return false
+	}
+	delete(qp.unseen, d)
+	qp.held[d.Offset] = d.Attempt
+	return true
 }
 
 // Ack settles d: the record is done.
@@ -291,24 +313,15 @@ func (q *Queue) Reject(ctx context.Context, d *Delivery, dl DeadLetter) error {
 // Close stops leasing and releases every lease not settled yet (the
 // records are redelivered without delay). A delivery Next returned keeps
 // its delivery count; one leased ahead and never returned by Next is
-// handed back uncounted. Deliveries in hand can no longer be settled.
+// handed back uncounted, as is the one a Next racing Close took: that
+// Next returns ErrClosed. Deliveries in hand can no longer be settled.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		q.cancel()
+		// Once the fetchers have stopped, no delivery is added to unseen;
+		// one a Next took from out stays there, as Next sees the queue
+		// closing.
 		q.wg.Wait()
-		// Leased but never returned by Next.
-		for {
-			select {
-			case d := <-q.out:
-				qp := q.parts[d.Partition]
-				qp.mu.Lock()
-				qp.unseen = append(qp.unseen, d)
-				qp.mu.Unlock()
-				continue
-			default:
-			}
-			break
-		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(q.c.ctx), q.c.cfg.requestTimeout)
 		defer cancel()
 		var wg sync.WaitGroup
@@ -318,11 +331,11 @@ func (q *Queue) Close() error {
 			for off, attempt := range qp.held {
 				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_NACK, Offset: off, Attempt: int32(attempt)})
 			}
-			for _, d := range qp.unseen {
+			for d := range qp.unseen {
 				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_RELEASE, Offset: d.Offset, Attempt: int32(d.Attempt), LeaseUntilMs: d.LeaseUntil.UnixMilli()})
 			}
 			clear(qp.held)
-			qp.unseen = nil
+			clear(qp.unseen)
 			qp.mu.Unlock()
 			if len(ops) == 0 {
 				continue
@@ -429,10 +442,7 @@ func (qp *queuePartition) fetchLoop() {
 				select {
 				case <-q.slots:
 				case <-q.ctx.Done():
-					qp.mu.Lock()
-					qp.unseen = append(qp.unseen, ds...)
-					qp.mu.Unlock()
-					return
+					return // Close releases ds, unseen
 				}
 			}
 			idle = len(ds) == 0
@@ -522,10 +532,11 @@ func (qp *queuePartition) leaseFailed(failures int, err error) {
 }
 
 // handOut hands leased deliveries, which hold a slot each, to Next. It
-// returns false when the queue closed.
+// returns false when the queue closed; Close releases those not handed
+// out, as they are unseen.
 func (qp *queuePartition) handOut(ds []*Delivery) bool {
 	q := qp.q
-	for i, d := range ds {
+	for _, d := range ds {
 		if q.opts.MaxDeliveries > 0 && d.Attempt > q.opts.MaxDeliveries {
 			// Its slot goes back: it never reaches Next.
 			q.slots <- struct{}{}
@@ -535,10 +546,6 @@ func (qp *queuePartition) handOut(ds []*Delivery) bool {
 		select {
 		case q.out <- d:
 		case <-q.ctx.Done():
-			// Close releases what never reached Next.
-			qp.mu.Lock()
-			qp.unseen = append(qp.unseen, ds[i:]...)
-			qp.mu.Unlock()
 			return false
 		}
 	}
@@ -556,6 +563,7 @@ func (qp *queuePartition) exhausted(d *Delivery) {
 	ctx, cancel := context.WithTimeout(q.ctx, q.c.cfg.requestTimeout)
 	defer cancel()
 	qp.mu.Lock()
+	delete(qp.unseen, d)
 	qp.held[d.Offset] = d.Attempt
 	qp.mu.Unlock()
 	if err := q.Reject(ctx, d, dl); err != nil && q.ctx.Err() == nil {
@@ -565,7 +573,7 @@ func (qp *queuePartition) exhausted(d *Delivery) {
 }
 
 // lease asks the partition's leader for up to n records, waiting up to
-// wait for one.
+// wait for one. The deliveries are unseen until Next claims them.
 func (qp *queuePartition) lease(n int, wait time.Duration) ([]*Delivery, error) {
 	q := qp.q
 	if wait > 0 {
@@ -605,6 +613,11 @@ func (qp *queuePartition) lease(n int, wait time.Duration) ([]*Delivery, error) 
 		}
 		out[i] = d
 	}
+	qp.mu.Lock()
+	for _, d := range out {
+		qp.unseen[d] = struct{}{}
+	}
+	qp.mu.Unlock()
 	return out, nil
 }
 
@@ -752,14 +765,5 @@ func (c *Client) queueCall(ctx context.Context, topic string, part int32, wait t
 
 // queuesClient returns the Queues API of the broker at addr.
 func (c *Client) queuesClient(addr string) (runnelpb.QueuesClient, error) {
-	if _, err := c.conn(addr); err != nil {
-		return nil, err
-	}
-	c.connMu.Lock()
-	defer c.connMu.Unlock()
-	cc, ok := c.conns[addr]
-	if !ok {
-		return nil, ErrClosed
-	}
-	return runnelpb.NewQueuesClient(cc), nil
+	return serviceClient(c, addr, runnelpb.NewQueuesClient)
 }

@@ -62,18 +62,14 @@ func (q *Queue) deadLetter(ctx context.Context, d *Delivery, dl DeadLetter) erro
 }
 
 // ensureDLQ creates the dead-letter topic with the topic's partition
-// count, unless it exists.
+// count, unless it exists, and waits until the client knows it.
 func (q *Queue) ensureDLQ(ctx context.Context) error {
 	q.dlqOnce.Lock()
 	defer q.dlqOnce.Unlock()
 	if q.dlqMade {
 		return nil
 	}
-	_, err := q.c.CreateTopic(ctx, q.opts.DeadLetterTopic, len(q.parts), 0, nil)
-	if err != nil && !errors.Is(err, ErrAlreadyExists) {
-		return fmt.Errorf("queue group %q: create dead-letter topic %q: %w", q.group, q.opts.DeadLetterTopic, err)
-	}
-	if _, err := q.c.meta.fetch(ctx, []string{q.opts.DeadLetterTopic}); err != nil {
+	if _, err := q.c.EnsureTopic(ctx, q.opts.DeadLetterTopic, len(q.parts), 0); err != nil {
 		return fmt.Errorf("queue group %q: dead-letter topic %q: %w", q.group, q.opts.DeadLetterTopic, err)
 	}
 	q.dlqMade = true

@@ -22,3 +22,7 @@ func QueuePolls(q *Queue) []int64 {
 // QueueFreeSlots returns how much of q's prefetch is free: neither leased
 // ahead of Next nor taken by a fetcher for its next lease.
 func QueueFreeSlots(q *Queue) int { return len(q.slots) }
+
+// SetNextTook makes q's Next call f between taking a delivery from the
+// prefetch and claiming it. Set it before the first Next.
+func SetNextTook(q *Queue, f func()) { q.nextTook = f }

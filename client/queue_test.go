@@ -444,3 +444,39 @@ func TestQueueVisibility(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueNextRacingClose closes a queue while Next holds a delivery it
+// took from the prefetch and has not claimed yet. Next must not hand the
+// record out, and Close must release it, uncounted, rather than leave it
+// leased until its visibility ends.
+func TestQueueNextRacingClose(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	produceJobs(t, c, "t", 1, nil)
+	ctx := testContext(t)
+	opts := client.QueueOptions{Prefetch: 1, Visibility: time.Hour}
+	q := openQueue(t, c, "g", "t", opts)
+	client.SetNextTook(q, func() {
+		if err := q.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	if d, err := q.Next(ctx); !errors.Is(err, client.ErrClosed) {
+		t.Fatalf("Next racing Close = %v, %v; want ErrClosed", d, err)
+	}
+	ps, err := c.QueueGroups(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Leased != 0 {
+		t.Fatalf("after Close: %+v; want the record released", ps)
+	}
+	d, err := openQueue(t, c, "g", "t", opts).Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Offset != 0 || d.Attempt != 1 {
+		t.Errorf("delivered %d at attempt %d after Close, want 0 at attempt 1", d.Offset, d.Attempt)
+	}
+}

@@ -94,7 +94,7 @@ func (o *Options) ensureDefaults() error {
 // target is what Cron needs of the brokers: the client, or a fake in tests.
 type target interface {
 	// ensureTopic creates topic with partitions unless it exists, and
-	// returns its partition count.
+	// returns its partition count once the publishing clients know it.
 	ensureTopic(ctx context.Context, topic string, partitions, replicas int) (int, error)
 	// lastFires returns, for each job named in names, the latest scheduled
 	// time among its records in topic written since since.

@@ -16,22 +16,21 @@ type clientTarget struct{ cs []*client.Client }
 
 var _ target = clientTarget{}
 
-// topicWait bounds how long ensureTopic waits for a topic another
-// instance created to show in the metadata of the node it asks.
+// topicWait bounds how long lastFires retries a topic just created, or
+// its partitions' leaders, to show on the node it asks.
 const topicWait = 30 * time.Second
 
+// ensureTopic creates topic unless it exists and waits until every client
+// knows it, since each may publish to it.
 func (t clientTarget) ensureTopic(ctx context.Context, topic string, partitions, replicas int) (int, error) {
-	info, err := t.cs[0].DescribeTopic(ctx, topic)
-	if errors.Is(err, client.ErrNotFound) {
-		info, err = t.cs[0].CreateTopic(ctx, topic, partitions, replicas, nil)
-		if errors.Is(err, client.ErrAlreadyExists) {
-			// Another cron instance created it meanwhile; the node asked
-			// may learn of it a moment later.
-			info, err = t.describeWhenKnown(ctx, topic)
-		}
-	}
+	info, err := t.cs[0].EnsureTopic(ctx, topic, partitions, replicas)
 	if err != nil {
 		return 0, err
+	}
+	for _, c := range t.cs[1:] {
+		if _, err := c.EnsureTopic(ctx, topic, partitions, replicas); err != nil {
+			return 0, err
+		}
 	}
 	return len(info.Partitions), nil
 }

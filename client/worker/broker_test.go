@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -344,4 +347,146 @@ func TestDrainOnBroker(t *testing.T) {
 	if err := q2.Ack(ctx, d); err != nil {
 		t.Errorf("ack: %v", err)
 	}
+}
+
+// TestWorkersCreateResultsTopic starts two workers together on a results
+// topic that does not exist, each with a client that asks another node
+// first: one creates the topic, the other finds it created, and the first
+// result of each is written.
+func TestWorkersCreateResultsTopic(t *testing.T) {
+	t.Run("single-node", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		b, err := broker.Open(t.TempDir(), broker.Options{Addr: "127.0.0.1:0", NoSync: true, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatalf("open broker: %v", err)
+		}
+		t.Cleanup(func() { b.Close() })
+		twoWorkers(t, ctx, []string{b.Addr(), b.Addr(), b.Addr()})
+	})
+	t.Run("cluster", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts a three-node cluster")
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		twoWorkers(t, ctx, startCluster(t, ctx))
+	})
+}
+
+func twoWorkers(t *testing.T, ctx context.Context, addrs []string) {
+	admin := newClient(t, ctx, addrs...)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan string, 2)
+	h := func(ctx context.Context, j *worker.Job) error {
+		ran <- j.Name
+		return nil
+	}
+	logs := newWarnLog()
+	var ws []*worker.Worker
+	for i := range 2 {
+		jobs := fmt.Sprintf("jobs-%d", i)
+		if _, err := admin.CreateTopic(ctx, jobs, 1, 0, nil); err != nil {
+			t.Fatalf("create topic %s: %v", jobs, err)
+		}
+		produceJob(t, ctx, admin, jobs, fmt.Sprintf("job-%d", i))
+		c := newClient(t, ctx, addrs[i], addrs[(i+1)%len(addrs)])
+		q, err := c.Queue("workers", jobs, client.QueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { q.Close() })
+		w, err := worker.New(q, h, worker.Options{Results: c, ResultsTopic: "results", Logger: slog.New(logs)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, w)
+	}
+	runErr := make(chan error, len(ws))
+	for _, w := range ws {
+		go func() { runErr <- w.Run(runCtx) }()
+	}
+	for range ws {
+		select {
+		case <-ran:
+		case err := <-runErr:
+			t.Fatalf("a worker stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the jobs did not run within a minute")
+		}
+	}
+	// Run drains: it returns once the results of the jobs that ran are
+	// written, or their failure logged.
+	stop()
+	for range ws {
+		if err := <-runErr; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	if msgs := logs.messages(); len(msgs) != 0 {
+		t.Errorf("workers logged %q, want nothing", msgs)
+	}
+	var names []string
+	for _, r := range readTopic(t, ctx, admin, "results") {
+		res, err := job.DecodeResult(r.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, res.Name)
+	}
+	slices.Sort(names)
+	if want := []string{"job-0", "job-1"}; !slices.Equal(names, want) {
+		t.Errorf("results of %q, want %q", names, want)
+	}
+}
+
+// startCluster opens a three-node cluster in this process on loopback
+// sockets and returns its addresses once it can create topics.
+func startCluster(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	peers := map[int32]string{}
+	var addrs []string
+	for i := range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, l.Addr().String())
+		peers[int32(i+1)] = l.Addr().String()
+		l.Close()
+	}
+	for i := range 3 {
+		b, err := broker.Open(t.TempDir(), broker.Options{NodeID: int32(i + 1), Cluster: peers, NoSync: true, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { b.Close() })
+	}
+	c := newClient(t, ctx, addrs...)
+	// The cluster is ready once it can create a replicated topic.
+	for {
+		_, err := c.CreateTopic(ctx, "ready", 1, 3, nil)
+		if err == nil {
+			return addrs
+		}
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "cluster has") && !client.Retriable(err) {
+			t.Fatalf("create topic: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func newClient(t *testing.T, ctx context.Context, addrs ...string) *client.Client {
+	t.Helper()
+	c, err := client.New(ctx, client.Brokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

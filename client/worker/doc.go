@@ -31,7 +31,9 @@
 // attempts, the end of the output, and where the record was. With
 // Options.Results, every run also writes a job.Result (keyed by job ID) to
 // the results topic, so a caller can learn the outcome; a run stopped by a
-// lost lease or a drain reports "retry", as the job runs again.
+// lost lease or a drain reports "retry", as the job runs again. Run
+// creates the results topic when it does not exist and Results can create
+// topics, as a *client.Client can.
 //
 // # Records that are not jobs
 //

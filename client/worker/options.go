@@ -48,7 +48,10 @@ type Options struct {
 	// back to the queue when it is closed. Default DefaultDrainTimeout.
 	DrainTimeout time.Duration
 	// Results, with ResultsTopic, gets a job.Result record for every run,
-	// keyed by job ID. Both empty: no results.
+	// keyed by job ID. Both empty: no results. When Results can create
+	// topics (*client.Client can), Run creates ResultsTopic unless it
+	// exists, with the broker's default partitions and replicas, and
+	// waits until Results knows it before it takes a job.
 	Results      Producer
 	ResultsTopic string
 	// Registerer gets the worker's metrics; nil: not registered. Workers

@@ -40,6 +40,14 @@ type Producer interface {
 	ProduceSync(ctx context.Context, recs ...*client.Record) error
 }
 
+// topicEnsurer is a Producer that can create the results topic;
+// *client.Client is one.
+type topicEnsurer interface {
+	EnsureTopic(ctx context.Context, topic string, partitions, replicas int) (client.TopicInfo, error)
+}
+
+var _ topicEnsurer = (*client.Client)(nil)
+
 // Delivery is a leased record, client.Delivery.
 type Delivery = client.Delivery
 

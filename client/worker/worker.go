@@ -57,11 +57,18 @@ func New(q Queue, h Handler, opts Options) (*Worker, error) {
 // ErrShutdown) and waits for their handlers to return; those stopped stay
 // leased until the queue is closed (see the package doc). It
 // returns nil after a drain started by ctx, or the queue's error (after the
-// same drain) when leasing fails for a reason retrying cannot fix. Run can
-// be called once.
+// same drain) when leasing fails for a reason retrying cannot fix. It
+// fails at start when the results topic cannot be created (see
+// Options.Results). Run can be called once.
 func (w *Worker) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("worker: Run called twice")
+	}
+	if err := w.ensureResults(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
 	// Jobs run on past ctx, until the drain's deadline cancels hard.
 	hard, cancelHard := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -108,6 +115,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.drain(&wg, cancelHard)
 	return err
+}
+
+// ensureResults creates the results topic unless it exists, when Results
+// can create topics, and waits until Results knows it: a worker that
+// started with another one may find the topic just created by it, and not
+// known yet to the node it asks.
+func (w *Worker) ensureResults(ctx context.Context) error {
+	te, ok := w.opts.Results.(topicEnsurer)
+	if !ok {
+		return nil
+	}
+	if _, err := te.EnsureTopic(ctx, w.opts.ResultsTopic, 0, 0); err != nil {
+		return fmt.Errorf("worker: results topic %s: %w", w.opts.ResultsTopic, err)
+	}
+	return nil
 }
 
 // drain waits for running jobs, for at most DrainTimeout before it ends
