@@ -204,8 +204,9 @@ func benchProduceCmd() *cobra.Command {
 		f       benchFlags
 		records int
 		size    int
-		rate    float64
-		topic   string
+		rate     float64
+		topic    string
+		inFlight int
 	)
 	cmd := &cobra.Command{
 		Use:   "produce",
@@ -237,7 +238,10 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			t, err := f.open(ctx, cmd.ErrOrStderr(), client.Acks(level), client.Linger(f.linger))
+			if inFlight < 1 {
+				return fmt.Errorf("--in-flight %d: use 1 or more batches per partition", inFlight)
+			}
+			t, err := f.open(ctx, cmd.ErrOrStderr(), client.Acks(level), client.Linger(f.linger), client.MaxInFlight(inFlight))
 			if err != nil {
 				return explain(err)
 			}
@@ -287,6 +291,7 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 	fl.IntVar(&size, "size", 100, "value size in bytes")
 	fl.Float64Var(&rate, "rate", 0, "offered load in records/s, open loop (0: as fast as possible)")
 	fl.StringVar(&topic, "topic", "", "topic to create for the run (default bench-produce-<time>)")
+	fl.IntVar(&inFlight, "in-flight", 1, "batches sent per partition before the first is acknowledged (the client's MaxInFlight)")
 	return cmd
 }
 
