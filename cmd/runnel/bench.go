@@ -201,9 +201,9 @@ func (t *benchTarget) fsyncs(ctx context.Context) int64 {
 
 func benchProduceCmd() *cobra.Command {
 	var (
-		f       benchFlags
-		records int
-		size    int
+		f        benchFlags
+		records  int
+		size     int
 		rate     float64
 		topic    string
 		inFlight int
