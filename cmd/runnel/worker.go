@@ -126,7 +126,9 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 				Logger:       logger,
 			}
 			if results != "" {
-				if err := ensureTopic(ctx, c, results); err != nil {
+				// Created before the first job runs, so a bad topic name
+				// or a cluster that refuses it fails the start.
+				if _, err := c.EnsureTopic(ctx, results, 0, 0); err != nil {
 					q.Close()
 					return explain(fmt.Errorf("results topic %s: %w", results, err))
 				}
@@ -168,19 +170,6 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 		"but each one waits leased, its visibility running, until a job slot is free")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug (a line per job), info, warn, error")
 	return cmd
-}
-
-// ensureTopic creates topic, with the broker's default partitions and
-// replicas, unless it exists.
-func ensureTopic(ctx context.Context, c *client.Client, topic string) error {
-	_, err := c.DescribeTopic(ctx, topic)
-	if errors.Is(err, client.ErrNotFound) {
-		_, err = c.CreateTopic(ctx, topic, 0, 0, nil)
-		if errors.Is(err, client.ErrAlreadyExists) {
-			err = nil // another worker created it meanwhile
-		}
-	}
-	return err
 }
 
 // printJobs returns a handler that writes each job's record value to w,
