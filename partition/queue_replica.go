@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/runnel-dev/runnel/consumergroup"
 )
 
@@ -56,33 +55,14 @@ func (r *Replica) QueueGroups(group string) []QueueGroupInfo { return r.fsm.queu
 // proposeQueue proposes op and waits for its result.
 func (r *Replica) proposeQueue(op *queueOp) (queueResult, error) {
 	data := op.encode()
-	r.closeMu.RLock()
-	if r.closed {
-		r.closeMu.RUnlock()
-		return queueResult{}, ErrClosed
+	if err := r.acquire(); err != nil {
+		return queueResult{}, err
 	}
-	select {
-	case <-r.fsm.failCh:
-		r.closeMu.RUnlock()
-		return queueResult{}, ErrReplicaFailed
-	default:
-	}
-	r.propMu.Lock()
-	if r.raft.State() != raft.Leader {
-		r.propMu.Unlock()
-		r.closeMu.RUnlock()
-		return queueResult{}, r.notLeader()
-	}
-	if r.transferring > 0 {
-		// Leadership is moving; the caller asks again (see Append).
-		r.propMu.Unlock()
-		r.closeMu.RUnlock()
-		return queueResult{}, &NotLeaderError{}
-	}
-	w, token := r.ws.add(r.raft.CurrentTerm())
-	r.raft.ApplyLog(raft.Log{Data: data, Extensions: token}, 0)
-	r.propMu.Unlock()
+	w, err := r.propose(data, false)
 	r.closeMu.RUnlock()
+	if err != nil {
+		return queueResult{}, err
+	}
 	<-w.done
 	if w.res.err != nil {
 		return queueResult{}, w.res.err
