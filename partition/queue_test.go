@@ -320,3 +320,68 @@ func TestPartitionQueueRetention(t *testing.T) {
 		t.Fatalf("group still holds removed records: %+v", info[0])
 	}
 }
+
+// TestPartitionQueueScanCache checks that each queue group reads the log
+// through its own cache: two groups far apart that lease in turn read it
+// once each, a lease at the end reads nothing, and a deleted group's cache
+// goes with it.
+func TestPartitionQueueScanCache(t *testing.T) {
+	p := openPartition(t, partition.Options{})
+	// 40 batches of 16 KiB: one cache fill holds about 16 of them.
+	const n = 40
+	for i := range n {
+		pd, err := p.Append(record.Encode(record.Record{Value: make([]byte, 16<<10), Key: []byte(fmt.Sprint("k", i))}), partition.AcksAll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	if err := p.ResetQueue("b", 30); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		for _, g := range []struct {
+			name string
+			want int64
+		}{{"a", int64(i)}, {"b", int64(30 + i)}} {
+			got, err := p.Lease(ctx, leaseReq(g.name, 1), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(offsets(got), []int64{g.want}) {
+				t.Fatalf("group %s leased %v, want %d", g.name, offsets(got), g.want)
+			}
+		}
+	}
+	if caches, reads := p.QueueScans(); caches != 2 || reads != 2 {
+		t.Fatalf("after leases in turn: %d caches, %d reads; want 2 and 2", caches, reads)
+	}
+
+	// Group c takes the last records; its leases at the end read nothing
+	// more.
+	if err := p.ResetQueue("c", n-2); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.Lease(ctx, leaseReq("c", 2), 0); err != nil || len(got) != 2 {
+		t.Fatalf("lease of the last two records: %v, %v", offsets(got), err)
+	}
+	_, before := p.QueueScans()
+	for range 3 {
+		if got, err := p.Lease(ctx, leaseReq("c", 1), 0); err != nil || len(got) != 0 {
+			t.Fatalf("lease at the end: %v, %v", offsets(got), err)
+		}
+	}
+	if _, after := p.QueueScans(); after != before {
+		t.Fatalf("leases at the end read the log %d times", after-before)
+	}
+
+	if err := p.DeleteQueue("b"); err != nil {
+		t.Fatal(err)
+	}
+	if caches, _ := p.QueueScans(); caches != 2 {
+		t.Fatalf("after deleting b: %d caches, want 2", caches)
+	}
+}
