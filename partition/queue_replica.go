@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/runnel-dev/runnel/consumergroup"
@@ -49,8 +50,19 @@ func (r *Replica) DeleteQueue(group string) error {
 }
 
 // QueueGroups describes the queue group named group on this partition, or
-// every group when group is "", as this replica's state machine has it.
-func (r *Replica) QueueGroups(group string) []QueueGroupInfo { return r.fsm.queues.info(group) }
+// every group when group is "", as this replica's state machine has it. It
+// fails with an error matching ErrReplicaFailed once the state machine
+// stopped (on a queue state that a snapshot restore could not load, for
+// one): the groups it holds may be out of date.
+func (r *Replica) QueueGroups(group string) ([]QueueGroupInfo, error) {
+	select {
+	case <-r.fsm.failCh:
+		// failed is set before failCh is closed.
+		return nil, fmt.Errorf("partition %s: queue groups: %w", r.log.ID(), r.fsm.failed)
+	default:
+	}
+	return r.fsm.queues.info(group), nil
+}
 
 // proposeQueue proposes op and waits for its result.
 func (r *Replica) proposeQueue(op *queueOp) (queueResult, error) {
