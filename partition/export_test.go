@@ -25,3 +25,12 @@ func (p *Partition) QueueScans() (caches, reads int) {
 	}
 	return caches, reads
 }
+
+// QueueParked returns how many leases of p wait in a long poll.
+func (p *Partition) QueueParked() int {
+	qs, err := p.queues()
+	if err != nil {
+		return 0
+	}
+	return int(qs.parked.Load())
+}

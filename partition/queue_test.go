@@ -174,6 +174,9 @@ func TestPartitionQueueLongPoll(t *testing.T) {
 		}
 		done <- got
 	}()
+	// Append only once the lease waits, so that the append is what
+	// answers it.
+	waitFor(t, "the lease to wait", func() bool { return p.QueueParked() == 1 })
 	if _, err := l.Append(batchOf("x")); err != nil {
 		t.Fatal(err)
 	}

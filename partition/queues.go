@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/runnel-dev/runnel/consumergroup"
@@ -311,6 +312,9 @@ type queues struct {
 	// for the answer.
 	scans   map[string]*scanCache
 	deliver batchCache
+
+	// parked counts the leases waiting in a long poll, for tests.
+	parked atomic.Int32
 }
 
 func newQueues() *queues {
@@ -717,13 +721,17 @@ func lease(ctx context.Context, l *log.Log, qs *queues, req LeaseRequest, wait t
 		} else {
 			timer.Reset(time.Until(until))
 		}
+		qs.parked.Add(1)
 		select {
 		case <-grew:
 		case <-changed:
 		case <-recheck:
 		case <-timer.C:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+		}
+		qs.parked.Add(-1)
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 	}
 }
