@@ -23,7 +23,7 @@ type queueReplica interface {
 	Settle(group string, ops []consumergroup.Settle) ([]error, error)
 	ResetQueue(group string, off int64) error
 	DeleteQueue(group string) error
-	QueueGroups(group string) []partition.QueueGroupInfo
+	QueueGroups(group string) ([]partition.QueueGroupInfo, error)
 	QueueBacklog() (records int64, group string)
 }
 
@@ -192,8 +192,12 @@ func (s *queuesService) DescribeQueue(ctx context.Context, req *runnelpb.Describ
 		l, known := r.Leader()
 		return nil, toStatus(queueErr(req.Topic, req.Partition, &partition.NotLeaderError{LeaderID: known2id(l, known), LeaderAddr: l.Addr}))
 	}
+	groups, err := q.QueueGroups(req.Group)
+	if err != nil {
+		return nil, toStatus(queueErr(req.Topic, req.Partition, fmt.Errorf("queue groups of %s/%d: %w", req.Topic, req.Partition, err)))
+	}
 	resp := &runnelpb.DescribeQueueResponse{}
-	for _, g := range q.QueueGroups(req.Group) {
+	for _, g := range groups {
 		resp.Groups = append(resp.Groups, &runnelpb.QueuePartition{
 			Group:         g.Group,
 			Topic:         req.Topic,

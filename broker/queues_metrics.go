@@ -39,7 +39,14 @@ func (c queueCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			part := strconv.Itoa(p)
 			end := r.End()
-			for _, g := range q.QueueGroups("") {
+			groups, err := q.QueueGroups("")
+			if err != nil {
+				// Describe reports it to the caller; one bad partition
+				// does not fail the whole scrape.
+				c.b.logger.Warn("queue metrics: queue groups unreadable", "topic", t.meta.Name, "partition", p, "err", err)
+				continue
+			}
+			for _, g := range groups {
 				ch <- prometheus.MustNewConstMetric(queueBacklogDesc, prometheus.GaugeValue, float64(max(end-g.Start, 0)), g.Group, t.meta.Name, part)
 				ch <- prometheus.MustNewConstMetric(queueLeasedDesc, prometheus.GaugeValue, float64(g.Leased), g.Group, t.meta.Name, part)
 				ch <- prometheus.MustNewConstMetric(queueDelayedDesc, prometheus.GaugeValue, float64(g.Delayed), g.Group, t.meta.Name, part)

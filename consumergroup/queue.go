@@ -268,7 +268,9 @@ func (q *Queue) CheckConfig(cfg QueueConfig) error {
 // plus visibility (ms): first the records in the window that are
 // available (lowest offset first), then new records, which recs yields
 // from Next on in offset order (a gap in the offsets, where retention
-// removed records, is skipped). recs is read only as far as needed.
+// removed records, is skipped). recs is read only as far as needed: it is
+// not asked for a record after the one that fills the lease, reaches
+// QueueScanLimit or MaxQueueUnsettled.
 func (q *Queue) Lease(now int64, max int, visibility int64, recs iter.Seq[QueueRecord]) []QueueLease {
 	q.tick(now)
 	now = q.clock
@@ -285,11 +287,19 @@ func (q *Queue) Lease(now int64, max int, visibility int64, recs iter.Seq[QueueR
 	if len(out) >= max || recs == nil {
 		return out
 	}
+	if !q.Full() {
+		out = q.scan(now, max, visibility, recs, out)
+	}
+	q.advanceStart()
+	return out
+}
+
+// scan is Lease's look at new records: it appends the leases of those it
+// may hand out to out, up to max in all, and stops after QueueScanLimit
+// records or when the group is full.
+func (q *Queue) scan(now int64, max int, visibility int64, recs iter.Seq[QueueRecord], out []QueueLease) []QueueLease {
 	scanned := 0
 	for rec := range recs {
-		if len(out) >= max || scanned >= QueueScanLimit || len(q.recs) >= MaxQueueUnsettled {
-			break
-		}
 		if rec.Offset < q.next {
 			continue
 		}
@@ -315,8 +325,10 @@ func (q *Queue) Lease(now int64, max int, visibility int64, recs iter.Seq[QueueR
 		default:
 			out = append(out, q.lease(rec.Offset, r, now, visibility))
 		}
+		if len(out) >= max || scanned >= QueueScanLimit || q.Full() {
+			return out
+		}
 	}
-	q.advanceStart()
 	return out
 }
 

@@ -308,3 +308,49 @@ func runQueueRandom(t *testing.T, seed uint64) {
 		}
 	}
 }
+
+// TestQueueLeaseReadsNoFurther checks that Lease asks recs for no record
+// after the one that fills the lease, reaches the scan limit or fills the
+// group: each record asked for may cost the owner a read of its log.
+func TestQueueLeaseReadsNoFurther(t *testing.T) {
+	counted := func(l fakeLog, from int64, n *int) iter.Seq[QueueRecord] {
+		return func(yield func(QueueRecord) bool) {
+			for r := range l.from(from) {
+				*n++
+				if !yield(r) {
+					return
+				}
+			}
+		}
+	}
+	newLog := func(n int, deliverAt int64) fakeLog {
+		l := make(fakeLog, n)
+		for i := range l {
+			l[i] = QueueRecord{Offset: int64(i), DeliverAt: deliverAt}
+		}
+		return l
+	}
+
+	q := NewQueue(QueueConfig{}, 0)
+	l := newLog(5, 0)
+	var n int
+	if got := q.Lease(0, 2, 1000, counted(l, q.Next(), &n)); len(got) != 2 || n != 2 {
+		t.Fatalf("lease of 2 from 5 records: %d leases, %d records read; want 2 and 2", len(got), n)
+	}
+
+	// Records that wait for a deliver-at time are looked at, not leased.
+	q = NewQueue(QueueConfig{}, 0)
+	l = newLog(MaxQueueUnsettled+10, 1000)
+	for i := 0; !q.Full(); i++ {
+		n = 0
+		q.Lease(0, 1, 1000, counted(l, q.Next(), &n))
+		if want := min(QueueScanLimit, MaxQueueUnsettled-i*QueueScanLimit); n != want {
+			t.Fatalf("lease %d: %d records read; want %d", i, n, want)
+		}
+	}
+	n = 0
+	q.Lease(0, 1, 1000, counted(l, q.Next(), &n))
+	if n != 0 {
+		t.Fatalf("lease of a full group: %d records read; want 0", n)
+	}
+}

@@ -289,8 +289,12 @@ func (s *Store) loadApplied(id ID) (uint64, error) {
 // applied index, for an owner that appends with Append (a log on one
 // node). It orders the write after every earlier one and returns at once;
 // wait blocks until the write is durable (at once on a store with
-// NoSync), and must be called exactly once.
+// NoSync), and must be called exactly once. Like Append it fails with
+// ErrNoWAL on a store without a write-ahead log.
 func (l *Log) WriteState(ops []StateOp) (wait func() error, err error) {
+	if l.s.opts.NoWAL {
+		return nil, ErrNoWAL
+	}
 	if err := l.acquire(); err != nil {
 		return nil, err
 	}
@@ -303,11 +307,10 @@ func (l *Log) WriteState(ops []StateOp) (wait func() error, err error) {
 		release()
 		return nil, fmt.Errorf("log %s: write state: %w", l.id, err)
 	}
-	async := !l.s.opts.NoSync && !l.s.opts.NoWAL
-	if async {
-		err = l.s.db.ApplyNoSyncWait(pb, pebble.Sync)
-	} else {
+	if l.s.opts.NoSync {
 		err = l.s.db.Apply(pb, pebble.NoSync)
+	} else {
+		err = l.s.db.ApplyNoSyncWait(pb, pebble.Sync)
 	}
 	if err != nil {
 		release()
@@ -315,13 +318,7 @@ func (l *Log) WriteState(ops []StateOp) (wait func() error, err error) {
 	}
 	return func() error {
 		defer release()
-		switch {
-		case l.s.opts.NoSync:
-			return nil
-		case !async:
-			if err := l.s.sync(); err != nil {
-				return fmt.Errorf("log %s: write state: sync: %w", l.id, err)
-			}
+		if l.s.opts.NoSync {
 			return nil
 		}
 		if err := pb.SyncWait(); err != nil {

@@ -327,8 +327,9 @@ func TestDropRemovesAppliedAndState(t *testing.T) {
 	}
 }
 
-// TestNoWAL checks a store without a write-ahead log: Append is refused,
-// and what Sync, Drop and Close made durable survives a crash.
+// TestNoWAL checks a store without a write-ahead log: Append and
+// WriteState are refused, and what Sync, Drop and Close made durable
+// survives a crash.
 func TestNoWAL(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	opts := testOptions(fs)
@@ -337,6 +338,9 @@ func TestNoWAL(t *testing.T) {
 	a, b := mustLog(t, s, ID{1, 0}), mustLog(t, s, ID{1, 1})
 	if _, err := a.Append(batch("x", 1)); !errors.Is(err, ErrNoWAL) {
 		t.Fatalf("Append on a NoWAL store: %v, want ErrNoWAL", err)
+	}
+	if _, err := a.WriteState([]StateOp{{Key: []byte("k"), Value: []byte("v")}}); !errors.Is(err, ErrNoWAL) {
+		t.Fatalf("WriteState on a NoWAL store: %v, want ErrNoWAL", err)
 	}
 	for i := range 3 {
 		if _, err := a.ApplyAt(uint64(i+1), batch(fmt.Sprint("a", i), 1), nil); err != nil {

@@ -23,8 +23,9 @@ var (
 	// Log after Drop or after its Store's Close.
 	ErrClosed = errors.New("log: closed")
 
-	// ErrNoWAL is returned by Append and AppendAsync on a store opened with
-	// Options.NoWAL, which cannot make an append durable on its own.
+	// ErrNoWAL is returned by Append, AppendAsync, AppendAsyncState and
+	// WriteState on a store opened with Options.NoWAL, which cannot make
+	// such a write durable on its own.
 	ErrNoWAL = errors.New("log: the store has no write-ahead log; Append needs one")
 )
 

@@ -28,7 +28,8 @@ type Options struct {
 	// logs: each write is then copied once less, and reaches the disk when
 	// its memtable is flushed. A crash, of the process alone too, loses what
 	// was written since the last flush; Sync flushes, and the owner replays
-	// the rest from its copy. Append fails with ErrNoWAL on such a store.
+	// the rest from its copy. Append and WriteState fail with ErrNoWAL on
+	// such a store.
 	NoWAL bool
 	// RetentionInterval is how often the Store enforces each open log's
 	// retention; 0 means one minute and a negative value disables the loop.

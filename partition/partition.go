@@ -118,8 +118,14 @@ func (pd Pending) WaitOffset() (int64, error) {
 // again: its Pending's Base is the first copy's, and Wait waits until that
 // copy is durable.
 func (p *Partition) Append(b record.Batch, acks Acks) (Pending, error) {
-	if err := b.Validate(); err != nil {
-		return Pending{}, fmt.Errorf("partition %s: append: %w", p.log.ID(), err)
+	// A batch that takes part in deduplication is validated here, before
+	// its producer fields and message ids are read; any other is validated
+	// by the log's AppendAsync, so that its CRC is computed once.
+	dedupe := needsDedupe(b)
+	if dedupe {
+		if err := b.Validate(); err != nil {
+			return Pending{}, fmt.Errorf("partition %s: append: %w", p.log.ID(), err)
+		}
 	}
 	n := int64(len(b))
 	if cur := p.pending.Add(n); cur > p.opts.MaxPendingBytes && cur != n {
@@ -131,11 +137,11 @@ func (p *Partition) Append(b record.Batch, acks Acks) (Pending, error) {
 		wait func() error
 		err  error
 	)
-	if needsDedupe(b) {
+	if dedupe {
 		base, wait, err = p.appendDedupe(b)
 	} else {
 		// Nothing to check or record: no need to wait for the lock.
-		base, wait, err = p.log.AppendAsyncState(b, nil)
+		base, wait, err = p.log.AppendAsync(b)
 	}
 	if err != nil {
 		p.pending.Add(-n)

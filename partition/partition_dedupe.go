@@ -110,8 +110,13 @@ func (p *Partition) durable(base int64) func() error {
 }
 
 // needsDedupe reports whether b takes part in deduplication: it carries a
-// producer id, or its first record a message id (see msgIDs).
+// producer id, or its first record a message id (see msgIDs). b need not
+// be valid yet: a batch shorter than a header takes no part, and a corrupt
+// one fails the validation of either path.
 func needsDedupe(b record.Batch) bool {
+	if len(b) < record.HeaderSize {
+		return false
+	}
 	if b.ProducerID() >= 0 {
 		return true
 	}

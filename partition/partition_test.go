@@ -72,13 +72,42 @@ func TestBacklogBound(t *testing.T) {
 }
 
 func TestCorruptBatchLeavesNothing(t *testing.T) {
-	p := openPartition(t, partition.Options{})
-	b := record.Encode(record.Record{Value: []byte("abc")})
-	b[len(b)-1] ^= 1
-	if _, err := p.Append(b, partition.AcksAll); !errors.Is(err, record.ErrCorrupt) {
-		t.Fatalf("corrupt batch: %v", err)
+	flip := func(b record.Batch) record.Batch {
+		b[len(b)-1] ^= 1
+		return b
 	}
-	if p.End() != 0 {
-		t.Fatalf("end %d after a rejected batch", p.End())
+	producer := func() record.Batch {
+		var bb record.Builder
+		bb.SetProducer(1, 0, 0)
+		bb.Append(&record.Record{Value: []byte("abc")})
+		return append(record.Batch(nil), bb.Build()...)
+	}
+	msgID := record.Encode(record.Record{Value: []byte("abc"), Headers: []record.Header{{Key: partition.MsgIDHeader, Value: []byte("id-1")}}})
+	for _, tc := range []struct {
+		name string
+		b    record.Batch
+	}{
+		{"plain", flip(record.Encode(record.Record{Value: []byte("abc")}))},
+		{"shorter than a header", record.Encode(record.Record{Value: []byte("abc")})[:10]},
+		{"producer", flip(producer())},
+		{"message id", flip(msgID)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := openPartition(t, partition.Options{})
+			if _, err := p.Append(tc.b, partition.AcksAll); !errors.Is(err, record.ErrCorrupt) {
+				t.Fatalf("corrupt batch: %v", err)
+			}
+			if p.End() != 0 {
+				t.Fatalf("end %d after a rejected batch", p.End())
+			}
+			// The rejected batch holds no pending bytes.
+			pd, err := p.Append(record.Encode(record.Record{Value: []byte("abc")}), partition.AcksAll)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

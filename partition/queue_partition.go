@@ -15,18 +15,31 @@ import (
 
 // partitionQueues is a Partition's queue state, loaded on first use.
 type partitionQueues struct {
-	once sync.Once
-	mu   sync.Mutex // orders operations and their writes
-	qs   *queues
-	err  error // load failure, or a write that failed after the state changed
+	once    sync.Once
+	qs      *queues
+	loadErr error // set by once
+
+	mu  sync.Mutex // orders operations and their writes
+	err error      // a write that failed after the state changed
 }
 
+// queues returns the queue state, loading it on the first call, or the
+// error that loading it failed with.
 func (p *Partition) queues() (*queues, error) {
 	p.q.once.Do(func() {
 		p.q.qs = newQueues()
-		p.q.err = p.q.qs.load(p.log)
+		if err := p.q.qs.load(p.log); err != nil {
+			p.q.loadErr = fmt.Errorf("partition %s: %w", p.log.ID(), err)
+		}
 	})
-	return p.q.qs, p.q.err
+	return p.q.qs, p.q.loadErr
+}
+
+// writeErr returns the error of a state write that failed, if any.
+func (p *Partition) writeErr() error {
+	p.q.mu.Lock()
+	defer p.q.mu.Unlock()
+	return p.q.err
 }
 
 func (p *Partition) doQueue(op *queueOp) (queueResult, error) {
@@ -80,13 +93,17 @@ func (p *Partition) ResetQueue(group string, off int64) error {
 // DeleteQueue is Replica.DeleteQueue on a single node.
 func (p *Partition) DeleteQueue(group string) error { return deleteQueue(group, p.doQueue) }
 
-// QueueGroups is Replica.QueueGroups on a single node.
-func (p *Partition) QueueGroups(group string) []QueueGroupInfo {
+// QueueGroups is Replica.QueueGroups on a single node. It fails when the
+// queue state could not be loaded, or a write of it failed.
+func (p *Partition) QueueGroups(group string) ([]QueueGroupInfo, error) {
 	qs, err := p.queues()
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	return qs.info(group)
+	if err := p.writeErr(); err != nil {
+		return nil, err
+	}
+	return qs.info(group), nil
 }
 
 // QueueBacklog is Replica.QueueBacklog on a single node.

@@ -2,9 +2,9 @@ package partition
 
 import (
 	"context"
+	"fmt"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/runnel-dev/runnel/consumergroup"
 )
 
@@ -50,39 +50,31 @@ func (r *Replica) DeleteQueue(group string) error {
 }
 
 // QueueGroups describes the queue group named group on this partition, or
-// every group when group is "", as this replica's state machine has it.
-func (r *Replica) QueueGroups(group string) []QueueGroupInfo { return r.fsm.queues.info(group) }
+// every group when group is "", as this replica's state machine has it. It
+// fails with an error matching ErrReplicaFailed once the state machine
+// stopped (on a queue state that a snapshot restore could not load, for
+// one): the groups it holds may be out of date.
+func (r *Replica) QueueGroups(group string) ([]QueueGroupInfo, error) {
+	select {
+	case <-r.fsm.failCh:
+		// failed is set before failCh is closed.
+		return nil, fmt.Errorf("partition %s: queue groups: %w", r.log.ID(), r.fsm.failed)
+	default:
+	}
+	return r.fsm.queues.info(group), nil
+}
 
 // proposeQueue proposes op and waits for its result.
 func (r *Replica) proposeQueue(op *queueOp) (queueResult, error) {
 	data := op.encode()
-	r.closeMu.RLock()
-	if r.closed {
-		r.closeMu.RUnlock()
-		return queueResult{}, ErrClosed
+	if err := r.acquire(); err != nil {
+		return queueResult{}, err
 	}
-	select {
-	case <-r.fsm.failCh:
-		r.closeMu.RUnlock()
-		return queueResult{}, ErrReplicaFailed
-	default:
-	}
-	r.propMu.Lock()
-	if r.raft.State() != raft.Leader {
-		r.propMu.Unlock()
-		r.closeMu.RUnlock()
-		return queueResult{}, r.notLeader()
-	}
-	if r.transferring > 0 {
-		// Leadership is moving; the caller asks again (see Append).
-		r.propMu.Unlock()
-		r.closeMu.RUnlock()
-		return queueResult{}, &NotLeaderError{}
-	}
-	w, token := r.ws.add(r.raft.CurrentTerm())
-	r.raft.ApplyLog(raft.Log{Data: data, Extensions: token}, 0)
-	r.propMu.Unlock()
+	w, err := r.propose(data, false)
 	r.closeMu.RUnlock()
+	if err != nil {
+		return queueResult{}, err
+	}
 	<-w.done
 	if w.res.err != nil {
 		return queueResult{}, w.res.err

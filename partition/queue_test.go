@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,21 @@ func ackOps(recs []partition.LeasedRecord) []consumergroup.Settle {
 		out = append(out, consumergroup.Settle{Kind: consumergroup.Ack, Offset: r.Offset, Attempt: r.Attempt})
 	}
 	return out
+}
+
+type describer interface {
+	QueueGroups(group string) ([]partition.QueueGroupInfo, error)
+}
+
+// queueGroups returns d's description of group, failing the test on an
+// error.
+func queueGroups(t *testing.T, d describer, group string) []partition.QueueGroupInfo {
+	t.Helper()
+	info, err := d.QueueGroups(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
 }
 
 type settler interface {
@@ -97,7 +113,7 @@ func TestPartitionQueue(t *testing.T) {
 
 	s, p = open()
 	defer s.Close()
-	info := p.QueueGroups("g")
+	info := queueGroups(t, p, "g")
 	if len(info) != 1 || info[0].Start != 1 || info[0].Next != 3 || info[0].Leased != 1 || info[0].Delayed != 1 {
 		t.Fatalf("after reopen: %+v", info)
 	}
@@ -127,7 +143,7 @@ func TestPartitionQueue(t *testing.T) {
 	if got, err := p.Lease(ctx, ordered, 0); err != nil || !slices.Equal(offsets(got), []int64{2}) {
 		t.Fatalf("first lease of a group created by a seek: %v, %v", offsets(got), err)
 	}
-	if info := p.QueueGroups("h"); len(info) != 1 || !info[0].Config.KeyOrdering {
+	if info := queueGroups(t, p, "h"); len(info) != 1 || !info[0].Config.KeyOrdering {
 		t.Fatalf("group created by a seek: %+v", info)
 	}
 }
@@ -158,6 +174,9 @@ func TestPartitionQueueLongPoll(t *testing.T) {
 		}
 		done <- got
 	}()
+	// Append only once the lease waits, so that the append is what
+	// answers it.
+	waitFor(t, "the lease to wait", func() bool { return p.QueueParked() == 1 })
 	if _, err := l.Append(batchOf("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +208,7 @@ func TestReplicaQueueFailover(t *testing.T) {
 	// apply them.
 	for _, nd := range c.running() {
 		waitFor(t, nd.id+"'s queue state", func() bool {
-			info := nd.r.QueueGroups("g")
+			info := queueGroups(t, nd.r, "g")
 			return len(info) == 1 && info[0].Start == 3 && info[0].Next == 6 && info[0].Leased == 3
 		})
 	}
@@ -211,9 +230,9 @@ func TestReplicaQueueFailover(t *testing.T) {
 	// The stopped replica comes back with the same state.
 	c.restart(l)
 	c.converge(nl)
-	want := nl.r.QueueGroups("g")
+	want := queueGroups(t, nl.r, "g")
 	waitFor(t, "the restarted replica's queue state", func() bool {
-		return fmt.Sprint(l.r.QueueGroups("g")) == fmt.Sprint(want)
+		return fmt.Sprint(queueGroups(t, l.r, "g")) == fmt.Sprint(want)
 	})
 }
 
@@ -257,7 +276,7 @@ func TestReplicaQueueSnapshot(t *testing.T) {
 	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
 	c.converge(o)
 	waitFor(t, "the restored follower's queue state", func() bool {
-		return fmt.Sprint(f.r.QueueGroups("g")) == fmt.Sprint(o.r.QueueGroups("g"))
+		return fmt.Sprint(queueGroups(t, f.r, "g")) == fmt.Sprint(queueGroups(t, o.r, "g"))
 	})
 	if err := o.r.TransferLeadershipTo(server(f)); err != nil {
 		t.Fatal(err)
@@ -316,7 +335,95 @@ func TestPartitionQueueRetention(t *testing.T) {
 	if len(again) == 0 || again[0].Offset != start {
 		t.Fatalf("after retention leased %v, want from %d on", offsets(again), start)
 	}
-	if info := p.QueueGroups("g"); info[0].Start < start {
+	if info := queueGroups(t, p, "g"); info[0].Start < start {
 		t.Fatalf("group still holds removed records: %+v", info[0])
+	}
+}
+
+// TestPartitionQueueScanCache checks that each queue group reads the log
+// through its own cache: two groups far apart that lease in turn read it
+// once each, a lease at the end reads nothing, and a deleted group's cache
+// goes with it.
+func TestPartitionQueueScanCache(t *testing.T) {
+	p := openPartition(t, partition.Options{})
+	// 40 batches of 16 KiB: one cache fill holds about 16 of them.
+	const n = 40
+	for i := range n {
+		pd, err := p.Append(record.Encode(record.Record{Value: make([]byte, 16<<10), Key: []byte(fmt.Sprint("k", i))}), partition.AcksAll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	if err := p.ResetQueue("b", 30); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		for _, g := range []struct {
+			name string
+			want int64
+		}{{"a", int64(i)}, {"b", int64(30 + i)}} {
+			got, err := p.Lease(ctx, leaseReq(g.name, 1), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(offsets(got), []int64{g.want}) {
+				t.Fatalf("group %s leased %v, want %d", g.name, offsets(got), g.want)
+			}
+		}
+	}
+	if caches, reads := p.QueueScans(); caches != 2 || reads != 2 {
+		t.Fatalf("after leases in turn: %d caches, %d reads; want 2 and 2", caches, reads)
+	}
+
+	// Group c takes the last records; its leases at the end read nothing
+	// more.
+	if err := p.ResetQueue("c", n-2); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.Lease(ctx, leaseReq("c", 2), 0); err != nil || len(got) != 2 {
+		t.Fatalf("lease of the last two records: %v, %v", offsets(got), err)
+	}
+	_, before := p.QueueScans()
+	for range 3 {
+		if got, err := p.Lease(ctx, leaseReq("c", 1), 0); err != nil || len(got) != 0 {
+			t.Fatalf("lease at the end: %v, %v", offsets(got), err)
+		}
+	}
+	if _, after := p.QueueScans(); after != before {
+		t.Fatalf("leases at the end read the log %d times", after-before)
+	}
+
+	if err := p.DeleteQueue("b"); err != nil {
+		t.Fatal(err)
+	}
+	if caches, _ := p.QueueScans(); caches != 2 {
+		t.Fatalf("after deleting b: %d caches, want 2", caches)
+	}
+}
+
+// TestPartitionQueueLoadError checks that a queue state that does not load
+// is reported, naming the partition, rather than shown as no groups.
+func TestPartitionQueueLoadError(t *testing.T) {
+	p := openPartition(t, partition.Options{})
+	// A queue group header ('Q' and the group's name) that does not decode.
+	wait, err := p.Log().WriteState([]log.StateOp{{Key: []byte("Qg"), Value: []byte("junk")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{"", "g"} {
+		info, err := p.QueueGroups(group)
+		if err == nil || !strings.Contains(err.Error(), "partition "+p.Log().ID().String()) {
+			t.Fatalf("describe of %q over a bad queue state: %v, %v; want an error naming the partition", group, info, err)
+		}
+	}
+	if _, err := p.Lease(context.Background(), leaseReq("g", 1), 0); err == nil {
+		t.Fatal("lease over a bad queue state succeeded")
 	}
 }

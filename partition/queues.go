@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/runnel-dev/runnel/consumergroup"
@@ -305,14 +306,19 @@ type queues struct {
 	// wait on it.
 	changed chan struct{}
 
-	// scan serves the state machine's reads of new records (under mu),
-	// deliver the reads of leased records for the answer.
-	scan    scanCache
+	// scans serve the state machine's reads of new records (under mu),
+	// one per group that leased, so that groups at different offsets do
+	// not evict each other's; deliver serves the reads of leased records
+	// for the answer.
+	scans   map[string]*scanCache
 	deliver batchCache
+
+	// parked counts the leases waiting in a long poll, for tests.
+	parked atomic.Int32
 }
 
 func newQueues() *queues {
-	return &queues{groups: make(map[string]*consumergroup.Queue), changed: make(chan struct{})}
+	return &queues{groups: make(map[string]*consumergroup.Queue), scans: make(map[string]*scanCache), changed: make(chan struct{})}
 }
 
 // apply applies op, reading new records from l, and returns the result
@@ -331,7 +337,12 @@ func (qs *queues) apply(l *log.Log, op *queueOp) (queueResult, []log.StateOp) {
 			res.err = fmt.Errorf("queue group %q on %s: %w", op.group, l.ID(), err)
 			return res, nil
 		}
-		res.leases = g.Lease(op.now, op.max, op.visibility, qs.scan.records(l, g.Next()))
+		c := qs.scans[op.group]
+		if c == nil {
+			c = &scanCache{}
+			qs.scans[op.group] = c
+		}
+		res.leases = g.Lease(op.now, op.max, op.visibility, c.records(l, g.Next()))
 	case opSettle:
 		if g == nil {
 			res.err = fmt.Errorf("%w: %q on %s", ErrQueueGroupNotFound, op.group, l.ID())
@@ -356,6 +367,7 @@ func (qs *queues) apply(l *log.Log, op *queueOp) (queueResult, []log.StateOp) {
 		}
 		_, recs := g.Encode()
 		delete(qs.groups, op.group)
+		delete(qs.scans, op.group)
 		ops := []log.StateOp{{Key: queueKey(op.group)}}
 		for _, c := range recs {
 			ops = append(ops, log.StateOp{Key: queueRecKey(op.group, c.Offset)})
@@ -379,22 +391,26 @@ func (qs *queues) wakeLocked() {
 	qs.changed = make(chan struct{})
 }
 
-// scanCache keeps what queue groups need of the records of the last log
+// scanCache keeps what a queue group needs of the records of its last log
 // read (offset, key, deliver-at time), for the state machine's scans of
-// new records. Like batchCache it holds what a read would return.
+// new records. Like batchCache it holds what a read would return. Its
+// keys are copies, so that it does not keep the batches read.
 type scanCache struct {
 	recs []consumergroup.QueueRecord // in offset order
+	// reads counts the log reads, for tests.
+	reads int
 }
 
 // records yields what a queue group needs of l's records from offset from
-// on, up to l's end. Records that retention removed are skipped.
+// on, up to l's end. Records that retention removed are skipped. At the
+// end it reads nothing.
 func (c *scanCache) records(l *log.Log, from int64) iter.Seq[consumergroup.QueueRecord] {
 	return func(yield func(consumergroup.QueueRecord) bool) {
 		next := max(from, l.Start()) // retention may have removed some
 		for {
 			i, _ := slices.BinarySearchFunc(c.recs, next, func(r consumergroup.QueueRecord, off int64) int { return cmp.Compare(r.Offset, off) })
 			if i == len(c.recs) || c.recs[0].Offset > next {
-				if !c.fill(l, next) {
+				if next >= l.End() || !c.fill(l, next) {
 					return
 				}
 				// Retention may have removed the records from next on.
@@ -414,9 +430,11 @@ func (c *scanCache) records(l *log.Log, from int64) iter.Seq[consumergroup.Queue
 // fill reads the records from next on into the cache and reports whether
 // it holds any.
 func (c *scanCache) fill(l *log.Log, next int64) bool {
+	c.reads++
 	bs, err := l.Read(next, queueCacheBytes)
 	var oor *log.OutOfRangeError
 	if errors.As(err, &oor) && next < oor.Start {
+		c.reads++
 		bs, err = l.Read(oor.Start, queueCacheBytes)
 	}
 	c.recs = c.recs[:0]
@@ -430,7 +448,7 @@ func (c *scanCache) fill(l *log.Log, next int64) bool {
 			if r.Offset < next {
 				continue
 			}
-			qr := consumergroup.QueueRecord{Offset: r.Offset, Key: r.Key}
+			qr := consumergroup.QueueRecord{Offset: r.Offset, Key: slices.Clone(r.Key)}
 			if v, ok := r.Header(DeliverAtHeader); ok {
 				// A value that does not parse does not delay.
 				qr.DeliverAt, _ = ParseDeliverAt(v)
@@ -504,7 +522,7 @@ func (qs *queues) load(l *log.Log) error {
 	qs.deliver.clear()
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
-	qs.scan.recs = nil
+	qs.scans = make(map[string]*scanCache)
 	qs.groups = groups
 	qs.wakeLocked()
 	return nil
@@ -703,13 +721,17 @@ func lease(ctx context.Context, l *log.Log, qs *queues, req LeaseRequest, wait t
 		} else {
 			timer.Reset(time.Until(until))
 		}
+		qs.parked.Add(1)
 		select {
 		case <-grew:
 		case <-changed:
 		case <-recheck:
 		case <-timer.C:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+		}
+		qs.parked.Add(-1)
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 	}
 }

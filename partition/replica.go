@@ -239,15 +239,16 @@ type Replica struct {
 
 	pending atomic.Int64
 
-	// closeMu is held for reading by Append and for writing by Close, so
-	// Close waits for proposals being handed to raft.
+	// closeMu is held for reading by proposers (acquire) and for writing
+	// by Close, so Close waits for proposals being handed to raft.
 	closeMu sync.RWMutex
 	closed  bool
 	// propMu orders proposals: a proposal's sequence number and its place
 	// in raft's queue are taken together.
 	propMu sync.Mutex
 	// transferring counts, under propMu, the leadership transfers under
-	// way: raft refuses proposals then, so Append does not make any.
+	// way: raft refuses proposals then, so propose makes none but the
+	// transfer's own.
 	transferring int
 
 	observer *raft.Observer
@@ -465,16 +466,10 @@ func (r *Replica) Append(b record.Batch, acks Acks) (Pending, error) {
 			return Pending{}, fmt.Errorf("partition %s: append: %w", r.log.ID(), err)
 		}
 	}
-	r.closeMu.RLock()
+	if err := r.acquire(); err != nil {
+		return Pending{}, err
+	}
 	defer r.closeMu.RUnlock()
-	if r.closed {
-		return Pending{}, ErrClosed
-	}
-	select {
-	case <-r.fsm.failCh:
-		return Pending{}, ErrReplicaFailed
-	default:
-	}
 	n := int64(len(b))
 	if cur := r.pending.Add(n); cur > r.cfg.MaxPendingBytes && cur != n {
 		r.pending.Add(-n)
@@ -483,19 +478,52 @@ func (r *Replica) Append(b record.Batch, acks Acks) (Pending, error) {
 	data := make([]byte, 1+len(b))
 	data[0] = entryBatch
 	copy(data[1:], b)
-
-	r.propMu.Lock()
-	if r.raft.State() != raft.Leader {
-		r.propMu.Unlock()
+	w, err := r.propose(data, false)
+	if err != nil {
 		r.pending.Add(-n)
-		return Pending{}, r.notLeader()
+		return Pending{}, err
 	}
-	if r.transferring > 0 {
-		// Leadership is moving: no replica takes writes until the
-		// transfer ends, and then the caller asks again.
-		r.propMu.Unlock()
+	return Pending{Base: -1, w: w, wait: func() (int64, error) {
+		<-w.done
 		r.pending.Add(-n)
-		return Pending{}, &NotLeaderError{}
+		if w.res.err != nil {
+			return -1, w.res.err
+		}
+		return w.res.base, nil
+	}}, nil
+}
+
+// acquire checks that the replica is open and its state machine running,
+// and takes closeMu for reading, so that Close waits for the proposal the
+// caller makes; release with r.closeMu.RUnlock.
+func (r *Replica) acquire() error {
+	r.closeMu.RLock()
+	if r.closed {
+		r.closeMu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case <-r.fsm.failCh:
+		r.closeMu.RUnlock()
+		return ErrReplicaFailed
+	default:
+	}
+	return nil
+}
+
+// propose hands data to raft as an entry and returns the waiter its
+// outcome reaches (see waiters). It fails with a *NotLeaderError on a
+// follower and, unless duringTransfer, while a leadership transfer is under
+// way: no replica takes writes until the transfer ends, and then the
+// caller asks again (see transfer).
+func (r *Replica) propose(data []byte, duringTransfer bool) (*waiter, error) {
+	r.propMu.Lock()
+	defer r.propMu.Unlock()
+	if r.raft.State() != raft.Leader {
+		return nil, r.notLeader()
+	}
+	if r.transferring > 0 && !duringTransfer {
+		return nil, &NotLeaderError{}
 	}
 	// Read after the state, the term is the one the entry gets, unless
 	// leadership changes in between; then watch ends the proposal as
@@ -505,16 +533,7 @@ func (r *Replica) Append(b record.Batch, acks Acks) (Pending, error) {
 	// once (a follower's answers ErrNotLeader, which the term check turns
 	// into ErrOutcomeUnknown). The future is not waited on; see waiters.
 	r.raft.ApplyLog(raft.Log{Data: data, Extensions: token}, 0)
-	r.propMu.Unlock()
-
-	return Pending{Base: -1, w: w, wait: func() (int64, error) {
-		<-w.done
-		r.pending.Add(-n)
-		if w.res.err != nil {
-			return -1, w.res.err
-		}
-		return w.res.base, nil
-	}}, nil
+	return w, nil
 }
 
 func (r *Replica) notLeader() error {

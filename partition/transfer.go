@@ -45,14 +45,11 @@ func (r *Replica) transfer(op string, start func() raft.Future) error {
 // after a heartbeat timeout without an answer it proposes another.
 func (r *Replica) settleProposals() {
 	for {
-		r.propMu.Lock()
-		if r.raft.State() != raft.Leader {
-			r.propMu.Unlock()
-			return
+		// Proposed while the transfer is still counted: that is the point.
+		w, err := r.propose([]byte{entryNoop}, true)
+		if err != nil {
+			return // not the leader
 		}
-		w, token := r.ws.add(r.raft.CurrentTerm())
-		r.raft.ApplyLog(raft.Log{Data: []byte{entryNoop}, Extensions: token}, 0)
-		r.propMu.Unlock()
 		t := time.NewTimer(r.cfg.HeartbeatTimeout)
 		select {
 		case <-w.done:
