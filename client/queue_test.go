@@ -265,11 +265,18 @@ func TestQueueKeyOrdering(t *testing.T) {
 		count  int
 	)
 	done := make(chan struct{})
+	qctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	// The consumers end before the test does: stop ends their Next.
+	defer wg.Wait()
+	defer stop()
 	for range 3 {
 		q := openQueue(t, c, "g", "t", client.QueueOptions{KeyOrdering: true, Prefetch: 4})
+		wg.Add(1)
 		go func() {
+			defer wg.Done()
 			for {
-				d, err := q.Next(ctx)
+				d, err := q.Next(qctx)
 				if err != nil {
 					return
 				}
@@ -301,6 +308,8 @@ func TestQueueKeyOrdering(t *testing.T) {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
 		t.Fatalf("%d of %d acked", count, n)
 	}
 }
