@@ -142,7 +142,12 @@ func controllerConfig(nodeID int32, logger hclog.Logger) *raft.Config {
 	c.HeartbeatTimeout = 500 * time.Millisecond
 	c.ElectionTimeout = 500 * time.Millisecond
 	c.LeaderLeaseTimeout = 250 * time.Millisecond
-	c.CommitTimeout = 5 * time.Millisecond
+	// CommitTimeout is how often the leader sends each follower the
+	// commit index when no entry is flowing: the bound on how long a
+	// follower's view of the state trails the leader's while nothing
+	// changes. At 5 ms those empty rounds cost an idle controller leader
+	// 13% of a core; at 50 ms, 4%.
+	c.CommitTimeout = 50 * time.Millisecond
 	c.SnapshotThreshold = 1024
 	c.TrailingLogs = 1024
 	return c
