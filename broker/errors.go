@@ -3,6 +3,9 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"strconv"
+
+	"github.com/runnel-dev/runnel/partition"
 )
 
 var (
@@ -129,4 +132,19 @@ func byteSize(n int) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// notLeader turns a partition's not-leader error into the broker's: no
+// leader at all, or a NotLeaderError naming the leader. It returns nil for
+// any other error.
+func notLeader(topic string, part int32, err error) error {
+	var pnl *partition.NotLeaderError
+	if !errors.As(err, &pnl) {
+		return nil
+	}
+	if pnl.LeaderID == "" {
+		return errorf(ErrNoLeader, "%s/%d has no leader: a majority of its replicas is not reachable or an election is under way", topic, part)
+	}
+	id, _ := strconv.Atoi(pnl.LeaderID)
+	return &NotLeaderError{Topic: topic, Partition: part, LeaderID: int32(id), LeaderAddr: pnl.LeaderAddr}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"time"
 
@@ -53,13 +52,8 @@ func (s *service) admit(req *runnelpb.ProduceRequest) (partition.Pending, partit
 	acks := toAcks(req.Acks)
 	start := time.Now()
 	pd, err := p.Append(record.Batch(req.Batch), acks)
-	var pnl *partition.NotLeaderError
-	if errors.As(err, &pnl) {
-		if pnl.LeaderID == "" {
-			return pd, acks, errorf(ErrNoLeader, "%s/%d has no leader: a majority of its replicas is not reachable or an election is under way", req.Topic, req.Partition)
-		}
-		id, _ := strconv.Atoi(pnl.LeaderID)
-		return pd, acks, &NotLeaderError{Topic: req.Topic, Partition: req.Partition, LeaderID: int32(id), LeaderAddr: pnl.LeaderAddr}
+	if nl := notLeader(req.Topic, req.Partition, err); nl != nil {
+		return pd, acks, nl
 	}
 	if err != nil {
 		if errors.Is(err, record.ErrCorrupt) || errors.Is(err, record.ErrUnsupported) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strconv"
 	"time"
 
 	"github.com/runnel-dev/runnel/consumergroup"
@@ -68,13 +67,8 @@ func (s *queuesService) queuePartition(topic string, part int32) (replica, queue
 // queueErr names the partition in err and turns the partition's
 // not-leader error into the broker's, with the leader's address.
 func queueErr(topic string, part int32, err error) error {
-	var pnl *partition.NotLeaderError
-	if errors.As(err, &pnl) {
-		if pnl.LeaderID == "" {
-			return errorf(ErrNoLeader, "%s/%d has no leader: a majority of its replicas is not reachable or an election is under way", topic, part)
-		}
-		id, _ := strconv.Atoi(pnl.LeaderID)
-		return &NotLeaderError{Topic: topic, Partition: part, LeaderID: int32(id), LeaderAddr: pnl.LeaderAddr}
+	if nl := notLeader(topic, part, err); nl != nil {
+		return nl
 	}
 	return outOfRange(topic, part, err)
 }
@@ -111,6 +105,20 @@ func (s *queuesService) Lease(ctx context.Context, req *runnelpb.LeaseRequest) (
 		default:
 		}
 		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
+	}
+	if cerr := ctx.Err(); cerr != nil && len(recs) > 0 {
+		// The caller gave up (a consumer closing cancels its long poll)
+		// while the lease was being made: no one will see these records,
+		// so they go back at once rather than at the lease's end, without
+		// counting a delivery.
+		ops := make([]consumergroup.Settle, len(recs))
+		for i, r := range recs {
+			ops[i] = consumergroup.Settle{Kind: consumergroup.Release, Offset: r.Offset, Attempt: r.Attempt, Duration: r.Deadline.UnixMilli()}
+		}
+		if _, err := q.Settle(req.Group, ops); err != nil {
+			s.b.logger.Debug("release a lease nobody waits for", "topic", req.Topic, "partition", req.Partition, "group", req.Group, "err", err)
+		}
+		return nil, toStatus(cerr)
 	}
 	resp := &runnelpb.LeaseResponse{Deliveries: make([]*runnelpb.Delivery, len(recs))}
 	for i, r := range recs {
