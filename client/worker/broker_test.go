@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/runnel-dev/runnel/client"
 	"github.com/runnel-dev/runnel/client/job"
 	"github.com/runnel-dev/runnel/client/worker"
+	"github.com/runnel-dev/runnel/internal/testcluster"
 )
 
 // TestWorkerOnBroker runs a worker on a queue group of an embedded broker:
@@ -441,52 +440,10 @@ func twoWorkers(t *testing.T, ctx context.Context, addrs []string) {
 	}
 }
 
-// startCluster opens a three-node cluster in this process on loopback
-// sockets and returns its addresses once it can create topics.
 func startCluster(t *testing.T, ctx context.Context) []string {
-	t.Helper()
-	peers := map[int32]string{}
-	var addrs []string
-	for i := range 3 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, l.Addr().String())
-		peers[int32(i+1)] = l.Addr().String()
-		l.Close()
-	}
-	for i := range 3 {
-		b, err := broker.Open(t.TempDir(), broker.Options{NodeID: int32(i + 1), Cluster: peers, NoSync: true, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-	}
-	c := newClient(t, ctx, addrs...)
-	// The cluster is ready once it can create a replicated topic.
-	for {
-		_, err := c.CreateTopic(ctx, "ready", 1, 3, nil)
-		if err == nil {
-			return addrs
-		}
-		if ctx.Err() != nil || !strings.Contains(err.Error(), "cluster has") && !client.Retriable(err) {
-			t.Fatalf("create topic: %v", err)
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return testcluster.Start(t, ctx)
 }
 
 func newClient(t *testing.T, ctx context.Context, addrs ...string) *client.Client {
-	t.Helper()
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testcluster.Client(t, ctx, addrs...)
 }
