@@ -85,6 +85,7 @@ func (c *Client) Close() error {
 	cancel()
 	c.cancel()
 	c.prod.close()
+	c.commits.close()
 	c.wg.Wait()
 	c.connMu.Lock()
 	var errs []error

@@ -20,8 +20,17 @@ type commitStreams struct {
 	c *Client
 
 	mu      sync.Mutex
+	closed  bool
 	streams map[string]*commitStream // by broker address
 	unary   map[string]bool          // brokers without CommitStream
+}
+
+// close stops new streams from opening; the client's context, already
+// cancelled, ends the open ones.
+func (s *commitStreams) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 }
 
 // commitStream is one open CommitStream and the commits waiting on it.
@@ -65,7 +74,7 @@ func (s *commitStreams) stream(addr string, gc runnelpb.GroupsClient) (*commitSt
 	if cs, ok := s.streams[addr]; ok {
 		return cs, nil
 	}
-	if err := s.c.ctx.Err(); err != nil {
+	if s.closed || s.c.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
 	// The stream lives as long as the client, not as the call opening it.
