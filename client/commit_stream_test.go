@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -205,5 +206,60 @@ func TestCommitStreamConcurrentCommits(t *testing.T) {
 	}
 	if err := c.CommitOffsets(ctx, "g0", map[client.TopicPartition]int64{{Topic: "t", Partition: 0}: rounds + 1}); err != nil {
 		t.Fatalf("commit after a refused one: %v", err)
+	}
+}
+
+// groupsAt answers DeleteGroup with err.
+type groupsAt struct {
+	runnelpb.UnimplementedGroupsServer
+	err error
+}
+
+func (g *groupsAt) DeleteGroup(context.Context, *runnelpb.DeleteGroupRequest) (*runnelpb.DeleteGroupResponse, error) {
+	return nil, g.err
+}
+
+func serveGroups(t *testing.T, lis net.Listener, g runnelpb.GroupsServer) {
+	s := grpc.NewServer()
+	runnelpb.RegisterGroupsServer(s, g)
+	go s.Serve(lis)
+	t.Cleanup(s.Stop)
+}
+
+func groupStatus(t *testing.T, reason string, md map[string]string) error {
+	t.Helper()
+	st, err := status.New(codes.FailedPrecondition, reason).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: "runnel.dev", Metadata: md})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Err()
+}
+
+// A group with live members refuses a delete or seek with GROUP_ACTIVE,
+// which the client reports as it is, not as a node that is not the
+// coordinator, also when other nodes are asked after the coordinator.
+func TestGroupActiveThroughAnotherNode(t *testing.T) {
+	var lis [3]net.Listener
+	for i := range lis {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis[i] = l
+	}
+	coord := lis[1].Addr().String()
+	notCoord := groupStatus(t, "NOT_COORDINATOR", map[string]string{"leader_id": "2", "leader_addr": coord})
+	serveGroups(t, lis[0], &groupsAt{err: notCoord})
+	serveGroups(t, lis[1], &groupsAt{err: groupStatus(t, "GROUP_ACTIVE", map[string]string{"group": "g"})})
+	serveGroups(t, lis[2], &groupsAt{err: notCoord})
+	c, err := client.New(testContext(t), client.Brokers(lis[0].Addr().String(), lis[2].Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	err = c.DeleteGroup(testContext(t), "g")
+	var nl *client.NotLeaderError
+	if !errors.Is(err, client.ErrGroupActive) || errors.As(err, &nl) {
+		t.Fatalf("delete of an active group: %v; want ErrGroupActive", err)
 	}
 }

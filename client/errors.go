@@ -213,6 +213,8 @@ func kindOf(c codes.Code, reason string) error {
 			return ErrOutOfOrderSequence
 		case "PRODUCER_FENCED":
 			return ErrProducerFenced
+		case "GROUP_ACTIVE":
+			return ErrGroupActive
 		}
 		return ErrNotLeader
 	case codes.Unavailable:

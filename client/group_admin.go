@@ -87,10 +87,6 @@ func (c *Client) groupsCallAt(ctx context.Context, addr string, f func(ctx conte
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := c.groupsCallOnce(ctx, addr, f)
-		var be *Error
-		if errors.As(err, &be) && be.Reason == "GROUP_ACTIVE" {
-			return &Error{Kind: ErrGroupActive, Reason: be.Reason, Message: be.Message, Metadata: be.Metadata}
-		}
 		if err == nil || !Retriable(err) || time.Since(start) > c.cfg.deliveryTimeout {
 			return err
 		}
