@@ -31,8 +31,10 @@ func MsgID(group, topic string, partition int32, offset int64, i int) string {
 // Run runs a stage: it joins consumer group group on inputs, calls f for
 // every input record, produces f's outputs and commits input offsets once
 // the outputs are acked (see the package documentation). It returns nil
-// when ctx ends, after committing what was acknowledged, and otherwise the
-// first error: from joining, consuming, f, producing or committing.
+// when ctx ends, after committing what was acknowledged (nothing since the
+// last commit if ctx ended inside f: those inputs are read again by the
+// next run), and otherwise the first error: from joining, consuming, f,
+// producing or committing.
 func Run(ctx context.Context, c *client.Client, group string, inputs []string, f Func, opts ...Option) error {
 	cfg := newConfig(c, opts)
 	g, err := c.JoinGroup(ctx, group, inputs, append(cfg.groupOpts, client.ManualCommit())...)
@@ -45,10 +47,15 @@ func Run(ctx context.Context, c *client.Client, group string, inputs []string, f
 	s := &stage{cfg: cfg, group: group, g: g, lastCommit: time.Now()}
 	err = s.run(ctx, f)
 	// Commit what is acked before leaving, so that the next member
-	// starts after it; on an error only up to the last good commit.
+	// starts after it; on an error, or when ctx ended inside f, only up
+	// to the last good commit: a commit now would cover the input f did
+	// not finish.
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err == nil {
+	interrupted := errors.Is(err, errInterrupted)
+	if interrupted {
+		err = nil
+	} else if err == nil {
 		err = s.commit(closeCtx)
 	}
 	if cerr := g.Close(closeCtx); err == nil && cerr != nil && !errors.Is(cerr, context.Canceled) {
@@ -56,6 +63,10 @@ func Run(ctx context.Context, c *client.Client, group string, inputs []string, f
 	}
 	return err
 }
+
+// errInterrupted ends run when ctx ended while f handled an input: the
+// stage stops without committing that input.
+var errInterrupted = errors.New("pipeline: stopped inside the stage function")
 
 // stage is one Run's state.
 type stage struct {
@@ -82,7 +93,7 @@ func (s *stage) run(ctx context.Context, f Func) error {
 		outs, err := f(ctx, in)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return errInterrupted
 			}
 			return fmt.Errorf("pipeline %s: %s/%d@%d: %w", s.group, in.Topic, in.Partition, in.Offset, err)
 		}

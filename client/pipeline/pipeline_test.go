@@ -257,3 +257,39 @@ func testRestart(t *testing.T, cluster bool) {
 		t.Errorf("%d outputs written twice, want 0", dups)
 	}
 }
+
+// A stage stopped while f handles an input does not commit that input,
+// though the inputs before it are uncommitted too (no commit is due yet):
+// the next run gets it again.
+func TestStopInsideFunc(t *testing.T) {
+	e := startBroker(t, false)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	c := e.client()
+	e.createTopics(ctx, c, 1, "in", "out")
+	for i := range 5 {
+		if err := c.ProduceSync(ctx, &client.Record{Topic: "in", Value: []byte(fmt.Sprint("r", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	f := func(ctx context.Context, r *client.Record) ([]*client.Record, error) {
+		if r.Offset == 2 {
+			// Stopped while working on offset 2, before any output.
+			stop()
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return []*client.Record{{Topic: "out", Value: r.Value}}, nil
+	}
+	if err := pipeline.Run(runCtx, c, "stage", []string{"in"}, f); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	offs, err := c.CommittedOffsets(ctx, "stage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := offs[client.TopicPartition{Topic: "in", Partition: 0}]; got > 2 {
+		t.Fatalf("committed %d after stopping inside offset 2's function; want at most 2", got)
+	}
+}
