@@ -126,12 +126,8 @@ SIGTERM or SIGINT stops leasing, lets running jobs finish for up to
 				Logger:       logger,
 			}
 			if results != "" {
-				// Created before the first job runs, so a bad topic name
-				// or a cluster that refuses it fails the start.
-				if _, err := c.EnsureTopic(ctx, results, 0, 0); err != nil {
-					q.Close()
-					return explain(fmt.Errorf("results topic %s: %w", results, err))
-				}
+				// Run creates the topic before the first job, so a bad
+				// name or a cluster that refuses it fails the start.
 				opts.Results, opts.ResultsTopic = c, results
 			}
 			w, err := worker.New(q, h, opts)
