@@ -21,6 +21,7 @@ type commitStreams struct {
 
 	mu      sync.Mutex
 	closed  bool
+	opened  int                      // streams opened, for tests
 	streams map[string]*commitStream // by broker address
 	unary   map[string]bool          // brokers without CommitStream
 }
@@ -89,6 +90,7 @@ func (s *commitStreams) stream(addr string, gc runnelpb.GroupsClient) (*commitSt
 		s.streams = make(map[string]*commitStream)
 	}
 	s.streams[addr] = cs
+	s.opened++
 	s.c.goFunc(func() { s.receive(cs) })
 	return cs, nil
 }

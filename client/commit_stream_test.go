@@ -200,6 +200,9 @@ func TestCommitStreamConcurrentCommits(t *testing.T) {
 			t.Fatalf("group g%d committed %d, want %d", g, got, rounds)
 		}
 	}
+	if opened, open := client.CommitStreams(c); opened != 1 || open != 1 {
+		t.Fatalf("%d commit streams opened and %d open after %d commits to one broker, want 1 and 1", opened, open, groups*rounds)
+	}
 	err := c.CommitOffsets(ctx, "g0", map[client.TopicPartition]int64{{Topic: "missing", Partition: 0}: 1})
 	if !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("commit on a missing topic: %v; want ErrNotFound", err)
