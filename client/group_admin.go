@@ -263,7 +263,7 @@ func (c *Client) SeekGroup(ctx context.Context, group, topic string, to Position
 		}
 		if len(topics) == 0 {
 			return &Error{Kind: ErrNotFound, Reason: "GROUP_NOT_FOUND",
-				Message: fmt.Sprintf("group %q has no committed offsets to move; name the topic with --topic", group)}
+				Message: fmt.Sprintf("group %q has no committed offsets to move; name the topic to move (runnel group seek --topic)", group)}
 		}
 		slices.Sort(topics)
 	}

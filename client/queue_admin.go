@@ -90,7 +90,7 @@ func (c *Client) SeekQueueGroup(ctx context.Context, group, topic string, to Pos
 		}
 		if len(topics) == 0 {
 			return &Error{Kind: ErrNotFound, Reason: "GROUP_NOT_FOUND",
-				Message: fmt.Sprintf("queue group %q has no state on any partition; name the topic with --topic", group)}
+				Message: fmt.Sprintf("queue group %q has no state on any partition; name the topic to move (runnel group seek --topic)", group)}
 		}
 	}
 	for _, t := range topics {
