@@ -307,11 +307,16 @@ func (l *Log) WriteState(ops []StateOp) (wait func() error, err error) {
 		release()
 		return nil, fmt.Errorf("log %s: write state: %w", l.id, err)
 	}
-	if l.s.opts.NoSync {
+	// Under l.mu, as an append: a log whose sync failed takes no more
+	// writes, and the write is ordered with the appends.
+	l.mu.Lock()
+	err = l.writableLocked()
+	if err == nil && l.s.opts.NoSync {
 		err = l.s.db.Apply(pb, pebble.NoSync)
-	} else {
+	} else if err == nil {
 		err = l.s.db.ApplyNoSyncWait(pb, pebble.Sync)
 	}
+	l.mu.Unlock()
 	if err != nil {
 		release()
 		return nil, fmt.Errorf("log %s: write state: %w", l.id, err)
@@ -322,7 +327,13 @@ func (l *Log) WriteState(ops []StateOp) (wait func() error, err error) {
 			return nil
 		}
 		if err := pb.SyncWait(); err != nil {
-			return fmt.Errorf("log %s: write state: sync: %w", l.id, err)
+			err = fmt.Errorf("log %s: write state: sync: %w", l.id, err)
+			l.mu.Lock()
+			if l.failed == nil {
+				l.failed = err
+			}
+			l.mu.Unlock()
+			return err
 		}
 		return nil
 	}, nil
