@@ -316,6 +316,12 @@ of a new consumer group, which share the partitions.`,
 			if err := f.check(cmd); err != nil {
 				return err
 			}
+			if err := refuseFlags(cmd, "acks"); err != nil {
+				return err // records are produced with acks=all
+			}
+			if !group && cmd.Flags().Changed("members") {
+				return fmt.Errorf("--members: applies only with --group; leave it out or add --group")
+			}
 			if records < 1 || size < 0 || members < 1 {
 				return fmt.Errorf("--records %d, --size %d, --members %d: use 1 or more records and members, 0 or more bytes", records, size, members)
 			}
@@ -381,6 +387,9 @@ committed by the controller raft group in a cluster).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.check(cmd); err != nil {
 				return err
+			}
+			if err := refuseFlags(cmd, "acks", "linger"); err != nil {
+				return err // commits produce no records
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
