@@ -255,16 +255,11 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 				replicas = len(info.Partitions[0].Replicas)
 			}
 			cfg := bench.ProduceConfig{Records: records, Size: size, Rate: rate}
-			if isTerminal(os.Stderr) {
-				cfg.Progress = func(acked int64, elapsed time.Duration) {
-					fmt.Fprintf(os.Stderr, "\r%d/%d records, %.0f/s   ", acked, records, float64(acked)/elapsed.Seconds())
-				}
-			}
+			var clear func()
+			cfg.Progress, clear = progressLine(cmd.ErrOrStderr(), records)
 			before := t.fsyncs(ctx)
 			res, err := bench.Produce(ctx, bench.NewRunnel(t.c, topic), cfg)
-			if cfg.Progress != nil {
-				fmt.Fprint(os.Stderr, "\r\033[K")
-			}
+			clear()
 			if err != nil {
 				return explain(err)
 			}
@@ -344,15 +339,10 @@ of a new consumer group, which share the partitions.`,
 			if group {
 				cfg.Group, cfg.Members = topic, members
 			}
-			if isTerminal(os.Stderr) {
-				cfg.Progress = func(n int64, elapsed time.Duration) {
-					fmt.Fprintf(os.Stderr, "\r%d/%d records, %.0f/s   ", n, records, float64(n)/elapsed.Seconds())
-				}
-			}
+			var clear func()
+			cfg.Progress, clear = progressLine(cmd.ErrOrStderr(), records)
 			res, err := bench.Consume(ctx, d, cfg)
-			if cfg.Progress != nil {
-				fmt.Fprint(os.Stderr, "\r\033[K")
-			}
+			clear()
 			if err != nil {
 				return explain(err)
 			}
