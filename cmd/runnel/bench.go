@@ -255,16 +255,11 @@ in the latency rather than slowing the sender (no coordinated omission).`,
 				replicas = len(info.Partitions[0].Replicas)
 			}
 			cfg := bench.ProduceConfig{Records: records, Size: size, Rate: rate}
-			if isTerminal(os.Stderr) {
-				cfg.Progress = func(acked int64, elapsed time.Duration) {
-					fmt.Fprintf(os.Stderr, "\r%d/%d records, %.0f/s   ", acked, records, float64(acked)/elapsed.Seconds())
-				}
-			}
+			var clear func()
+			cfg.Progress, clear = progressLine(cmd.ErrOrStderr(), records)
 			before := t.fsyncs(ctx)
 			res, err := bench.Produce(ctx, bench.NewRunnel(t.c, topic), cfg)
-			if cfg.Progress != nil {
-				fmt.Fprint(os.Stderr, "\r\033[K")
-			}
+			clear()
 			if err != nil {
 				return explain(err)
 			}
@@ -316,6 +311,12 @@ of a new consumer group, which share the partitions.`,
 			if err := f.check(cmd); err != nil {
 				return err
 			}
+			if err := refuseFlags(cmd, "acks"); err != nil {
+				return err // records are produced with acks=all
+			}
+			if !group && cmd.Flags().Changed("members") {
+				return fmt.Errorf("--members: applies only with --group; leave it out or add --group")
+			}
 			if records < 1 || size < 0 || members < 1 {
 				return fmt.Errorf("--records %d, --size %d, --members %d: use 1 or more records and members, 0 or more bytes", records, size, members)
 			}
@@ -338,15 +339,10 @@ of a new consumer group, which share the partitions.`,
 			if group {
 				cfg.Group, cfg.Members = topic, members
 			}
-			if isTerminal(os.Stderr) {
-				cfg.Progress = func(n int64, elapsed time.Duration) {
-					fmt.Fprintf(os.Stderr, "\r%d/%d records, %.0f/s   ", n, records, float64(n)/elapsed.Seconds())
-				}
-			}
+			var clear func()
+			cfg.Progress, clear = progressLine(cmd.ErrOrStderr(), records)
 			res, err := bench.Consume(ctx, d, cfg)
-			if cfg.Progress != nil {
-				fmt.Fprint(os.Stderr, "\r\033[K")
-			}
+			clear()
 			if err != nil {
 				return explain(err)
 			}
@@ -381,6 +377,9 @@ committed by the controller raft group in a cluster).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.check(cmd); err != nil {
 				return err
+			}
+			if err := refuseFlags(cmd, "acks", "linger"); err != nil {
+				return err // commits produce no records
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()

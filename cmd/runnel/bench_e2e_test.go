@@ -87,6 +87,10 @@ func TestBenchFlagErrors(t *testing.T) {
 		{[]string{"bench", "e2e", "--format", "yaml"}, `--format "yaml"`},
 		{[]string{"bench", "cron", "--out", "x"}, "--out: runnel bench cron does not use it"},
 		{[]string{"bench", "queue", "--acks", "none"}, "--acks: runnel bench queue does not use it"},
+		{[]string{"bench", "consume", "--acks", "none"}, "--acks: runnel bench consume does not use it"},
+		{[]string{"bench", "consume", "--members", "2"}, "--members: applies only with --group"},
+		{[]string{"bench", "commits", "--acks", "none"}, "--acks: runnel bench commits does not use it"},
+		{[]string{"bench", "commits", "--linger", "1ms"}, "--linger: runnel bench commits does not use it"},
 	} {
 		_, _, errLine := cli(t, addr, "", tc.args...)
 		if !strings.Contains(errLine, tc.want) {

@@ -1,42 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/runnel-dev/runnel/broker"
+	"github.com/runnel-dev/runnel/internal/testcluster"
 )
-
-// startCluster runs n cluster nodes in process on loopback ports and
-// returns their addresses.
-func startCluster(t *testing.T, n int) []string {
-	t.Helper()
-	peers := map[int32]string{}
-	var addrs []string
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, l.Addr().String())
-		peers[int32(i+1)] = l.Addr().String()
-		l.Close()
-	}
-	for i := range n {
-		b, err := broker.Open(t.TempDir(), broker.Options{NodeID: int32(i + 1), Cluster: peers, NoSync: true, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { b.Close() })
-	}
-	return addrs
-}
 
 // clusterNodes runs cluster info --format json and returns the nodes.
 func clusterNodes(t *testing.T, addr string) []nodeJSON {
@@ -52,20 +27,14 @@ func TestClusterRemoveAndReassign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	addrs := startCluster(t, 3)
-	brokers := strings.Join(addrs, ",")
-	// The nodes register with the controller in their own time.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, _, errLine := cli(t, brokers, "", "topic", "create", "t", "-p", "2", "-r", "3")
-		if errLine == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("create topic: %s", errLine)
-		}
-		time.Sleep(100 * time.Millisecond) // the cluster is forming: try again
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Nodes 1, 2 and 3, in the order of their addresses.
+	brokers := strings.Join(testcluster.Start(t, ctx), ",")
+	// The topic Start creates to see the cluster ready would hold replicas
+	// on node 3 and count in each node's replicas.
+	mustCLI(t, brokers, "", "topic", "delete", "ready")
+	mustCLI(t, brokers, "", "topic", "create", "t", "-p", "2", "-r", "3")
 	mustCLI(t, brokers, "a\nb\nc\nd\n", "produce", "t")
 
 	for _, tc := range []struct {

@@ -126,7 +126,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	for _, cl := range clusters {
 		for _, t := range []string{cl, cl + ".results", cl + ".dlq"} {
-			if err := ensureTopic(ctx, c, t); err != nil {
+			if _, err := c.EnsureTopic(ctx, t, 1, 0); err != nil {
 				return fmt.Errorf("topic %s: %w", t, err)
 			}
 		}
@@ -194,17 +194,6 @@ func connect(ctx context.Context, brokers string, logger *slog.Logger) (func() (
 		return client.New(ctx, client.Brokers(b.Addr()), client.Dialer(b.DialContext))
 	}
 	return newClient, func() { b.Close(); os.RemoveAll(dir) }, nil
-}
-
-func ensureTopic(ctx context.Context, c *client.Client, topic string) error {
-	_, err := c.DescribeTopic(ctx, topic)
-	if errors.Is(err, client.ErrNotFound) {
-		_, err = c.CreateTopic(ctx, topic, 1, 0, nil)
-		if errors.Is(err, client.ErrAlreadyExists) {
-			err = nil
-		}
-	}
-	return err
 }
 
 // report prints the results and dead letters of cluster as they come.

@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -74,7 +73,7 @@ func run(ctx context.Context, cfg config) error {
 	defer closeBroker()
 	defer c.Close()
 	for _, t := range flow.Topics() {
-		if _, err := c.CreateTopic(ctx, t, 2, 0, nil); err != nil && !errors.Is(err, client.ErrAlreadyExists) {
+		if _, err := c.EnsureTopic(ctx, t, 2, 0); err != nil {
 			return fmt.Errorf("create topic %s: %w", t, err)
 		}
 	}

@@ -86,7 +86,7 @@ func ensureTopics(ctx context.Context, c *client.Client) error {
 		name string
 		n    int
 	}{{pingTopic, 4}, {resultsTopic, 2}} {
-		if _, err := c.CreateTopic(ctx, t.name, t.n, 0, nil); err != nil && !errors.Is(err, client.ErrAlreadyExists) {
+		if _, err := c.EnsureTopic(ctx, t.name, t.n, 0); err != nil {
 			return fmt.Errorf("create topic %s: %w", t.name, err)
 		}
 	}
