@@ -47,6 +47,9 @@ type queuesService struct {
 }
 
 // queuePartition finds the local replica of topic/part for a queue call.
+// Only the leader's queue state is current, so a replica that does not
+// lead refuses every call with the leader's address before anything is
+// read from it.
 func (s *queuesService) queuePartition(topic string, part int32) (replica, queueReplica, error) {
 	select {
 	case <-s.b.closing:
@@ -60,6 +63,10 @@ func (s *queuesService) queuePartition(topic string, part int32) (replica, queue
 	q, ok := p.(queueReplica)
 	if !ok {
 		return nil, nil, errorf(ErrInvalidRequest, "%s/%d does not serve queue groups", topic, part)
+	}
+	if r, ok := p.(leaderReplica); ok && !r.IsLeader() {
+		l, _ := r.Leader() // an unknown leader has no ID: NO_LEADER
+		return nil, nil, notLeader(topic, part, &partition.NotLeaderError{LeaderID: l.ID, LeaderAddr: l.Addr})
 	}
 	return p, q, nil
 }
@@ -195,11 +202,6 @@ func (s *queuesService) DescribeQueue(ctx context.Context, req *runnelpb.Describ
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	// Only the leader's state is current.
-	if r, ok := q.(leaderReplica); ok && !r.IsLeader() {
-		l, known := r.Leader()
-		return nil, toStatus(queueErr(req.Topic, req.Partition, &partition.NotLeaderError{LeaderID: known2id(l, known), LeaderAddr: l.Addr}))
-	}
 	groups, err := q.QueueGroups(req.Group)
 	if err != nil {
 		return nil, toStatus(queueErr(req.Topic, req.Partition, fmt.Errorf("queue groups of %s/%d: %w", req.Topic, req.Partition, err)))
@@ -225,13 +227,6 @@ func (s *queuesService) DescribeQueue(ctx context.Context, req *runnelpb.Describ
 		return nil, toStatus(&GroupNotFoundError{Group: req.Group})
 	}
 	return resp, nil
-}
-
-func known2id(s partition.Server, known bool) string {
-	if !known {
-		return ""
-	}
-	return s.ID
 }
 
 func (s *queuesService) DeleteQueue(ctx context.Context, req *runnelpb.DeleteQueueRequest) (*runnelpb.DeleteQueueResponse, error) {
