@@ -261,9 +261,15 @@ func (e *BacklogFullError) Error() string {
 const backlogRetry = 500 * time.Millisecond
 
 // checkBacklog refuses a produce to p when the topic bounds the backlog of
-// its queue groups and p's slowest group is over the bound.
+// its queue groups and p's slowest group is over the bound. A replica that
+// does not lead is not checked: its append refuses the produce with the
+// leader's address, which sends the client there, where a backlog refusal
+// asking it to retry would keep it on this node.
 func checkBacklog(t *topic, name string, part int32, p replica) error {
 	if t.cfg.MaxBacklogRecords < 0 {
+		return nil
+	}
+	if r, ok := p.(leaderReplica); ok && !r.IsLeader() {
 		return nil
 	}
 	q, ok := p.(queueReplica)
