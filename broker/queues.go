@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/runnel-dev/runnel/consumergroup"
+	"github.com/runnel-dev/runnel/log"
 	"github.com/runnel-dev/runnel/partition"
 	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
@@ -71,13 +72,22 @@ func (s *queuesService) queuePartition(topic string, part int32) (replica, queue
 	return p, q, nil
 }
 
-// queueErr names the partition in err and turns the partition's
-// not-leader error into the broker's, with the leader's address.
+// queueErr turns the partition's not-leader and range errors into the
+// broker's, and names the partition by its topic in any other error (the
+// partition's own messages know only the topic's internal id).
 func queueErr(topic string, part int32, err error) error {
 	if nl := notLeader(topic, part, err); nl != nil {
 		return nl
 	}
-	return outOfRange(topic, part, err)
+	switch {
+	case errors.Is(err, log.ErrOffsetOutOfRange):
+		// The log's range error, or the broker's, which names the
+		// partition already.
+		return outOfRange(topic, part, err)
+	case errors.Is(err, ErrShuttingDown), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return fmt.Errorf("%s/%d: %w", topic, part, err)
 }
 
 func (s *queuesService) Lease(ctx context.Context, req *runnelpb.LeaseRequest) (*runnelpb.LeaseResponse, error) {
@@ -204,7 +214,7 @@ func (s *queuesService) DescribeQueue(ctx context.Context, req *runnelpb.Describ
 	}
 	groups, err := q.QueueGroups(req.Group)
 	if err != nil {
-		return nil, toStatus(queueErr(req.Topic, req.Partition, fmt.Errorf("queue groups of %s/%d: %w", req.Topic, req.Partition, err)))
+		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
 	}
 	resp := &runnelpb.DescribeQueueResponse{}
 	for _, g := range groups {
