@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/runnel-dev/runnel/consumergroup"
+	"github.com/runnel-dev/runnel/log"
 	"github.com/runnel-dev/runnel/partition"
 	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
@@ -47,6 +48,9 @@ type queuesService struct {
 }
 
 // queuePartition finds the local replica of topic/part for a queue call.
+// Only the leader's queue state is current, so a replica that does not
+// lead refuses every call with the leader's address before anything is
+// read from it.
 func (s *queuesService) queuePartition(topic string, part int32) (replica, queueReplica, error) {
 	select {
 	case <-s.b.closing:
@@ -61,16 +65,29 @@ func (s *queuesService) queuePartition(topic string, part int32) (replica, queue
 	if !ok {
 		return nil, nil, errorf(ErrInvalidRequest, "%s/%d does not serve queue groups", topic, part)
 	}
+	if r, ok := p.(leaderReplica); ok && !r.IsLeader() {
+		l, _ := r.Leader() // an unknown leader has no ID: NO_LEADER
+		return nil, nil, notLeader(topic, part, &partition.NotLeaderError{LeaderID: l.ID, LeaderAddr: l.Addr})
+	}
 	return p, q, nil
 }
 
-// queueErr names the partition in err and turns the partition's
-// not-leader error into the broker's, with the leader's address.
+// queueErr turns the partition's not-leader and range errors into the
+// broker's, and names the partition by its topic in any other error (the
+// partition's own messages know only the topic's internal id).
 func queueErr(topic string, part int32, err error) error {
 	if nl := notLeader(topic, part, err); nl != nil {
 		return nl
 	}
-	return outOfRange(topic, part, err)
+	switch {
+	case errors.Is(err, log.ErrOffsetOutOfRange):
+		// The log's range error, or the broker's, which names the
+		// partition already.
+		return outOfRange(topic, part, err)
+	case errors.Is(err, ErrShuttingDown), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return fmt.Errorf("%s/%d: %w", topic, part, err)
 }
 
 func (s *queuesService) Lease(ctx context.Context, req *runnelpb.LeaseRequest) (*runnelpb.LeaseResponse, error) {
@@ -195,14 +212,9 @@ func (s *queuesService) DescribeQueue(ctx context.Context, req *runnelpb.Describ
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	// Only the leader's state is current.
-	if r, ok := q.(leaderReplica); ok && !r.IsLeader() {
-		l, known := r.Leader()
-		return nil, toStatus(queueErr(req.Topic, req.Partition, &partition.NotLeaderError{LeaderID: known2id(l, known), LeaderAddr: l.Addr}))
-	}
 	groups, err := q.QueueGroups(req.Group)
 	if err != nil {
-		return nil, toStatus(queueErr(req.Topic, req.Partition, fmt.Errorf("queue groups of %s/%d: %w", req.Topic, req.Partition, err)))
+		return nil, toStatus(queueErr(req.Topic, req.Partition, err))
 	}
 	resp := &runnelpb.DescribeQueueResponse{}
 	for _, g := range groups {
@@ -225,13 +237,6 @@ func (s *queuesService) DescribeQueue(ctx context.Context, req *runnelpb.Describ
 		return nil, toStatus(&GroupNotFoundError{Group: req.Group})
 	}
 	return resp, nil
-}
-
-func known2id(s partition.Server, known bool) string {
-	if !known {
-		return ""
-	}
-	return s.ID
 }
 
 func (s *queuesService) DeleteQueue(ctx context.Context, req *runnelpb.DeleteQueueRequest) (*runnelpb.DeleteQueueResponse, error) {
@@ -266,9 +271,15 @@ func (e *BacklogFullError) Error() string {
 const backlogRetry = 500 * time.Millisecond
 
 // checkBacklog refuses a produce to p when the topic bounds the backlog of
-// its queue groups and p's slowest group is over the bound.
+// its queue groups and p's slowest group is over the bound. A replica that
+// does not lead is not checked: its append refuses the produce with the
+// leader's address, which sends the client there, where a backlog refusal
+// asking it to retry would keep it on this node.
 func checkBacklog(t *topic, name string, part int32, p replica) error {
 	if t.cfg.MaxBacklogRecords < 0 {
+		return nil
+	}
+	if r, ok := p.(leaderReplica); ok && !r.IsLeader() {
 		return nil
 	}
 	q, ok := p.(queueReplica)

@@ -8,7 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/runnel-dev/runnel/broker"
 	"github.com/runnel-dev/runnel/client"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
 
 type queueRec struct {
@@ -265,5 +272,112 @@ func TestQueueCluster(t *testing.T) {
 		if got[d.Offset] < 2 {
 			t.Errorf("released record %d came back with attempt %d, want 2 or more", d.Offset, got[d.Offset])
 		}
+	}
+}
+
+// TestQueueFollowerNotLeader sends queue calls and a produce to the nodes
+// that follow a partition: each answers NOT_LEADER naming the leader, not
+// an answer from its own copy of the log or queue state — a seek past the
+// follower's end is not OFFSET_OUT_OF_RANGE, and a produce to a topic whose
+// backlog bound the leader enforces is not TOPIC_BACKLOG_FULL, whose retry
+// would keep the client on the follower.
+func TestQueueFollowerNotLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, addrs := startCluster(t, 3)
+	c, err := client.New(ctx, client.Brokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	createTopicWhenReady(t, ctx, c, "held", 1, 3)
+	if _, err := c.AlterTopicConfigs(ctx, "held", map[string]string{broker.ConfigMaxBacklogRecords: "2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]*client.Record, 3)
+	for i := range recs {
+		recs[i] = &client.Record{Topic: "held", Value: []byte(fmt.Sprint(i))}
+	}
+	if err := c.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+
+	queues := make([]runnelpb.QueuesClient, len(addrs))
+	brokers := make([]runnelpb.BrokerClient, len(addrs))
+	for i, a := range addrs {
+		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		queues[i], brokers[i] = runnelpb.NewQueuesClient(conn), runnelpb.NewBrokerClient(conn)
+	}
+	// The leader is the node that leases; the lease makes the group whose
+	// backlog of three records is over the bound of two.
+	lease := &runnelpb.LeaseRequest{Topic: "held", Partition: 0, Group: "g", Max: 1, VisibilityMs: 60_000}
+	leader := -1
+	for leader < 0 {
+		for i, q := range queues {
+			if _, err := q.Lease(ctx, lease); err == nil {
+				leader = i
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no node leases from held/0")
+		}
+	}
+	// The bound reaches the leader's node shortly after the alter.
+	produce := &runnelpb.ProduceRequest{Topic: "held", Partition: 0, Batch: batchOf("x")}
+	for {
+		_, err = brokers[leader].Produce(ctx, produce)
+		if err != nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	wantCode(t, err, codes.ResourceExhausted, "TOPIC_BACKLOG_FULL")
+
+	// notLeader retries while the follower has no leader or replica yet,
+	// and checks the answer names the leader.
+	notLeader := func(name string, i int, call func() error) {
+		t.Helper()
+		for {
+			err := call()
+			if st, ok := status.FromError(err); ok && (st.Code() == codes.Unavailable || st.Code() == codes.NotFound) && ctx.Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			info := wantCode(t, err, codes.FailedPrecondition, "NOT_LEADER")
+			if want := fmt.Sprint(leader + 1); info.Metadata["leader_id"] != want {
+				t.Fatalf("%s on node %d: leader_id %q, want %s", name, i+1, info.Metadata["leader_id"], want)
+			}
+			return
+		}
+	}
+	for i := range addrs {
+		if i == leader {
+			continue
+		}
+		notLeader("produce", i, func() error {
+			_, err := brokers[i].Produce(ctx, produce)
+			return err
+		})
+		notLeader("seek", i, func() error {
+			_, err := queues[i].SeekQueue(ctx, &runnelpb.SeekQueueRequest{Topic: "held", Partition: 0, Group: "g",
+				To: &runnelpb.Position{At: &runnelpb.Position_Offset{Offset: 1000}}})
+			return err
+		})
+		notLeader("lease", i, func() error {
+			_, err := queues[i].Lease(ctx, lease)
+			return err
+		})
+		notLeader("describe", i, func() error {
+			_, err := queues[i].DescribeQueue(ctx, &runnelpb.DescribeQueueRequest{Topic: "held", Partition: 0, Group: "g"})
+			return err
+		})
 	}
 }
