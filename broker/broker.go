@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/runnel-dev/runnel/internal/pebbleenv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,6 +31,9 @@ type Broker struct {
 	opts   Options
 	logger *slog.Logger
 	store  *log.Store
+	// paced is the file system of the node's stores, nil when Options.FS
+	// was given.
+	paced  *pebbleenv.PacedFS
 	topics catalog
 	met    *metrics
 	// groups coordinates consumer groups; on a single node their offsets
@@ -65,10 +70,15 @@ func Open(dir string, opts Options) (*Broker, error) {
 		}
 	}
 	b := &Broker{opts: opts, logger: opts.Logger, closing: make(chan struct{})}
+	if opts.FS == nil {
+		// The node's stores share one disk and one pace for their
+		// flushes and compactions (see pebbleenv.PacedFS).
+		b.paced = pebbleenv.NewPacedFS(nil)
+	}
 
 	clustered := len(opts.Cluster) > 0
 	store, err := log.Open(filepath.Join(dir, "log"), log.Options{
-		FS: opts.FS,
+		FS: b.storeFS(),
 		// In a cluster the raft log is the durable copy of every batch; the
 		// partition logs are rebuilt from it after a crash, so they need
 		// no write-ahead log of their own: each batch is written once
@@ -195,6 +205,14 @@ func (b *Broker) partitionCount(topic string) int32 {
 	return int32(len(t.assign))
 }
 
+// storeFS returns the file system for the node's Pebble stores.
+func (b *Broker) storeFS() vfs.FS {
+	if b.paced != nil {
+		return b.paced
+	}
+	return b.opts.FS
+}
+
 // NodeID returns this node's id.
 func (b *Broker) NodeID() int32 { return b.opts.NodeID }
 
@@ -209,6 +227,10 @@ func (b *Broker) DialContext(ctx context.Context, _ string) (net.Conn, error) {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.ready.Store(false)
+		if b.paced != nil {
+			// The stores' last flushes hold up the exit; do them at once.
+			b.paced.Unpace()
+		}
 		if b.cluster != nil {
 			b.cluster.catalog.handOff()
 		}

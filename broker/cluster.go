@@ -339,7 +339,7 @@ func (b *Broker) openCluster(dir string) (net.Listener, error) {
 		n.split.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	n.rafts, err = raftstore.Open(filepath.Join(dir, "raft"), raftstore.Options{NoSync: o.NoSync, Logger: b.logger})
+	n.rafts, err = raftstore.Open(filepath.Join(dir, "raft"), raftstore.Options{FS: b.storeFS(), NoSync: o.NoSync, Logger: b.logger})
 	if err != nil {
 		n.mux.Close()
 		return nil, fmt.Errorf("broker: open raft store: %w", err)
