@@ -28,6 +28,22 @@ type StateOp struct {
 // loaded from disk when the log is opened.
 func (l *Log) Applied() uint64 { return l.applied.Load() }
 
+// Durable returns an applied index whose writes are on disk: after a crash
+// the log's applied index is at least Durable. It lags Applied on a log
+// written with ApplyAt until the store syncs: Sync, or on a store without
+// a write-ahead log its own checkpoints (Options.CheckpointBytes).
+func (l *Log) Durable() uint64 { return l.durable.Load() }
+
+// noteDurable raises durable to index.
+func (l *Log) noteDurable(index uint64) {
+	for {
+		d := l.durable.Load()
+		if index <= d || l.durable.CompareAndSwap(d, index) {
+			return
+		}
+	}
+}
+
 // ApplyAt appends b, when it is not nil, records index as the log's applied
 // index and applies the state operations state returns, all in one Pebble
 // batch. Like Append it assigns b the next offsets, but it writes the base
@@ -100,6 +116,7 @@ func (l *Log) ApplyAt(index uint64, b record.Batch, state func(base int64) []Sta
 		return 0, fmt.Errorf("log %s: apply at %d: %w", l.id, base, err)
 	}
 	l.applied.Store(index)
+	l.s.wrote(len(pb.Repr()))
 	if b != nil {
 		l.setTailLocked(t)
 		l.advance(t.next, t.cum)

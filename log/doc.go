@@ -75,7 +75,11 @@
 // the disk with the next memtable flush, which Pebble makes in write order,
 // so after a crash each log holds a prefix of its writes, with the applied
 // index and state that go with them. Sync then flushes; Drop and Close flush
-// too, since nothing replays them.
+// too, since nothing replays them. Such a store also flushes on its own
+// every few MiB written (a checkpoint, Options.CheckpointBytes). Durable
+// tells the owner which applied index a crash keeps: the one from before
+// the newest sync or checkpoint began. The owner drops its copy up to
+// there, and replays the rest from it after a crash.
 //
 // # Concurrency
 //

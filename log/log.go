@@ -35,6 +35,10 @@ type Log struct {
 	retention  Retention
 	// applied is the index the last ApplyAt recorded; written under mu.
 	applied atomic.Uint64
+	// durable is an applied index whose writes are known to be on disk:
+	// the log's applied index when it was loaded, or when a sync that
+	// returned since had started.
+	durable atomic.Uint64
 
 	// dropped is set under mu by Drop.
 	dropped atomic.Bool
@@ -423,5 +427,6 @@ func (s *Store) load(id ID) (*Log, error) {
 		return nil, err
 	}
 	l.applied.Store(applied)
+	l.durable.Store(applied)
 	return l, nil
 }

@@ -31,6 +31,16 @@ type Options struct {
 	// the rest from its copy. Append and WriteState fail with ErrNoWAL on
 	// such a store.
 	NoWAL bool
+	// CheckpointBytes and CheckpointInterval set how often a store without
+	// a write-ahead log flushes on its own: once CheckpointBytes have been
+	// written since the last flush, and once per CheckpointInterval when
+	// anything has. Each flush moves every open log's Durable up, so its
+	// owner can drop the durable copy it keeps (a raft log compacts up to
+	// there) while that copy is still in its store's memtable, which then
+	// never writes it to disk a second time. Zero means 16 MiB and 10
+	// seconds; a negative CheckpointBytes turns the checkpoints off.
+	CheckpointBytes    int64
+	CheckpointInterval time.Duration
 	// RetentionInterval is how often the Store enforces each open log's
 	// retention; 0 means one minute and a negative value disables the loop.
 	RetentionInterval time.Duration
@@ -57,6 +67,11 @@ const (
 	defaultCacheBytes        = 64 << 20
 	defaultIndexInterval     = 64 << 10
 	defaultMemTableSize      = 64 << 20
+	// A checkpoint every 16 MiB keeps each flush a quarter of a memtable,
+	// and the owner's copy short enough to be dropped before its own
+	// memtable (64 MiB in internal/raftstore) is flushed.
+	defaultCheckpointBytes    = 16 << 20
+	defaultCheckpointInterval = 10 * time.Second
 )
 
 // withDefaults returns o with defaults filled in, or an error for a value
@@ -70,6 +85,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.FS == nil {
 		o.FS = vfs.Default
+	}
+	if o.CheckpointBytes == 0 {
+		o.CheckpointBytes = defaultCheckpointBytes
+	}
+	if o.CheckpointInterval < 0 {
+		return o, fmt.Errorf("log: CheckpointInterval %v is negative", o.CheckpointInterval)
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = defaultCheckpointInterval
 	}
 	if o.RetentionInterval == 0 {
 		o.RetentionInterval = defaultRetentionInterval

@@ -51,6 +51,7 @@ func (l *Log) Reset(start int64) error {
 	}
 	l.setTailLocked(tail{next: start, runMax: math.MinInt64})
 	l.applied.Store(0)
+	l.durable.Store(0)
 	l.endMu.Lock()
 	defer l.endMu.Unlock()
 	l.start, l.end, l.cumStart, l.cumEnd = start, start, 0, 0
@@ -94,6 +95,7 @@ func (l *Log) AppendRaw(b record.Batch) error {
 	if err := l.s.db.Apply(pb, pebble.NoSync); err != nil {
 		return fmt.Errorf("log %s: append raw at %d: %w", l.id, base, err)
 	}
+	l.s.wrote(len(pb.Repr()))
 	l.setTailLocked(t)
 	l.advance(t.next, t.cum)
 	return nil

@@ -37,6 +37,12 @@ type Store struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// unsynced counts the bytes ApplyAt and AppendRaw wrote since the
+	// last checkpoint began; crossing Options.CheckpointBytes wakes the
+	// checkpoint loop through checkpointCh.
+	unsynced     atomic.Int64
+	checkpointCh chan struct{}
+
 	appends atomic.Int64
 	records atomic.Int64
 	bytes   atomic.Int64
@@ -74,6 +80,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		log:   opts.Logger.With("component", "log"),
 		logs:  make(map[ID]*Log),
 		stop:  make(chan struct{}),
+
+		checkpointCh: make(chan struct{}, 1),
 	}
 	db, err := pebble.Open(dir, opts.pebbleOptions(s.fs, s.cache, &s.stalls))
 	if err != nil {
@@ -84,6 +92,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.RetentionInterval > 0 {
 		s.wg.Add(1)
 		go s.retentionLoop(opts.RetentionInterval)
+	}
+	if opts.NoWAL && opts.CheckpointBytes > 0 {
+		s.wg.Add(1)
+		go s.checkpointLoop()
 	}
 	return s, nil
 }
@@ -134,12 +146,76 @@ func (s *Store) writeSync() *pebble.WriteOptions {
 }
 
 // sync makes every write so far durable: it syncs the write-ahead log, or
-// without one flushes the memtables. The caller holds s.mu for reading.
+// without one flushes the memtables. Each open log's Durable then moves up
+// to its applied index from before the sync began. The caller holds s.mu
+// for reading.
 func (s *Store) sync() error {
-	if s.opts.NoWAL {
-		return s.db.Flush()
+	s.logsMu.Lock()
+	logs := make([]*Log, 0, len(s.logs))
+	marks := make([]uint64, 0, len(s.logs))
+	for _, l := range s.logs {
+		logs = append(logs, l)
+		marks = append(marks, l.applied.Load())
 	}
-	return s.db.LogData(nil, pebble.Sync)
+	s.logsMu.Unlock()
+	var err error
+	if s.opts.NoWAL {
+		s.unsynced.Store(0)
+		err = s.db.Flush()
+	} else {
+		err = s.db.LogData(nil, pebble.Sync)
+	}
+	if err != nil {
+		return err
+	}
+	for i, l := range logs {
+		l.noteDurable(marks[i])
+	}
+	return nil
+}
+
+// wrote counts n bytes written without a sync, and wakes the checkpoint
+// loop when they reach Options.CheckpointBytes.
+func (s *Store) wrote(n int) {
+	if !s.opts.NoWAL || s.opts.CheckpointBytes <= 0 {
+		return
+	}
+	if s.unsynced.Add(int64(n)) >= s.opts.CheckpointBytes {
+		select {
+		case s.checkpointCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// checkpointLoop flushes a store without a write-ahead log once
+// Options.CheckpointBytes have been written since the last flush, or once
+// per Options.CheckpointInterval when anything has, so that each log's
+// Durable keeps up: its owner can then drop its own copy (raft log
+// entries) up to there, before that copy is flushed too.
+func (s *Store) checkpointLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.checkpointCh:
+		case <-t.C:
+			if s.unsynced.Load() == 0 {
+				continue
+			}
+		}
+		if err := s.acquire(); err != nil {
+			return
+		}
+		err := s.sync()
+		s.mu.RUnlock()
+		if err != nil {
+			s.log.Error("checkpoint flush failed", "err", err)
+		}
+	}
 }
 
 // acquire takes the store's read lock for an operation that touches the

@@ -25,10 +25,16 @@
 // (NoSnapshotRestoreOnStart): the log has its data.
 //
 // Snapshots (snapshot.go) are a small header: applied index, log bounds,
-// producer state. Taking one syncs the log's store, as raft then drops its
-// own entries. The batches are streamed from the live log only when a
-// follower needs the snapshot; the follower saves the stream in full and
-// replaces its log with it.
+// producer state. Taking one does not sync the log's store: raft drops its
+// own entries only up to the log's Durable index (raftLogStore), which its
+// store's checkpoints move up every few MiB, and a replica that restarts
+// with its log behind its newest snapshot replays the entries in between
+// from the raft log before raft starts (fsm.replay). Snapshots are taken
+// often, so that raft's entries go while they are still in its store's
+// memtable and each batch reaches the disk as a file once per node, in the
+// partition log, besides the raft store's write-ahead log. The batches
+// are streamed from the live log only when a follower needs the snapshot;
+// the follower saves the stream in full and replaces its log with it.
 //
 // # One node
 //

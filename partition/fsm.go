@@ -126,6 +126,39 @@ func (f *fsm) apply(e *raft.Log) result {
 	return res
 }
 
+// replay applies the entries from the log's applied index up to index
+// from store, before raft starts: the log lost them in a crash after raft
+// took a snapshot past them. raft replays only what follows its snapshot.
+func (f *fsm) replay(store raft.LogStore, index uint64) error {
+	from := f.log.Applied() + 1
+	if index < from {
+		return nil
+	}
+	first, err := store.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if first > from {
+		return fmt.Errorf("log applied index %d is behind the newest snapshot (%d) and the raft log starts at %d: entries %d to %d are lost",
+			from-1, index, first, from, first-1)
+	}
+	f.logger.Info("replaying raft log entries the partition log lost", "log", f.log.ID(), "from", from, "to", index)
+	var e raft.Log
+	for i := from; i <= index; i++ {
+		if err := store.GetLog(i, &e); err != nil {
+			return fmt.Errorf("replay raft log entry %d: %w", i, err)
+		}
+		if e.Type != raft.LogCommand {
+			continue
+		}
+		f.apply(&e)
+		if f.failed != nil {
+			return f.failed
+		}
+	}
+	return nil
+}
+
 // fail stops the state machine for good and returns the error to report.
 func (f *fsm) fail(err error) error {
 	f.failOnce.Do(func() {
@@ -192,14 +225,11 @@ type fsmSnapshot struct {
 	hdr header
 }
 
-// Persist makes the log durable up to the captured point, since raft will
-// drop its own entries up to it, and writes the header. The batches are not
-// copied.
+// Persist writes the header. The batches are not copied, and the log need
+// not be durable up to the captured point: raft drops its own entries only
+// up to the log's Durable index (raftLogStore), and a replica that restarts
+// behind its newest snapshot replays the rest from them (replayTo).
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := s.log.Sync(); err != nil {
-		sink.Cancel()
-		return err
-	}
 	if _, err := sink.Write(s.hdr.encode()); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("write snapshot: %w", err)

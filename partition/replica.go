@@ -87,11 +87,14 @@ type ReplicaConfig struct {
 	Logger *slog.Logger
 }
 
-// Defaults of ReplicaConfig. Snapshots cost a header and one write-ahead
-// log sync, so they are taken often and keep raft's own log short: the raft
-// log holds the same batches as the partition's log, and 1,024 trailing
-// entries are at most ~1 GiB with 1 MiB batches, usually far less. The
-// timeouts are raft's defaults: fail-over in one to two seconds without
+// Defaults of ReplicaConfig. Snapshots cost a header, a small file and no
+// sync of the partition's log, so they are taken every second or two while
+// writes come in and keep raft's own log short: it holds the same batches
+// as the partition's log, and compacting it while its entries are still in
+// the raft store's memtable keeps them from being written to disk twice.
+// raft keeps at least 64 entries, and every entry the partition's log may
+// not have on disk yet (raftLogStore). A follower further behind catches up
+// from a snapshot, streamed from the leader's log. The timeouts are raft's defaults: fail-over in one to two seconds without
 // elections on a busy laptop; CommitTimeout is also how often an idle
 // leader sends followers the commit index, so it bounds how far a
 // follower's readers lag behind the leader's when writes pause.
@@ -100,9 +103,9 @@ const (
 	defaultElectionTimeout    = time.Second
 	defaultLeaderLeaseTimeout = 500 * time.Millisecond
 	defaultCommitTimeout      = 50 * time.Millisecond
-	defaultSnapshotInterval   = 30 * time.Second
-	defaultSnapshotThreshold  = 1024
-	defaultTrailingLogs       = 1024
+	defaultSnapshotInterval   = time.Second
+	defaultSnapshotThreshold  = 64
+	defaultTrailingLogs       = 64
 	// 16 entries of up to ~1 MiB keep an AppendEntries RPC within ~16 MiB.
 	defaultMaxAppendEntries = 16
 
@@ -278,9 +281,11 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 		return nil, fmt.Errorf("partition %s: snapshot store: %w", cfg.Log.ID(), err)
 	}
 	snaps := &snapshotStore{files: files, log: cfg.Log}
-	if err := recoverSnapshot(cfg.Log, snaps); err != nil {
+	replayTo, err := recoverSnapshot(cfg.Log, snaps)
+	if err != nil {
 		return nil, fmt.Errorf("partition %s: %w", cfg.Log.ID(), err)
 	}
+	cfg.LogStore = &raftLogStore{LogStore: cfg.LogStore, log: cfg.Log}
 	d := newDedupe(cfg.MaxProducers, cfg.MsgIDWindow.Milliseconds(), cfg.MaxMsgIDs)
 	if err := d.load(cfg.Log); err != nil {
 		return nil, fmt.Errorf("partition %s: %w", cfg.Log.ID(), err)
@@ -291,6 +296,9 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 	}
 	ws := newWaiters()
 	f := &fsm{log: cfg.Log, dedupe: d, queues: qs, ws: ws, logger: cfg.Logger, failCh: make(chan struct{})}
+	if err := f.replay(cfg.LogStore, replayTo); err != nil {
+		return nil, fmt.Errorf("partition %s: %w", cfg.Log.ID(), err)
+	}
 
 	if len(cfg.Bootstrap) > 0 {
 		has, err := raft.HasExistingState(cfg.LogStore, cfg.StableStore, snaps)
@@ -335,33 +343,68 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 	return r, nil
 }
 
-// recoverSnapshot finishes installing the newest snapshot if the log is
-// behind it: raft saved it, but a crash stopped the state machine's Restore
-// before the end (which leaves the log's applied index at 0). raft itself
-// restores nothing on start (NoSnapshotRestoreOnStart).
-func recoverSnapshot(l *log.Log, snaps *snapshotStore) error {
+// recoverSnapshot brings the log up to the newest snapshot when a crash
+// left it behind, since raft restores nothing on start
+// (NoSnapshotRestoreOnStart) and replays only the entries after the
+// snapshot. A snapshot received from a leader whose Restore a crash stopped
+// before the end (which leaves the log's applied index at 0) is installed
+// again. A snapshot taken here holds no batches: the log lost what it had
+// not flushed, and recoverSnapshot returns the snapshot's index, up to
+// which the caller replays the raft log's entries (fsm.replay), which
+// raftLogStore keeps for it. It returns 0 when there is nothing to replay.
+func recoverSnapshot(l *log.Log, snaps *snapshotStore) (replayTo uint64, err error) {
 	metas, err := snaps.List()
 	if err != nil || len(metas) == 0 {
-		return err
+		return 0, err
 	}
-	_, rc, err := snaps.files.Open(metas[0].ID)
+	meta, rc, err := snaps.files.Open(metas[0].ID)
 	if err != nil {
-		return fmt.Errorf("open snapshot %s: %w", metas[0].ID, err)
+		return 0, fmt.Errorf("open snapshot %s: %w", metas[0].ID, err)
 	}
 	defer rc.Close()
 	br := bufio.NewReaderSize(rc, 1<<20)
 	hdr, _, err := readHeader(br)
 	if err != nil {
-		return fmt.Errorf("snapshot %s: %w", metas[0].ID, err)
+		return 0, fmt.Errorf("snapshot %s: %w", metas[0].ID, err)
 	}
 	if hdr.applied <= l.Applied() {
-		return nil
+		return 0, nil
 	}
 	if !hdr.inline {
-		return fmt.Errorf("log applied index %d is behind snapshot %s, taken here at %d: the log lost synced writes",
-			l.Applied(), metas[0].ID, hdr.applied)
+		return meta.Index, nil
 	}
-	return restoreLog(l, hdr, br)
+	return 0, restoreLog(l, hdr, br)
+}
+
+// raftLogStore is a replica's raft log store. raft compacts its log after
+// each snapshot, up to the snapshot's index less TrailingLogs; the log may
+// not have those entries on disk yet (the state machine writes without
+// waiting for a sync), so raftLogStore keeps every entry after the log's
+// Durable index. A log store without a write-ahead log flushes every few
+// MiB (log.Options.CheckpointBytes), so the entries go while still in the
+// raft store's memtable and are written to disk once, in its write-ahead
+// log.
+type raftLogStore struct {
+	raft.LogStore
+	log *log.Log
+}
+
+// DeleteRange deletes entries up to the log's Durable index when raft
+// compacts, and as asked otherwise: raft deletes the entries after a
+// conflict up to its last one, while a compaction keeps at least
+// TrailingLogs (at least 1) of them.
+func (s *raftLogStore) DeleteRange(lo, hi uint64) error {
+	last, err := s.LogStore.LastIndex()
+	if err != nil {
+		return err
+	}
+	if hi < last {
+		hi = min(hi, s.log.Durable())
+		if hi < lo {
+			return nil
+		}
+	}
+	return s.LogStore.DeleteRange(lo, hi)
 }
 
 // watch follows raft's leadership and term for the waiters and
@@ -618,9 +661,13 @@ func (r *Replica) Servers() ([]Server, error) {
 	return out, nil
 }
 
-// Snapshot takes a raft snapshot now (raft takes them on its own too), so
-// raft can drop its log entries up to the applied index minus TrailingLogs.
+// Snapshot syncs the log and takes a raft snapshot now (raft takes them on
+// its own too), so raft can drop its log entries up to the applied index
+// minus TrailingLogs.
 func (r *Replica) Snapshot() error {
+	if err := r.log.Sync(); err != nil {
+		return fmt.Errorf("partition %s: snapshot: %w", r.log.ID(), err)
+	}
 	err := r.raft.Snapshot().Error()
 	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
 		return nil

@@ -214,7 +214,7 @@ func TestSnapshotStream(t *testing.T) {
 	if err := dst.Reset(0); err != nil {
 		t.Fatal(err)
 	}
-	if err := recoverSnapshot(dst, dstStore); err != nil {
+	if _, err := recoverSnapshot(dst, dstStore); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, allBatches(t, dst)); diff != "" {
@@ -222,7 +222,7 @@ func TestSnapshotStream(t *testing.T) {
 	}
 	// With the log caught up, recovery does nothing.
 	before := dst.Applied()
-	if err := recoverSnapshot(dst, dstStore); err != nil || dst.Applied() != before {
+	if _, err := recoverSnapshot(dst, dstStore); err != nil || dst.Applied() != before {
 		t.Fatalf("second recovery: %v, applied %d, want %d", err, dst.Applied(), before)
 	}
 
@@ -253,8 +253,9 @@ func TestSnapshotStream(t *testing.T) {
 	}
 }
 
-// TestSnapshotHeaderOnlyBehind refuses to start on a log that lost writes a
-// snapshot taken here covers.
+// TestSnapshotHeaderOnlyBehind asks for the raft log to be replayed up to
+// the snapshot when the log lost writes a snapshot taken here covers, and
+// fails when the raft log does not hold them.
 func TestSnapshotHeaderOnlyBehind(t *testing.T) {
 	l := openTestLog(t, log.ID{Topic: 1})
 	f := newTestFSM(l)
@@ -272,8 +273,12 @@ func TestSnapshotHeaderOnlyBehind(t *testing.T) {
 	if err := l.Reset(0); err != nil {
 		t.Fatal(err)
 	}
-	if err := recoverSnapshot(l, store); err == nil {
-		t.Fatal("recovery of a log behind a header-only snapshot succeeded")
+	replayTo, err := recoverSnapshot(l, store)
+	if err != nil || replayTo != 14 {
+		t.Fatalf("recovery of a log behind a header-only snapshot at 14: replay to %d, %v", replayTo, err)
+	}
+	if err := f.replay(raft.NewInmemStore(), replayTo); err == nil {
+		t.Fatal("replay from an empty raft log succeeded")
 	}
 }
 
