@@ -18,7 +18,7 @@ var allowed = map[string][]string{
 	"log":            {"record", "internal/pebbleenv"},
 	"partition":      {"log", "record", "consumergroup"},
 	"consumergroup":  {"log", "record"},
-	"broker":         {"consumergroup", "partition", "log", "record", "proto/runnelpb", "internal/raftmux", "internal/raftstore"},
+	"broker":         {"consumergroup", "partition", "log", "record", "proto/runnelpb", "internal/raftmux", "internal/raftstore", "internal/pebbleenv"},
 	"client":         {"consumergroup", "record", "proto/runnelpb"},
 	"proto/runnelpb": {},
 }
