@@ -244,6 +244,12 @@ func (c *clusterCatalog) partition(name string, p int32) (*topic, replica, error
 	}
 	t := c.topicView(ct)
 	if r := t.parts[p]; r != nil {
+		// Only the leader's copy is current: a follower's trails it by up
+		// to a commit timeout, so a read served here could miss records
+		// the leader has acknowledged. The client follows the hint.
+		if err := r.(*hostedReplica).checkLeader(name, p); err != nil {
+			return nil, nil, err
+		}
 		return t, r, nil
 	}
 	leader := ct.Partitions[p].Leader

@@ -16,6 +16,13 @@
 // across I/O on a partition. Close stops new requests, ends long-polls,
 // waits for requests in flight and then closes the storage.
 //
+// Reads in a cluster: Fetch and ListOffsets, like Produce, are served only
+// by the partition's raft leader, whose copy is current; a follower's trails
+// it by up to a commit timeout. A follower answers NOT_LEADER naming the
+// leader, and a fetch stream ends with it when its node stops leading; the
+// client follows the hint. (Metadata and the topic views still show each
+// node's own start and end offsets.)
+//
 // On a single node, topics are kept in DATA/topics.json, rewritten atomically
 // (temporary file, fsync, rename) on every change.
 //

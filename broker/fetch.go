@@ -44,9 +44,25 @@ func (c *credit) spend(n int64) {
 	c.mu.Unlock()
 }
 
+// leaderOnly is a replica that serves reads only while it leads its
+// partition, and once it has applied what its predecessor committed: a
+// cluster's. A fetch stream that outlives its leadership ends with the
+// not-leader error, and the client resumes on the new leader.
+type leaderOnly interface {
+	// LeaderChanged returns a channel closed when the leader changes.
+	LeaderChanged() <-chan struct{}
+	// checkReadable returns nil while the replica may serve reads, and
+	// otherwise the error for a read of topic/part.
+	checkReadable(topic string, part int32) error
+}
+
+var _ leaderOnly = (*hostedReplica)(nil)
+
 // Fetch streams one partition from a position. The server sends while the
 // client has credit (one batch may overshoot it), and at the end of the log
-// waits for the high watermark to move.
+// waits for the high watermark to move. In a cluster only the partition's
+// leader serves it, and the stream ends with NOT_LEADER once the node stops
+// leading, so that the client resumes on the new leader.
 func (s *service) Fetch(stream runnelpb.Broker_FetchServer) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
@@ -56,6 +72,16 @@ func (s *service) Fetch(stream runnelpb.Broker_FetchServer) error {
 	_, p, err := s.b.topics.partition(first.Topic, first.Partition)
 	if err != nil {
 		return toStatus(err)
+	}
+	// lost is closed when the leader changes (never on a single node);
+	// taken before the check, so no change is missed.
+	var lost <-chan struct{}
+	lead, _ := p.(leaderOnly)
+	if lead != nil {
+		lost = lead.LeaderChanged()
+		if err := lead.checkReadable(first.Topic, first.Partition); err != nil {
+			return toStatus(err)
+		}
 	}
 	next, err := resolvePosition(first.Topic, first.Partition, p, first.From)
 	if err != nil {
@@ -85,6 +111,14 @@ func (s *service) Fetch(stream runnelpb.Broker_FetchServer) error {
 	}()
 
 	for {
+		select {
+		case <-lost:
+			lost = lead.LeaderChanged()
+			if err := lead.checkReadable(first.Topic, first.Partition); err != nil {
+				return toStatus(err)
+			}
+		default:
+		}
 		avail, changed, cerr := cr.available()
 		if cerr != nil && !errors.Is(cerr, io.EOF) {
 			return nil // the client went away
@@ -95,6 +129,8 @@ func (s *service) Fetch(stream runnelpb.Broker_FetchServer) error {
 			}
 			select {
 			case <-changed:
+				continue
+			case <-lost:
 				continue
 			case <-ctx.Done():
 				return nil
@@ -110,6 +146,8 @@ func (s *service) Fetch(stream runnelpb.Broker_FetchServer) error {
 		if len(batches) == 0 {
 			select {
 			case <-wait:
+				continue
+			case <-lost:
 				continue
 			case <-ctx.Done():
 				return nil

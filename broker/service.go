@@ -121,6 +121,11 @@ func (s *service) ListOffsets(ctx context.Context, req *runnelpb.ListOffsetsRequ
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if lead, ok := p.(leaderOnly); ok {
+		if err := lead.checkReadable(req.Topic, req.Partition); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 	off, err := resolvePosition(req.Topic, req.Partition, p, req.At)
 	if err != nil {
 		return nil, toStatus(err)

@@ -80,7 +80,8 @@ type catalog interface {
 	get(name string) (*topic, error)
 	// partition returns the topic and the local replica of partition p, or
 	// an error such as *PartitionNotFoundError or a not-leader error naming
-	// where the partition lives.
+	// where the partition lives. In a cluster only the leader's replica is
+	// returned: reads and writes alike go to the leader.
 	partition(name string, p int32) (*topic, replica, error)
 	list() []*topic
 	create(ctx context.Context, name string, partitions, replicas int, configs map[string]string) (*topic, error)

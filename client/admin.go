@@ -106,14 +106,11 @@ type Offsets struct {
 // ListOffsets resolves a position of topic/partition to an offset: Start
 // and End to the log's bounds, an Offset to itself (after checking it is in
 // range), a Time to the first record at or after it (End when there is
-// none).
+// none). The partition's leader answers: a follower's copy can trail it.
+// The call follows a change of leader by itself, within ctx.
 func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32, at Position) (Offsets, error) {
-	addr, err := c.meta.leaderFresh(ctx, topic, partition)
-	if err != nil {
-		return Offsets{}, err
-	}
 	var resp *runnelpb.ListOffsetsResponse
-	err = c.call(ctx, addr, func(ctx context.Context, b runnelpb.BrokerClient) (err error) {
+	err := c.callLeader(ctx, topic, partition, func(ctx context.Context, b runnelpb.BrokerClient) (err error) {
 		resp, err = b.ListOffsets(ctx, &runnelpb.ListOffsetsRequest{Topic: topic, Partition: partition, At: at.proto()})
 		return err
 	})

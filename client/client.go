@@ -175,6 +175,43 @@ func (c *Client) call(ctx context.Context, addr string, f func(ctx context.Conte
 	}
 }
 
+// callLeader runs one unary call about topic/partition on the partition's
+// leader: the cached one first, then as call does. A NOT_LEADER answer's
+// hint goes into the cache, and call follows it at once. While leadership
+// moves (the node named answers NOT_LEADER too, or no leader is known yet),
+// the call is tried again after a backoff, with the metadata refreshed,
+// while ctx lasts; when ctx has no deadline, for up to RequestTimeout.
+func (c *Client) callLeader(ctx context.Context, topic string, partition int32, f func(ctx context.Context, b runnelpb.BrokerClient) error) error {
+	start := time.Now()
+	_, bounded := ctx.Deadline()
+	for attempt := 1; ; attempt++ {
+		addr, err := c.meta.leaderFresh(ctx, topic, partition)
+		if err == nil {
+			err = c.call(ctx, addr, func(ctx context.Context, b runnelpb.BrokerClient) error {
+				err := f(ctx, b)
+				var nl *NotLeaderError
+				if errors.As(fromStatus(err, addr), &nl) {
+					c.meta.follow(topic, partition, nl)
+				}
+				return err
+			})
+		}
+		var nl *NotLeaderError
+		if !errors.As(err, &nl) && !retryLater(err) {
+			return err
+		}
+		if !bounded && time.Since(start) >= c.cfg.requestTimeout {
+			return err
+		}
+		c.meta.refresh()
+		delay := c.prod.backoff(attempt)
+		c.cfg.logger.Debug("runnel client: retrying call on the partition leader", "topic", topic, "partition", partition, "attempt", attempt, "delay", delay, "err", err)
+		if serr := c.sleep(ctx, delay); serr != nil {
+			return fmt.Errorf("%w (last error: %w)", serr, err)
+		}
+	}
+}
+
 // callOnce is one pass of call over the brokers. later reports that the
 // error is an answer worth waiting out (see retryLater).
 func (c *Client) callOnce(ctx context.Context, addr string, f func(ctx context.Context, b runnelpb.BrokerClient) error) (later bool, err error) {

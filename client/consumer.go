@@ -77,10 +77,12 @@ func (c *Client) Consume(ctx context.Context, topic string, partition int32, fro
 func (c *Client) fetchLoop(ctx context.Context, topic string, partition int32, from Position, onResp func(f *fetch, resp *runnelpb.FetchResponse) (bool, error)) error {
 	f := fetch{c: c, topic: topic, partition: partition, next: -1}
 	pos := from
-	if t, ok := from.TimeValue(); ok {
-		// Resolve a time to an offset first, so records of the first
-		// batch that come before it are skipped exactly.
-		offs, err := c.ListOffsets(ctx, topic, partition, Time(t))
+	if _, ok := from.TimeValue(); ok || from.IsEnd() {
+		// Resolve a time or the end to an offset first: records of the
+		// first batch that come before a time are skipped exactly, and a
+		// stream that ends before its first record (its node stopped
+		// leading) resumes where the read began, not at the end of then.
+		offs, err := c.ListOffsets(ctx, topic, partition, from)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -109,18 +111,20 @@ func (c *Client) fetchLoop(ctx context.Context, topic string, partition int32, f
 		if !Retriable(err) || time.Since(lastProgress) > c.cfg.deliveryTimeout {
 			return err
 		}
+		// A node that does not lead (or no longer leads) names the leader:
+		// the first retry goes there at once, later ones after a backoff.
 		var nl *NotLeaderError
-		if errors.As(err, &nl) {
-			c.meta.follow(topic, partition, nl)
-		}
+		hinted := errors.As(err, &nl) && c.meta.follow(topic, partition, nl)
 		c.meta.refresh()
 		attempts++
 		c.cfg.logger.Debug("runnel client: fetch retry", "topic", topic, "partition", partition, "attempt", attempts, "err", err)
-		if c.sleep(ctx, c.prod.backoff(attempts)) != nil {
-			if ctx.Err() == nil {
-				return ErrClosed
+		if !hinted || attempts > 1 {
+			if c.sleep(ctx, c.prod.backoff(attempts)) != nil {
+				if ctx.Err() == nil {
+					return ErrClosed
+				}
+				return nil
 			}
-			return nil
 		}
 		if f.next >= 0 {
 			pos = Offset(f.next)
