@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/runnel-dev/runnel/client"
+	"github.com/runnel-dev/runnel/internal/testcluster"
 	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
 
@@ -49,6 +52,18 @@ func (f *fakeGroups) CommitStream(s runnelpb.Groups_CommitStreamServer) error {
 
 func startFakeGroups(t *testing.T, f *fakeGroups) *client.Client {
 	t.Helper()
+	c, err := client.New(testContext(t), client.Brokers(serveFakeGroups(t, f)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// serveFakeGroups serves f on a loopback socket until the test ends and
+// returns its address.
+func serveFakeGroups(t *testing.T, f *fakeGroups) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,12 +72,7 @@ func startFakeGroups(t *testing.T, f *fakeGroups) *client.Client {
 	runnelpb.RegisterGroupsServer(s, f)
 	go s.Serve(lis)
 	t.Cleanup(s.Stop)
-	c, err := client.New(testContext(t), client.Brokers(lis.Addr().String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return lis.Addr().String()
 }
 
 // A broker without CommitStream gets unary commits, and is not asked for
@@ -264,5 +274,181 @@ func TestGroupActiveThroughAnotherNode(t *testing.T) {
 	var nl *client.NotLeaderError
 	if !errors.Is(err, client.ErrGroupActive) || errors.As(err, &nl) {
 		t.Fatalf("delete of an active group: %v; want ErrGroupActive", err)
+	}
+}
+
+// answerCommits serves a commit stream that answers every commit.
+func answerCommits(_ int, s runnelpb.Groups_CommitStreamServer) error {
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&runnelpb.CommitStreamResponse{RequestId: req.GetRequestId()}); err != nil {
+			return err
+		}
+	}
+}
+
+// hungListener accepts connections and never answers on them, as a
+// broker that hangs; accepted gets each connection.
+func hungListener(t *testing.T) (addr string, accepted chan struct{}) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = make(chan struct{}, 16)
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			conn, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	})
+	t.Cleanup(func() {
+		lis.Close()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return lis.Addr().String(), accepted
+}
+
+// Opening a commit stream to a broker that hangs neither holds up commits
+// to other brokers nor outlasts the committer's context.
+func TestCommitStreamOpenHungBroker(t *testing.T) {
+	hung, accepted := hungListener(t)
+	good := serveFakeGroups(t, &fakeGroups{stream: answerCommits})
+	c, err := client.New(testContext(t), client.Brokers(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	req := func(group string) *runnelpb.CommitOffsetsRequest {
+		return &runnelpb.CommitOffsetsRequest{Group: group, Offsets: []*runnelpb.PartitionOffset{{Topic: "t", Offset: 1}}}
+	}
+	ctx := testContext(t)
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hungDone := make(chan error, 1)
+	go func() { hungDone <- client.CommitVia(actx, c, hung, req("a")) }()
+	select {
+	case <-accepted:
+	case <-ctx.Done():
+		t.Fatal("the client did not connect to the hung broker")
+	}
+	// The stream to the hung broker is opening.
+	bctx, bcancel := context.WithTimeout(ctx, 3*time.Second)
+	defer bcancel()
+	if err := client.CommitVia(bctx, c, good, req("b")); err != nil {
+		t.Fatalf("commit to a broker that answers while a stream to a hung one opens: %v", err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer ccancel()
+	if err := client.CommitVia(cctx, c, hung, req("c")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("commit to the hung broker with a 300ms deadline: %v; want DeadlineExceeded", err)
+	}
+	cancel()
+	if err := <-hungDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled commit to the hung broker: %v; want Canceled", err)
+	}
+}
+
+// A commit whose Send blocks, on a broker that stopped reading its
+// stream, returns when its context ends, and the next commit opens a new
+// stream.
+func TestCommitStreamSendBlocked(t *testing.T) {
+	f := &fakeGroups{stream: func(_ int, s runnelpb.Groups_CommitStreamServer) error {
+		<-s.Context().Done()
+		return nil
+	}}
+	c := startFakeGroups(t, f)
+	ctx := testContext(t)
+	// Commits of 1 MiB each fill the stream's flow-control window (at most
+	// 16 MiB) until a Send blocks.
+	group := strings.Repeat("g", 1<<20)
+	const commits = 24
+	errs := make(chan error, commits)
+	go func() {
+		for range commits {
+			cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			errs <- c.CommitOffsets(cctx, group, map[client.TopicPartition]int64{{Topic: "t"}: 1})
+			cancel()
+		}
+	}()
+	wait := time.NewTimer(30 * time.Second)
+	defer wait.Stop()
+	for i := range commits {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("commit %d to a broker that does not read: %v; want DeadlineExceeded", i, err)
+			}
+		case <-wait.C:
+			t.Fatalf("commit %d still blocked 30s after its 300ms deadline", i)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.streams < 2 {
+		t.Fatalf("%d commit streams opened; want the blocked one torn down and another opened", f.streams)
+	}
+}
+
+// A stream to a node that answered NOT_COORDINATOR is closed once the
+// commit moved to the coordinator.
+func TestCommitStreamClosesNotCoordinator(t *testing.T) {
+	ctx := testContext(t)
+	addrs := testcluster.Start(t, ctx)
+	c := testcluster.Client(t, ctx, addrs...)
+	for i, addr := range addrs {
+		req := &runnelpb.CommitOffsetsRequest{Group: "g", Offsets: []*runnelpb.PartitionOffset{{Topic: "ready", Offset: int64(i + 1)}}}
+		if err := client.CommitVia(ctx, c, addr, req); err != nil {
+			t.Fatalf("commit via %s: %v", addr, err)
+		}
+	}
+	if opened, open := client.CommitStreams(c); opened != 3 || open != 1 {
+		t.Fatalf("after commits via each of 3 nodes: %d commit streams opened, %d open; want 3 and 1 (the coordinator's)", opened, open)
+	}
+}
+
+// A stream not used for a while is closed; the next commit opens another.
+func TestCommitStreamClosesIdle(t *testing.T) {
+	defer client.SetCommitStreamIdle(200 * time.Millisecond)()
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	ctx := testContext(t)
+	commit := func(off int64) {
+		t.Helper()
+		if err := c.CommitOffsets(ctx, "g", map[client.TopicPartition]int64{{Topic: "t"}: off}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit(1)
+	waitFor(t, "the idle commit stream closed", 10*time.Second, func() bool {
+		_, open := client.CommitStreams(c)
+		return open == 0
+	})
+	commit(2)
+	if opened, open := client.CommitStreams(c); opened != 2 || open != 1 {
+		t.Fatalf("%d commit streams opened, %d open; want 2 and 1", opened, open)
 	}
 }

@@ -89,6 +89,12 @@ const (
 	leaseLinger = time.Millisecond
 	// maxSettleBatch bounds the operations of one Settle call.
 	maxSettleBatch = 2048
+	// maxLeaseMargin bounds the lease a delivery must have left for Next
+	// to hand it out: a tenth of Visibility, at most this.
+	maxLeaseMargin = time.Second
+	// maxDeadLetters bounds the dead letters a queue writes at once for
+	// deliveries past MaxDeliveries.
+	maxDeadLetters = 4
 )
 
 // leaseWait is how long one Lease call long-polls: leaseWaitDefault, but
@@ -129,9 +135,25 @@ type Queue struct {
 	group, topic string
 	opts         QueueOptions
 
-	ctx    context.Context // ends at Close
+	ctx    context.Context // ends when Close begins
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// wg waits for the fetchers and the dead-letter writers.
+	wg sync.WaitGroup
+
+	// settleCtx ends once Close has let the settles in flight finish; the
+	// settle loops, which settleLoops waits for, send under it.
+	settleCtx    context.Context
+	settleCancel context.CancelFunc
+	settleLoops  sync.WaitGroup
+	// mu guards closing; settling counts the Ack, Nack, Extend and Reject
+	// calls in flight, which Close waits for. Once closing is set no call
+	// joins them.
+	mu       sync.Mutex
+	closing  bool
+	settling sync.WaitGroup
+	// deadLetters holds a token per dead letter being written for a
+	// delivery past MaxDeliveries.
+	deadLetters chan struct{}
 	// leaseWait is how long one Lease call long-polls, read from the
 	// package's leaseWait when the queue opens.
 	leaseWait time.Duration
@@ -153,6 +175,9 @@ type Queue struct {
 	// nextTook, set by tests only, runs in Next between taking a delivery
 	// from out and claiming it.
 	nextTook func()
+	// settleSending, set by tests only, runs in a settle loop before each
+	// settle call.
+	settleSending func()
 }
 
 // queuePartition is a Queue's view of one partition.
@@ -212,8 +237,10 @@ func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
 		return nil, fmt.Errorf("queue group %q on %q: %w", group, topic, err)
 	}
 	q := &Queue{c: c, group: group, topic: topic, opts: opts, share: max(opts.Prefetch/n, 1), leaseWait: leaseWait,
-		slots: make(chan struct{}, opts.Prefetch), out: make(chan *Delivery, opts.Prefetch)}
+		slots: make(chan struct{}, opts.Prefetch), out: make(chan *Delivery, opts.Prefetch),
+		deadLetters: make(chan struct{}, maxDeadLetters)}
 	q.ctx, q.cancel = context.WithCancel(c.ctx)
+	q.settleCtx, q.settleCancel = context.WithCancel(c.ctx)
 	for p := range int32(n) {
 		qp := &queuePartition{q: q, part: p, settles: make(chan *settleReq, 256), held: map[int64]int{}, unseen: map[*Delivery]struct{}{}}
 		q.parts = append(q.parts, qp)
@@ -222,9 +249,10 @@ func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
 		q.slots <- struct{}{}
 	}
 	for _, qp := range q.parts {
-		q.wg.Add(2)
+		q.wg.Add(1)
 		go func() { defer q.wg.Done(); qp.fetchLoop() }()
-		go func() { defer q.wg.Done(); qp.settleLoop() }()
+		q.settleLoops.Add(1)
+		go func() { defer q.settleLoops.Done(); qp.settleLoop() }()
 	}
 	return q, nil
 }
@@ -235,22 +263,43 @@ func (q *Queue) Visibility() time.Duration { return q.opts.Visibility }
 
 // Next returns the next leased record, blocking until there is one or ctx
 // ends. Once Close has begun it returns ErrClosed.
+//
+// A record leased ahead whose lease ended while it waited for Next, or
+// ends within a tenth of Visibility (at most a second), is skipped, left
+// unsettled: it is, or will be, another consumer's.
 func (q *Queue) Next(ctx context.Context) (*Delivery, error) {
-	select {
-	case d := <-q.out:
-		q.slots <- struct{}{}
-		if q.nextTook != nil {
-			q.nextTook()
-		}
-		if !q.parts[d.Partition].claim(d) {
+	for {
+		select {
+		case d := <-q.out:
+			q.slots <- struct{}{}
+			if q.nextTook != nil {
+				q.nextTook()
+			}
+			qp := q.parts[d.Partition]
+			if time.Until(d.LeaseUntil) < q.leaseMargin() {
+				if !qp.drop(d) {
+					return nil, ErrClosed
+				}
+				q.c.cfg.logger.Debug("runnel queue: lease ended in the prefetch; skipped", "group", q.group, "topic", q.topic,
+					"partition", d.Partition, "offset", d.Offset, "attempt", d.Attempt, "lease_until", d.LeaseUntil)
+				continue
+			}
+			if !qp.claim(d) {
+				return nil, ErrClosed
+			}
+			return d, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-q.ctx.Done():
 			return nil, ErrClosed
 		}
-		return d, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-q.ctx.Done():
-		return nil, ErrClosed
 	}
+}
+
+// leaseMargin is the lease a delivery must have left for Next to hand it
+// out: enough for the caller to extend or settle it before it ends.
+func (q *Queue) leaseMargin() time.Duration {
+	return min(q.opts.Visibility/10, maxLeaseMargin)
 }
 
 // claim moves d from unseen to held, for Next to return it. It reports
@@ -264,6 +313,18 @@ func (qp *queuePartition) claim(d *Delivery) bool {
 	}
 	delete(qp.unseen, d)
 	qp.held[d.Offset] = d.Attempt
+	return true
+}
+
+// drop forgets d, leased and not claimed, without settling it: its lease
+// ends by itself. It reports false when the queue is closing, as claim.
+func (qp *queuePartition) drop(d *Delivery) bool {
+	qp.mu.Lock()
+	defer qp.mu.Unlock()
+	if _, ok := qp.unseen[d]; !ok || qp.q.ctx.Err() != nil {
+		return false
+	}
+	delete(qp.unseen, d)
 	return true
 }
 
@@ -297,7 +358,11 @@ func (q *Queue) Extend(ctx context.Context, d *Delivery, by time.Duration) error
 // writes nothing and returns nil. The message id also keeps a retry after
 // an unknown outcome from writing the dead letter twice.
 func (q *Queue) Reject(ctx context.Context, d *Delivery, dl DeadLetter) error {
-	err := q.settle(ctx, d, runnelpb.SettleKind_SETTLE_KIND_EXTEND, q.opts.Visibility)
+	if !q.beginSettle() {
+		return ErrClosed
+	}
+	defer q.settling.Done()
+	err := q.settleOp(ctx, d, runnelpb.SettleKind_SETTLE_KIND_EXTEND, q.opts.Visibility)
 	if errors.Is(err, errSettled) {
 		return nil
 	}
@@ -307,21 +372,31 @@ func (q *Queue) Reject(ctx context.Context, d *Delivery, dl DeadLetter) error {
 	if err := q.deadLetter(ctx, d, dl); err != nil {
 		return err
 	}
-	return q.settle(ctx, d, runnelpb.SettleKind_SETTLE_KIND_REJECT, 0)
+	return q.settleOp(ctx, d, runnelpb.SettleKind_SETTLE_KIND_REJECT, 0)
 }
 
 // Close stops leasing and releases every lease not settled yet (the
 // records are redelivered without delay). A delivery Next returned keeps
 // its delivery count; one leased ahead and never returned by Next is
 // handed back uncounted, as is the one a Next racing Close took: that
-// Next returns ErrClosed. Deliveries in hand can no longer be settled.
+// Next returns ErrClosed. Ack, Nack, Extend and Reject calls in flight
+// when Close begins finish first (each bounded by its own context); later
+// ones return ErrClosed.
 func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
+		q.mu.Lock()
+		q.closing = true
+		q.mu.Unlock()
 		q.cancel()
-		// Once the fetchers have stopped, no delivery is added to unseen;
-		// one a Next took from out stays there, as Next sees the queue
-		// closing.
+		// Once the fetchers and dead-letter writers have stopped, no
+		// delivery is added to unseen; one a Next took from out stays
+		// there, as Next sees the queue closing.
 		q.wg.Wait()
+		// A settle that finishes takes its delivery out of held, so that
+		// it is not nacked below.
+		q.settling.Wait()
+		q.settleCancel()
+		q.settleLoops.Wait()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(q.c.ctx), q.c.cfg.requestTimeout)
 		defer cancel()
 		var wg sync.WaitGroup
@@ -352,7 +427,30 @@ func (q *Queue) Close() error {
 	return nil
 }
 
+// beginSettle counts a settle call in flight, which Close waits for. It
+// reports false once Close has begun.
+func (q *Queue) beginSettle() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closing {
+		return false
+	}
+	q.settling.Add(1)
+	return true
+}
+
+// settle is settleOp counted in flight.
 func (q *Queue) settle(ctx context.Context, d *Delivery, kind runnelpb.SettleKind, dur time.Duration) error {
+	if !q.beginSettle() {
+		return ErrClosed
+	}
+	defer q.settling.Done()
+	return q.settleOp(ctx, d, kind, dur)
+}
+
+// settleOp sends one settle operation through the partition's settle
+// loop and waits for its outcome or ctx. The caller counts it in flight.
+func (q *Queue) settleOp(ctx context.Context, d *Delivery, kind runnelpb.SettleKind, dur time.Duration) error {
 	if d.Topic != q.topic || int(d.Partition) >= len(q.parts) || d.Partition < 0 {
 		return &Error{Kind: ErrInvalidArgument, Message: fmt.Sprintf("queue group %q on %q: delivery of %s/%d is not from this queue", q.group, q.topic, d.Topic, d.Partition)}
 	}
@@ -364,11 +462,13 @@ func (q *Queue) settle(ctx context.Context, d *Delivery, kind runnelpb.SettleKin
 		op:   &runnelpb.SettleOp{Kind: kind, Offset: d.Offset, Attempt: int32(d.Attempt), DurationMs: dur.Milliseconds()},
 		done: make(chan error, 1),
 	}
+	// The settle loops run until Close has let this call finish, or the
+	// client closes.
 	select {
 	case qp.settles <- r:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-q.ctx.Done():
+	case <-q.settleCtx.Done():
 		return ErrClosed
 	}
 	var err error
@@ -376,7 +476,7 @@ func (q *Queue) settle(ctx context.Context, d *Delivery, kind runnelpb.SettleKin
 	case err = <-r.done:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-q.ctx.Done():
+	case <-q.settleCtx.Done():
 		return ErrClosed
 	}
 	if err == nil && kind != runnelpb.SettleKind_SETTLE_KIND_EXTEND || errors.Is(err, ErrLeaseLost) {
@@ -540,7 +640,7 @@ func (qp *queuePartition) handOut(ds []*Delivery) bool {
 		if q.opts.MaxDeliveries > 0 && d.Attempt > q.opts.MaxDeliveries {
 			// Its slot goes back: it never reaches Next.
 			q.slots <- struct{}{}
-			qp.exhausted(d)
+			qp.deadLetterLater(d)
 			continue
 		}
 		select {
@@ -552,9 +652,40 @@ func (qp *queuePartition) handOut(ds []*Delivery) bool {
 	return true
 }
 
-// exhausted dead-letters a delivery past MaxDeliveries.
+// deadLetterLater dead-letters a delivery past MaxDeliveries on a
+// goroutine of its own, so that a slow dead-letter topic does not hold up
+// the partition's leases. When maxDeadLetters are being written already,
+// d is left alone: its lease ends and it comes back to be dead-lettered
+// then.
+func (qp *queuePartition) deadLetterLater(d *Delivery) {
+	q := qp.q
+	select {
+	case q.deadLetters <- struct{}{}:
+	default:
+		if qp.drop(d) {
+			q.c.cfg.logger.Debug("runnel queue: dead letters busy; the record comes back when its lease ends", "group", q.group, "topic", q.topic, "partition", qp.part, "offset", d.Offset)
+		}
+		return
+	}
+	// The fetcher calling this is counted in wg, so Close's Wait cannot
+	// have returned.
+	q.wg.Add(1)
+	go func() {
+		defer q.wg.Done()
+		defer func() { <-q.deadLetters }()
+		qp.exhausted(d)
+	}()
+}
+
+// exhausted dead-letters a delivery past MaxDeliveries: Reject writes the
+// dead letter and only then settles the record.
 func (qp *queuePartition) exhausted(d *Delivery) {
 	q := qp.q
+	// Claimed, it is held: Close nacks it if the dead letter is not
+	// written by then.
+	if !qp.claim(d) {
+		return
+	}
 	reason := fmt.Sprintf("delivered %d times, max deliveries %d", d.Attempt-1, q.opts.MaxDeliveries)
 	dl := DeadLetter{Reason: reason}
 	if q.opts.DeadLetterValue != nil {
@@ -562,10 +693,6 @@ func (qp *queuePartition) exhausted(d *Delivery) {
 	}
 	ctx, cancel := context.WithTimeout(q.ctx, q.c.cfg.requestTimeout)
 	defer cancel()
-	qp.mu.Lock()
-	delete(qp.unseen, d)
-	qp.held[d.Offset] = d.Attempt
-	qp.mu.Unlock()
 	if err := q.Reject(ctx, d, dl); err != nil && q.ctx.Err() == nil {
 		// The lease expires and the record comes back to try again.
 		q.c.cfg.logger.Warn("runnel queue: dead-lettering failed", "group", q.group, "topic", q.topic, "partition", qp.part, "offset", d.Offset, "err", err)
@@ -630,7 +757,7 @@ func (qp *queuePartition) settleLoop() {
 		select {
 		case r := <-qp.settles:
 			batch = append(batch, r)
-		case <-q.ctx.Done():
+		case <-q.settleCtx.Done():
 			qp.failQueued()
 			return
 		}
@@ -647,7 +774,10 @@ func (qp *queuePartition) settleLoop() {
 		for i, r := range batch {
 			ops[i] = r.op
 		}
-		results, err := qp.send(q.ctx, ops)
+		if q.settleSending != nil {
+			q.settleSending()
+		}
+		results, err := qp.send(q.settleCtx, ops)
 		for i, r := range batch {
 			switch {
 			case err != nil:

@@ -26,3 +26,11 @@ func QueueFreeSlots(q *Queue) int { return len(q.slots) }
 // SetNextTook makes q's Next call f between taking a delivery from the
 // prefetch and claiming it. Set it before the first Next.
 func SetNextTook(q *Queue, f func()) { q.nextTook = f }
+
+// QueuePrefetched returns how many deliveries wait in q's prefetch for
+// Next.
+func QueuePrefetched(q *Queue) int { return len(q.out) }
+
+// SetSettleSending makes q's settle loops call f before each settle call
+// they send. Set it before the first settle.
+func SetSettleSending(q *Queue, f func()) { q.settleSending = f }

@@ -489,3 +489,155 @@ func TestQueueNextRacingClose(t *testing.T) {
 		t.Errorf("delivered %d at attempt %d after Close, want 0 at attempt 1", d.Offset, d.Attempt)
 	}
 }
+
+// TestQueueNextSkipsExpiredLeases leaves records in a queue's prefetch
+// until their leases end and another consumer has them: Next must not
+// hand them out.
+func TestQueueNextSkipsExpiredLeases(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	ctx := testContext(t)
+	const n = 3
+	q := openQueue(t, c, "g", "t", client.QueueOptions{Prefetch: n, Visibility: 200 * time.Millisecond})
+	produceJobs(t, c, "t", n, nil)
+	waitFor(t, "the records leased ahead", 10*time.Second, func() bool { return client.QueuePrefetched(q) == n })
+	// The leases end while the records wait; another consumer takes them.
+	other := openQueue(t, c, "g", "t", client.QueueOptions{Prefetch: n, Visibility: time.Hour})
+	for range n {
+		d, err := other.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Attempt != 2 {
+			t.Fatalf("other consumer got %d at attempt %d, want 2", d.Offset, d.Attempt)
+		}
+	}
+	nctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if d, err := q.Next(nctx); !errors.Is(err, context.DeadlineExceeded) {
+		if err == nil {
+			t.Fatalf("Next handed out %d at attempt %d, its lease ended %s ago and another consumer holds it", d.Offset, d.Attempt, time.Since(d.LeaseUntil))
+		}
+		t.Fatalf("Next: %v; want no delivery", err)
+	}
+}
+
+// TestQueueAckRacingClose closes a queue while an Ack is on its way to
+// the broker: the Ack must finish, and Close must not nack the record.
+func TestQueueAckRacingClose(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	produceJobs(t, c, "t", 1, nil)
+	ctx := testContext(t)
+	q := openQueue(t, c, "g", "t", client.QueueOptions{Prefetch: 1, Visibility: time.Hour})
+	d, err := q.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sending, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	client.SetSettleSending(q, func() {
+		once.Do(func() {
+			close(sending)
+			<-release
+		})
+	})
+	acked := make(chan error, 1)
+	go func() { acked <- q.Ack(ctx, d) }()
+	<-sending
+	closed := make(chan error, 1)
+	go func() { closed <- q.Close() }()
+	waitFor(t, "Close to begin", 10*time.Second, func() bool {
+		nctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		_, err := q.Next(nctx)
+		return errors.Is(err, client.ErrClosed)
+	})
+	close(release)
+	if err := <-acked; err != nil {
+		t.Fatalf("Ack racing Close: %v", err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.QueueGroups(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Start != 1 || ps[0].Leased != 0 || ps[0].Ready != 0 {
+		t.Fatalf("after an Ack racing Close: %+v; want the record settled", ps)
+	}
+}
+
+// TestQueueDeadLetterOffLeaseLoop holds up the dead-lettering of a record
+// past MaxDeliveries: the partition's other records must still reach
+// Next, and the record is settled once its dead letter is written.
+func TestQueueDeadLetterOffLeaseLoop(t *testing.T) {
+	b := openBroker(t, "")
+	c := newClient(t, b)
+	createTopic(t, c, "t", 1, nil)
+	produceJobs(t, c, "t", 1, nil)
+	ctx := testContext(t)
+	writing, release := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	opts := client.QueueOptions{Prefetch: 2, MaxDeliveries: 1, Visibility: time.Hour,
+		DeadLetterValue: func(d *client.Delivery, reason string) []byte {
+			select {
+			case writing <- struct{}{}:
+			default:
+			}
+			<-release
+			return []byte("dead")
+		}}
+	q := openQueue(t, c, "g", "t", opts)
+	// Runs before q closes.
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	d, err := q.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Nack(ctx, d, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-writing:
+	case <-ctx.Done():
+		t.Fatal("the nacked record was not dead-lettered")
+	}
+	if err := c.ProduceSync(ctx, &client.Record{Topic: "t", Value: []byte("next")}); err != nil {
+		t.Fatal(err)
+	}
+	nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d, err = q.Next(nctx)
+	if err != nil {
+		t.Fatalf("Next while a dead letter is written: %v", err)
+	}
+	if d.Offset != 1 {
+		t.Fatalf("Next = %d attempt %d, want 1", d.Offset, d.Attempt)
+	}
+	if err := q.Ack(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.QueueGroups(ctx, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Start != 0 {
+		t.Fatalf("before the dead letter is written: %+v; want record 0 unsettled", ps)
+	}
+	once.Do(func() { close(release) })
+	waitFor(t, "record 0 settled", 10*time.Second, func() bool {
+		ps, err := c.QueueGroups(ctx, "g")
+		return err == nil && len(ps) == 1 && ps[0].Start == 2
+	})
+	offs, err := c.ListOffsets(ctx, "t.dlq", 0, client.End())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offs.Offset != 1 {
+		t.Fatalf("dead-letter topic holds %d records, want 1", offs.Offset)
+	}
+}

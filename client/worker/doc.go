@@ -62,7 +62,8 @@
 //
 // A delivery that waited in the queue's prefetch buffer until less than
 // half of Visibility is left has its lease extended before the job starts;
-// if the lease is lost already the job is not run here.
+// if the lease is lost already the job is not run here. (*client.Queue
+// itself skips deliveries whose lease ended in its prefetch buffer.)
 //
 // When Run's context ends the worker stops asking for records, lets
 // running jobs finish for up to DrainTimeout, then ends their contexts

@@ -275,9 +275,11 @@ func (w *Worker) call(hard context.Context, j *Job) (err error, cause error) {
 
 // holdsLease makes sure d's lease has at least half of Visibility left
 // before its job starts, extending it if not: a delivery can wait in the
-// queue's prefetch buffer long enough for its lease to end and the record
-// to go to another worker. It reports false only when the queue says the
-// lease is lost; on other errors keepLease tries again as the job runs.
+// queue's prefetch buffer until little of its lease is left. (*client.Queue
+// does not hand out one whose lease has ended, or is about to; another
+// Queue may, and the extend then finds the lease lost.) It reports false
+// only when the queue says the lease is lost; on other errors keepLease
+// tries again as the job runs.
 func (w *Worker) holdsLease(ctx context.Context, d *Delivery) bool {
 	v := w.opts.Visibility
 	if time.Until(d.LeaseUntil) >= v/2 {
