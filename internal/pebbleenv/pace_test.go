@@ -39,11 +39,13 @@ func create(t *testing.T, fs vfs.FS, name string) vfs.File {
 	return f
 }
 
+// write writes total bytes to f in chunks, all at offset 0 so that the
+// in-memory file stays small.
 func write(t *testing.T, f vfs.File, total, chunk int) {
 	t.Helper()
 	buf := make([]byte, chunk)
 	for n := 0; n < total; n += chunk {
-		if _, err := f.Write(buf); err != nil {
+		if _, err := f.WriteAt(buf, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
