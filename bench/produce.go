@@ -61,7 +61,7 @@ func Produce(ctx context.Context, d Driver, cfg ProduceConfig) (*Result, error) 
 		func(i int, _ time.Time) []byte { return values[i%pool] },
 		func(due, now time.Time) {
 			lat.record(now.Sub(due))
-			tl.add(now.Sub(start))
+			tl.addLatency(now.Sub(start), now.Sub(due))
 			acked.Add(1)
 		})
 	elapsed := time.Since(start)
@@ -70,17 +70,18 @@ func Produce(ctx context.Context, d Driver, cfg ProduceConfig) (*Result, error) 
 	}
 	n := acked.Load()
 	res := &Result{
-		Workload:      "produce",
-		Records:       n,
-		Bytes:         n * int64(cfg.Size),
-		Seconds:       elapsed.Seconds(),
-		RecordsPerSec: float64(n) / elapsed.Seconds(),
-		MBPerSec:      float64(n) * float64(cfg.Size) / elapsed.Seconds() / 1e6,
-		OfferedRate:   cfg.Rate,
-		LatencyMS:     lat.summary(),
-		Throughput:    tl.perSecond(),
-		latencies:     lat,
-		timeline:      tl,
+		Workload:       "produce",
+		Records:        n,
+		Bytes:          n * int64(cfg.Size),
+		Seconds:        elapsed.Seconds(),
+		RecordsPerSec:  float64(n) / elapsed.Seconds(),
+		MBPerSec:       float64(n) * float64(cfg.Size) / elapsed.Seconds() / 1e6,
+		OfferedRate:    cfg.Rate,
+		LatencyMS:      lat.summary(),
+		Throughput:     tl.perSecond(),
+		WorstLatencyMS: tl.worstPerSecond(),
+		latencies:      lat,
+		timeline:       tl,
 	}
 	return res, nil
 }

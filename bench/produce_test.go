@@ -47,6 +47,13 @@ func TestProduceCountsEveryRecord(t *testing.T) {
 			t.Errorf("rate %v: throughput timeline sums to %d, want 2000", rate, sum)
 		}
 		l := res.LatencyMS
+		worst := 0.0
+		for _, w := range res.WorstLatencyMS {
+			worst = max(worst, w)
+		}
+		if len(res.WorstLatencyMS) != len(res.Throughput) || worst > l.Max*1.01 || worst < l.P999*0.99 {
+			t.Errorf("rate %v: worst latency per second %v does not match the %d seconds and max %v", rate, res.WorstLatencyMS, len(res.Throughput), l.Max)
+		}
 		if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
 			t.Errorf("rate %v: percentiles out of order: %+v", rate, l)
 		}

@@ -35,6 +35,10 @@ type Result struct {
 	Environment Environment `json:"environment"`
 	// Throughput is records acknowledged in each second of the run.
 	Throughput []int64 `json:"throughput_per_sec,omitempty"`
+	// WorstLatencyMS is, for each second of the run, the longest latency
+	// of a record acknowledged in it (produce only): where in the run the
+	// tail of LatencyMS comes from.
+	WorstLatencyMS []float64 `json:"worst_latency_ms_per_sec,omitempty"`
 
 	// latencies and timeline, when set, are the full distribution and
 	// the finer timeline behind LatencyMS and Throughput, for plots.
@@ -232,6 +236,8 @@ const timelineStep = 100 * time.Millisecond
 type timeline struct {
 	mu   sync.Mutex
 	bins []int64
+	// worst is the longest latency noted in each bin (addLatency).
+	worst []time.Duration
 }
 
 func newTimeline() *timeline { return &timeline{} }
@@ -244,6 +250,34 @@ func (t *timeline) add(since time.Duration) {
 	}
 	t.bins[b]++
 	t.mu.Unlock()
+}
+
+// addLatency counts an event, as add does, that took lat.
+func (t *timeline) addLatency(since, lat time.Duration) {
+	t.add(since)
+	b := int(max(since, 0) / timelineStep)
+	t.mu.Lock()
+	for len(t.worst) <= b {
+		t.worst = append(t.worst, 0)
+	}
+	t.worst[b] = max(t.worst[b], lat)
+	t.mu.Unlock()
+}
+
+// worstPerSecond returns the longest latency noted in each whole second of
+// the run, in milliseconds, or nil when none was.
+func (t *timeline) worstPerSecond() []float64 {
+	per := int(time.Second / timelineStep)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.worst) == 0 {
+		return nil
+	}
+	out := make([]float64, (len(t.worst)+per-1)/per)
+	for i, d := range t.worst {
+		out[i/per] = max(out[i/per], float64(d.Microseconds())/1000)
+	}
+	return out
 }
 
 // perSecond returns the events in each whole second of the run; the last
