@@ -192,11 +192,14 @@ func (s *Store) wrote(n int) {
 // Options.CheckpointBytes have been written since the last flush, or once
 // per Options.CheckpointInterval when anything has, so that each log's
 // Durable keeps up: its owner can then drop its own copy (raft log
-// entries) up to there, before that copy is flushed too.
+// entries) up to there, before that copy is flushed too. Checkpoints start
+// at least checkpointGap apart: under a heavy load a flush every few MiB
+// would fill level 0 with small files faster than compactions merge them.
 func (s *Store) checkpointLoop() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.CheckpointInterval)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-s.stop:
@@ -207,6 +210,14 @@ func (s *Store) checkpointLoop() {
 				continue
 			}
 		}
+		if wait := checkpointGap - time.Since(last); wait > 0 {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		if err := s.acquire(); err != nil {
 			return
 		}
