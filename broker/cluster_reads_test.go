@@ -53,17 +53,7 @@ func fetchFirst(ctx context.Context, b runnelpb.BrokerClient, topic string, pos 
 // leadership to another replica, rather than waiting on a node that no
 // longer leads.
 func TestReadsOnFollowerNotLeader(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	_, addrs := startCluster(t, 3)
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, _, addrs, c := startClusterClient(t)
 	info := createTopicWhenReady(t, ctx, c, "reads", 1, 3)
 	if err := c.ProduceSync(ctx, &client.Record{Topic: "reads", Value: []byte("a")}, &client.Record{Topic: "reads", Value: []byte("b")}); err != nil {
 		t.Fatal(err)
@@ -165,7 +155,7 @@ func TestReadsOnFollowerNotLeader(t *testing.T) {
 	if _, _, err := c.ReassignPartition(ctx, "reads", 0, next); err != nil {
 		t.Fatal(err)
 	}
-	err = <-polled
+	err := <-polled
 	if pctx.Err() != nil {
 		t.Fatalf("the long poll on node %d did not end when it stopped leading: %v", leader+1, err)
 	}

@@ -30,6 +30,25 @@ func freeAddrs(t *testing.T, n int) []string {
 
 // startCluster opens n cluster nodes in this process on loopback sockets
 // with OS-chosen ports; they close when the test ends.
+// startClusterClient skips in -short mode, or starts a three-node cluster
+// and a client of it, closed when the test ends, and returns them with a
+// context that ends after two minutes.
+func startClusterClient(t *testing.T) (context.Context, []*broker.Broker, []string, *client.Client) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	brokers, addrs := startCluster(t, 3)
+	c, err := client.New(ctx, client.Brokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ctx, brokers, addrs, c
+}
+
 func startCluster(t *testing.T, n int) ([]*broker.Broker, []string) {
 	t.Helper()
 	addrs := freeAddrs(t, n)
@@ -73,17 +92,7 @@ func createTopicWhenReady(t *testing.T, ctx context.Context, c *client.Client, n
 // sockets: a replicated topic takes writes through any node, every record
 // reads back once, and the cluster keeps taking writes with one node gone.
 func TestClusterInProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	brokers, addrs := startCluster(t, 3)
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, brokers, _, c := startClusterClient(t)
 	info := createTopicWhenReady(t, ctx, c, "r", 3, 3)
 	leaders := map[int32]bool{}
 	for _, p := range info.Partitions {

@@ -15,17 +15,7 @@ import (
 // the member joins the new coordinator and keeps its partitions, no
 // committed offset is lost or goes back, and every record is read.
 func TestGroupCoordinatorFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	brokers, addrs := startCluster(t, 3)
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, brokers, _, c := startClusterClient(t)
 	createTopicWhenReady(t, ctx, c, "t", 3, 3)
 	produce := func(from, n int) {
 		recs := make([]*client.Record, n)

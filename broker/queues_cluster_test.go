@@ -32,17 +32,7 @@ type queueRec struct {
 // settled through the new leader, and records leased and released come
 // back.
 func TestQueueCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	brokers, addrs := startCluster(t, 3)
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, brokers, _, c := startClusterClient(t)
 	createTopicWhenReady(t, ctx, c, "jobs", 3, 3)
 	produce := func(topic string, n int) {
 		recs := make([]*client.Record, n)
