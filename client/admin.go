@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"slices"
+	"sync"
 
 	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
@@ -67,7 +68,10 @@ func (c *Client) ListTopics(ctx context.Context) ([]TopicInfo, error) {
 
 // DescribeTopic returns a topic's partitions with their leaders, replicas
 // and offsets, and its effective configs. It fails with ErrNotFound when
-// there is no such topic.
+// there is no such topic. Each partition's offsets come from its leader
+// (ListOffsets), since the node that answers may hold a follower's copy,
+// which trails; where the leader cannot be reached within ctx they are that
+// node's, a lower bound.
 func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
 	var resp *runnelpb.DescribeTopicResponse
 	err := c.call(ctx, "", func(ctx context.Context, b runnelpb.BrokerClient) (err error) {
@@ -77,7 +81,33 @@ func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicInfo, err
 	if err != nil {
 		return TopicInfo{}, err
 	}
-	return topicInfo(resp.GetTopic()), nil
+	t := topicInfo(resp.GetTopic())
+	c.leaderOffsets(ctx, &t)
+	return t, nil
+}
+
+// leaderOffsetsConcurrency bounds the ListOffsets calls DescribeTopic makes
+// at once.
+const leaderOffsetsConcurrency = 16
+
+// leaderOffsets replaces t's partition offsets with their leaders', for
+// those whose leader answers.
+func (c *Client) leaderOffsets(ctx context.Context, t *TopicInfo) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, leaderOffsetsConcurrency)
+	for i := range t.Partitions {
+		p := &t.Partitions[i]
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if o, err := c.ListOffsets(ctx, t.Name, p.Partition, End()); err == nil {
+				p.StartOffset, p.EndOffset = o.Start, o.End
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // AlterTopicConfigs sets the configs in set and returns those named in del

@@ -163,3 +163,44 @@ func TestReadsFollowTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDescribeTopicShowsTheLeadersOffsets asks a follower, right after each
+// acknowledged write, to describe the topic: the end offset is the
+// leader's, not the follower's copy, which learns of the commit only with
+// raft's next message.
+func TestDescribeTopicShowsTheLeadersOffsets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	addrs := testcluster.Start(t, ctx)
+	admin := testcluster.Client(t, ctx, addrs...)
+	info, err := admin.CreateTopic(ctx, "described", 1, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var leader int32
+	waitFor(t, "a leader of described/0", time.Minute, func() bool {
+		info, err = admin.DescribeTopic(ctx, "described")
+		leader = info.Partitions[0].Leader
+		return err == nil && leader != 0
+	})
+	follower := addrs[0]
+	if leader == 1 {
+		follower = addrs[1]
+	}
+	viaFollower := testcluster.Client(t, ctx, follower)
+	for i := range 20 {
+		if err := admin.ProduceSync(ctx, &client.Record{Topic: "described", Value: fmt.Appendf(nil, "v%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := viaFollower.DescribeTopic(ctx, "described")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end := got.Partitions[0].EndOffset; end != int64(i+1) {
+			t.Fatalf("after %d acknowledged records, describe through node %s shows end offset %d", i+1, follower, end)
+		}
+	}
+}
