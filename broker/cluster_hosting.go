@@ -9,11 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/runnel-dev/runnel/internal/raftmux"
 	"github.com/runnel-dev/runnel/log"
@@ -36,17 +32,6 @@ type hostedReplica struct {
 	// both (and drop and closeAll, which it or Close calls after it ends).
 	reconf    *reconfWorker
 	preferred int32
-
-	// readMu guards leadTerm and leadMark, and orders the changes of
-	// readable with them (see checkReadable). watchLeader sets them.
-	readMu sync.Mutex
-	// leadTerm is the raft term in which watchLeader last saw this replica
-	// lead, and leadMark raft's last log index then: every entry committed
-	// before this replica was elected is at or below it.
-	leadTerm, leadMark uint64
-	// readable is set once this replica, leading in leadTerm, has applied
-	// the entries up to leadMark; it is cleared at every leadership change.
-	readable atomic.Bool
 }
 
 // checkLeader returns nil while this replica leads its partition's raft
@@ -61,36 +46,16 @@ func (h *hostedReplica) checkLeader(topic string, part int32) error {
 	return notLeader(topic, part, &partition.NotLeaderError{LeaderID: l.ID, LeaderAddr: l.Addr})
 }
 
-// noteLeading records a leadership change seen by watchLeader: reads wait
-// again until this replica, if it leads (st is then its state), has
-// applied what was committed before it was elected.
-func (h *hostedReplica) noteLeading(lead bool, st partition.Stats) {
-	h.readMu.Lock()
-	defer h.readMu.Unlock()
-	h.readable.Store(false)
-	if lead {
-		h.leadTerm, h.leadMark = st.Term, st.LastLogIndex
-	}
-}
-
 // checkReadable returns nil when reads may be served from this replica: it
-// leads, and has applied every entry committed before it was elected. A
-// newly elected leader learns which of the entries it holds are committed
-// only when an entry of its own term commits, one round trip after the
-// election; until then its end offset can be behind the one its
-// predecessor acknowledged, and it answers ErrNoLeader (retriable).
+// leads, and has applied every entry committed before it was elected
+// (partition.Replica.LeaderReady). Until then a new leader's end offset can
+// be behind the one its predecessor acknowledged, and it answers
+// ErrNoLeader (retriable).
 func (h *hostedReplica) checkReadable(topic string, part int32) error {
 	if err := h.checkLeader(topic, part); err != nil {
 		return err
 	}
-	if h.readable.Load() {
-		return nil
-	}
-	s := h.Stats()
-	h.readMu.Lock()
-	defer h.readMu.Unlock()
-	if s.State == raft.Leader.String() && s.Term == h.leadTerm && s.CommitIndex >= h.leadMark && s.AppliedIndex >= h.leadMark {
-		h.readable.Store(true)
+	if h.LeaderReady() {
 		return nil
 	}
 	return errorf(ErrNoLeader, "%s/%d has a new leader that has not yet applied all the records committed before its election; retry shortly", topic, part)
@@ -245,13 +210,8 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 			c.n.b.met.leaderChanges.WithLabelValues(t.Name).Inc()
 			c.kickReconcile() // a new leader moves the group if it must
 		}
-		lead := h.IsLeader()
-		var st partition.Stats
-		if lead {
-			st = h.Stats()
-		}
-		h.noteLeading(lead, st)
-		if lead {
+		if h.IsLeader() {
+			st := h.Stats()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err := c.n.propose(ctx, command{LeaderChange: &leaderChangeCmd{Topic: t.Name, TopicID: t.ID, Partition: int(id.Partition), Leader: c.n.self.ID, Term: st.Term}})
 			cancel()

@@ -265,6 +265,13 @@ type Replica struct {
 	leaderMu sync.Mutex
 	leader   Server
 	leaderCh chan struct{}
+
+	// readyTerm is the raft term in which a barrier this replica proposed
+	// as leader was applied (LeaderReady); barrierTerm, under barrierMu,
+	// the term of the barrier under way, if any.
+	readyTerm   atomic.Uint64
+	barrierMu   sync.Mutex
+	barrierTerm uint64
 }
 
 // OpenReplica starts the replica: it recovers the log from the newest
@@ -613,6 +620,54 @@ func (r *Replica) Leader() (Server, bool) {
 
 // IsLeader reports whether this replica is the leader.
 func (r *Replica) IsLeader() bool { return r.raft.State() == raft.Leader }
+
+// leaderBarrierTimeout bounds how long LeaderReady's barrier waits to be
+// taken into raft's queue.
+const leaderBarrierTimeout = 5 * time.Second
+
+// LeaderReady reports whether this replica leads and its log holds every
+// entry committed before its current term began. A newly elected leader
+// learns which entries are committed only when one of its own term
+// commits, so until then its log can end before records its predecessor
+// acknowledged, and reads of it would miss them. The first call in a term
+// proposes a raft barrier in the background; calls return true once it has
+// been applied, in the same term, with the replica still leading.
+func (r *Replica) LeaderReady() bool {
+	if r.raft.State() != raft.Leader {
+		return false
+	}
+	term := r.raft.CurrentTerm()
+	if r.readyTerm.Load() == term {
+		return true
+	}
+	r.barrierMu.Lock()
+	defer r.barrierMu.Unlock()
+	if r.barrierTerm == term {
+		return false // under way
+	}
+	if err := r.acquire(); err != nil {
+		return false
+	}
+	defer r.closeMu.RUnlock()
+	r.barrierTerm = term
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		err := r.raft.Barrier(leaderBarrierTimeout).Error()
+		if err == nil && r.raft.State() == raft.Leader && r.raft.CurrentTerm() == term {
+			r.readyTerm.Store(term)
+			return
+		}
+		// Lost the leadership, a transfer under way, or a full queue:
+		// the next call tries again.
+		r.barrierMu.Lock()
+		if r.barrierTerm == term {
+			r.barrierTerm = 0
+		}
+		r.barrierMu.Unlock()
+	}()
+	return false
+}
 
 // LeaderChanged returns a channel closed when the leader this replica knows
 // next changes (including to none), or at Close. Take the channel before
