@@ -68,10 +68,9 @@ func (c *Client) ListTopics(ctx context.Context) ([]TopicInfo, error) {
 
 // DescribeTopic returns a topic's partitions with their leaders, replicas
 // and offsets, and its effective configs. It fails with ErrNotFound when
-// there is no such topic. Each partition's offsets come from its leader
-// (ListOffsets), since the node that answers may hold a follower's copy,
-// which trails; where the leader cannot be reached within ctx they are that
-// node's, a lower bound.
+// there is no such topic. The offsets are the answering node's, which may
+// hold a follower's copy that trails the leader's; LeaderOffsets replaces
+// them with the leaders'.
 func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicInfo, error) {
 	var resp *runnelpb.DescribeTopicResponse
 	err := c.call(ctx, "", func(ctx context.Context, b runnelpb.BrokerClient) (err error) {
@@ -81,18 +80,18 @@ func (c *Client) DescribeTopic(ctx context.Context, name string) (TopicInfo, err
 	if err != nil {
 		return TopicInfo{}, err
 	}
-	t := topicInfo(resp.GetTopic())
-	c.leaderOffsets(ctx, &t)
-	return t, nil
+	return topicInfo(resp.GetTopic()), nil
 }
 
-// leaderOffsetsConcurrency bounds the ListOffsets calls DescribeTopic makes
+// leaderOffsetsConcurrency bounds the ListOffsets calls LeaderOffsets makes
 // at once.
 const leaderOffsetsConcurrency = 16
 
-// leaderOffsets replaces t's partition offsets with their leaders', for
-// those whose leader answers.
-func (c *Client) leaderOffsets(ctx context.Context, t *TopicInfo) {
+// LeaderOffsets replaces the start and end offsets of t's partitions with
+// their leaders' (ListOffsets), for those whose leader answers within ctx;
+// the others keep theirs. It makes one call per partition, so give ctx a
+// deadline: while a partition has no leader, its call retries until then.
+func (c *Client) LeaderOffsets(ctx context.Context, t *TopicInfo) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, leaderOffsetsConcurrency)
 	for i := range t.Partitions {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -135,6 +137,11 @@ func topicDescribeCmd() *cobra.Command {
 			if err != nil {
 				return explain(err)
 			}
+			// The answering node may be a follower, whose offsets trail;
+			// a partition without a leader keeps them.
+			ctx, cancel := context.WithTimeout(cmd.Context(), describeOffsetsTimeout)
+			c.LeaderOffsets(ctx, &t)
+			cancel()
 			if f.format == "json" {
 				return writeJSON(cmd.OutOrStdout(), topicJSON(t))
 			}
@@ -145,6 +152,10 @@ func topicDescribeCmd() *cobra.Command {
 	f.addFormatFlag(cmd, "table", "json")
 	return cmd
 }
+
+// describeOffsetsTimeout bounds how long topic describe asks partition
+// leaders for their offsets.
+const describeOffsetsTimeout = 3 * time.Second
 
 func topicAlterCmd() *cobra.Command {
 	var (
