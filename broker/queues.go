@@ -130,7 +130,7 @@ func (s *queuesService) Lease(ctx context.Context, req *runnelpb.LeaseRequest) (
 		// counting a delivery.
 		ops := make([]consumergroup.Settle, len(recs))
 		for i, r := range recs {
-			ops[i] = consumergroup.Settle{Kind: consumergroup.Release, Offset: r.Offset, Attempt: r.Attempt, Duration: r.Deadline.UnixMilli()}
+			ops[i] = consumergroup.Settle{Kind: consumergroup.Release, Offset: r.Offset, Attempt: r.Attempt, Duration: r.Deadline.UnixMilli(), Lease: r.Lease}
 		}
 		if _, err := q.Settle(req.Group, ops); err != nil {
 			s.b.logger.Debug("release a lease nobody waits for", "topic", req.Topic, "partition", req.Partition, "group", req.Group, "err", err)
@@ -146,6 +146,7 @@ func (s *queuesService) Lease(ctx context.Context, req *runnelpb.LeaseRequest) (
 			Key:          r.Key,
 			Value:        r.Value,
 			TimestampMs:  r.Timestamp,
+			Lease:        r.Lease,
 		}
 		if len(r.Headers) > 0 {
 			d.Headers = make([]*runnelpb.QueueHeader, len(r.Headers))
@@ -168,7 +169,7 @@ func (s *queuesService) Settle(ctx context.Context, req *runnelpb.SettleRequest)
 		if op.Kind < runnelpb.SettleKind_SETTLE_KIND_ACK || op.Kind > runnelpb.SettleKind_SETTLE_KIND_RELEASE {
 			return nil, toStatus(errorf(ErrInvalidRequest, "settle of %s/%d offset %d: unknown kind %d; update the client", req.Topic, req.Partition, op.Offset, op.Kind))
 		}
-		ops[i] = consumergroup.Settle{Kind: consumergroup.SettleKind(op.Kind), Offset: op.Offset, Attempt: int(op.Attempt), Duration: op.DurationMs}
+		ops[i] = consumergroup.Settle{Kind: consumergroup.SettleKind(op.Kind), Offset: op.Offset, Attempt: int(op.Attempt), Duration: op.DurationMs, Lease: op.Lease}
 		if op.Kind == runnelpb.SettleKind_SETTLE_KIND_RELEASE {
 			ops[i].Duration = op.LeaseUntilMs
 		}

@@ -110,6 +110,8 @@ type Delivery struct {
 	// LeaseUntil is when the lease ends unless extended; after it the
 	// record goes to another consumer.
 	LeaseUntil time.Time
+	// lease is the lease's number, which every settle of d sends.
+	lease uint64
 }
 
 // DeadLetter is what Reject writes to the dead-letter topic.
@@ -192,9 +194,9 @@ type queuePartition struct {
 
 	mu sync.Mutex
 	// held are the deliveries Next handed out and not settled, by offset,
-	// with their attempt; Close nacks them (without delay), so that their
+	// with their lease; Close nacks them (without delay), so that their
 	// delivery counts, as the application may have worked on them.
-	held map[int64]int
+	held map[int64]heldLease
 	// unseen are the deliveries leased and not claimed by Next yet: in the
 	// fetcher's hands or in Queue.out. Next claims a delivery by moving it
 	// to held, unless the queue is closing; Close releases those left, so
@@ -242,7 +244,7 @@ func (c *Client) Queue(group, topic string, opts QueueOptions) (*Queue, error) {
 	q.ctx, q.cancel = context.WithCancel(c.ctx)
 	q.settleCtx, q.settleCancel = context.WithCancel(c.ctx)
 	for p := range int32(n) {
-		qp := &queuePartition{q: q, part: p, settles: make(chan *settleReq, 256), held: map[int64]int{}, unseen: map[*Delivery]struct{}{}}
+		qp := &queuePartition{q: q, part: p, settles: make(chan *settleReq, 256), held: map[int64]heldLease{}, unseen: map[*Delivery]struct{}{}}
 		q.parts = append(q.parts, qp)
 	}
 	for range opts.Prefetch {
@@ -302,6 +304,12 @@ func (q *Queue) leaseMargin() time.Duration {
 	return min(q.opts.Visibility/10, maxLeaseMargin)
 }
 
+// heldLease names a held delivery's lease.
+type heldLease struct {
+	attempt int
+	lease   uint64
+}
+
 // claim moves d from unseen to held, for Next to return it. It reports
 // false when the queue is closing: d stays for Close to release, or Close
 // has released it already.
@@ -312,7 +320,7 @@ func (qp *queuePartition) claim(d *Delivery) bool {
 		return false
 	}
 	delete(qp.unseen, d)
-	qp.held[d.Offset] = d.Attempt
+	qp.held[d.Offset] = heldLease{attempt: d.Attempt, lease: d.lease}
 	return true
 }
 
@@ -403,11 +411,11 @@ func (q *Queue) Close() error {
 		for _, qp := range q.parts {
 			qp.mu.Lock()
 			var ops []*runnelpb.SettleOp
-			for off, attempt := range qp.held {
-				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_NACK, Offset: off, Attempt: int32(attempt)})
+			for off, h := range qp.held {
+				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_NACK, Offset: off, Attempt: int32(h.attempt), Lease: h.lease})
 			}
 			for d := range qp.unseen {
-				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_RELEASE, Offset: d.Offset, Attempt: int32(d.Attempt), LeaseUntilMs: d.LeaseUntil.UnixMilli()})
+				ops = append(ops, &runnelpb.SettleOp{Kind: runnelpb.SettleKind_SETTLE_KIND_RELEASE, Offset: d.Offset, Attempt: int32(d.Attempt), LeaseUntilMs: d.LeaseUntil.UnixMilli(), Lease: d.lease})
 			}
 			clear(qp.held)
 			clear(qp.unseen)
@@ -459,7 +467,7 @@ func (q *Queue) settleOp(ctx context.Context, d *Delivery, kind runnelpb.SettleK
 	}
 	qp := q.parts[d.Partition]
 	r := &settleReq{
-		op:   &runnelpb.SettleOp{Kind: kind, Offset: d.Offset, Attempt: int32(d.Attempt), DurationMs: dur.Milliseconds()},
+		op:   &runnelpb.SettleOp{Kind: kind, Offset: d.Offset, Attempt: int32(d.Attempt), DurationMs: dur.Milliseconds(), Lease: d.lease},
 		done: make(chan error, 1),
 	}
 	// The settle loops run until Close has let this call finish, or the
@@ -481,7 +489,7 @@ func (q *Queue) settleOp(ctx context.Context, d *Delivery, kind runnelpb.SettleK
 	}
 	if err == nil && kind != runnelpb.SettleKind_SETTLE_KIND_EXTEND || errors.Is(err, ErrLeaseLost) {
 		qp.mu.Lock()
-		if qp.held[d.Offset] == d.Attempt {
+		if qp.held[d.Offset] == (heldLease{attempt: d.Attempt, lease: d.lease}) {
 			delete(qp.held, d.Offset)
 		}
 		qp.mu.Unlock()
@@ -728,6 +736,7 @@ func (qp *queuePartition) lease(n int, wait time.Duration) ([]*Delivery, error) 
 			},
 			Attempt:    int(pd.Attempt),
 			LeaseUntil: time.UnixMilli(pd.LeaseUntilMs),
+			lease:      pd.Lease,
 		}
 		if d.Value == nil {
 			d.Value = []byte{}

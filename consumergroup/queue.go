@@ -117,6 +117,9 @@ type queueRec struct {
 	hasKey bool
 	key    uint64
 	gen    uint32
+	// lease is the number of the latest lease; 0 for a lease made before
+	// leases were numbered.
+	lease uint64
 }
 
 type timedEntry struct {
@@ -147,6 +150,10 @@ type QueueLease struct {
 	Attempt int
 	// Deadline is when the lease ends, in ms.
 	Deadline int64
+	// Lease is the lease's number, which no other lease of the partition
+	// shares: a settle names it so that it never settles a later lease of
+	// the record that got the same attempt and deadline.
+	Lease uint64
 }
 
 // SettleKind is what a consumer does with a delivery.
@@ -167,10 +174,12 @@ const (
 	// available at once and its delivery count goes back down by one, so
 	// that leasing ahead does not use up a record's deliveries. Settle's
 	// Duration carries the released lease's deadline, which must be the
-	// record's current one: with the attempt it tells the lease apart
-	// from a later lease that got the same attempt number after a
-	// release, so that a retried Release never hands back another
-	// consumer's lease.
+	// record's current one. Settle's Lease tells the lease apart from a
+	// later lease that got the same attempt number after a release, even
+	// with the same deadline, so that a retried Release never hands back
+	// another consumer's lease; without a lease number the attempt and
+	// deadline alone do, which fails when both leases got the same
+	// deadline.
 	Release SettleKind = 5
 )
 
@@ -198,6 +207,10 @@ type Settle struct {
 	// Duration is a nack's delay or an extension's new lease length, in
 	// ms; for a Release, the deadline of the lease released, in ms.
 	Duration int64
+	// Lease is the settled lease's number (QueueLease.Lease), which must
+	// be the record's latest lease's. 0 (a settle from before leases were
+	// numbered) matches by Attempt, and for a Release by deadline, alone.
+	Lease uint64
 }
 
 // NewQueue returns the state of a group that starts at offset start.
@@ -265,13 +278,14 @@ func (q *Queue) CheckConfig(cfg QueueConfig) error {
 }
 
 // Lease hands out up to max records at time now, each leased until now
-// plus visibility (ms): first the records in the window that are
+// plus visibility (ms) and numbered from firstLease up in the order
+// returned (the owner keeps the numbers growing, firstLease > 0): first the records in the window that are
 // available (lowest offset first), then new records, which recs yields
 // from Next on in offset order (a gap in the offsets, where retention
 // removed records, is skipped). recs is read only as far as needed: it is
 // not asked for a record after the one that fills the lease, reaches
 // QueueScanLimit or MaxQueueUnsettled.
-func (q *Queue) Lease(now int64, max int, visibility int64, recs iter.Seq[QueueRecord]) []QueueLease {
+func (q *Queue) Lease(now int64, max int, visibility int64, firstLease uint64, recs iter.Seq[QueueRecord]) []QueueLease {
 	q.tick(now)
 	now = q.clock
 	q.promote()
@@ -282,13 +296,13 @@ func (q *Queue) Lease(now int64, max int, visibility int64, recs iter.Seq[QueueR
 		if r == nil || r.gen != e.gen || !q.head(e.off, r) {
 			continue
 		}
-		out = append(out, q.lease(e.off, r, now, visibility))
+		out = append(out, q.lease(e.off, r, now, visibility, firstLease+uint64(len(out))))
 	}
 	if len(out) >= max || recs == nil {
 		return out
 	}
 	if !q.Full() {
-		out = q.scan(now, max, visibility, recs, out)
+		out = q.scan(now, max, visibility, firstLease, recs, out)
 	}
 	q.advanceStart()
 	return out
@@ -297,7 +311,7 @@ func (q *Queue) Lease(now int64, max int, visibility int64, recs iter.Seq[QueueR
 // scan is Lease's look at new records: it appends the leases of those it
 // may hand out to out, up to max in all, and stops after QueueScanLimit
 // records or when the group is full.
-func (q *Queue) scan(now int64, max int, visibility int64, recs iter.Seq[QueueRecord], out []QueueLease) []QueueLease {
+func (q *Queue) scan(now int64, max int, visibility int64, firstLease uint64, recs iter.Seq[QueueRecord], out []QueueLease) []QueueLease {
 	scanned := 0
 	for rec := range recs {
 		if rec.Offset < q.next {
@@ -323,7 +337,7 @@ func (q *Queue) scan(now int64, max int, visibility int64, recs iter.Seq[QueueRe
 		case r.at > now:
 			q.timed.push(timedEntry{at: r.at, off: rec.Offset, gen: r.gen})
 		default:
-			out = append(out, q.lease(rec.Offset, r, now, visibility))
+			out = append(out, q.lease(rec.Offset, r, now, visibility, firstLease+uint64(len(out))))
 		}
 		if len(out) >= max || scanned >= QueueScanLimit || q.Full() {
 			return out
@@ -362,14 +376,15 @@ func (q *Queue) head(off int64, r *queueRec) bool {
 	return q.keys[r.key][0] == off
 }
 
-func (q *Queue) lease(off int64, r *queueRec, now, visibility int64) QueueLease {
+func (q *Queue) lease(off int64, r *queueRec, now, visibility int64, n uint64) QueueLease {
 	r.state = recLeased
 	r.deliveries++
 	r.at = now + visibility
 	r.gen++
+	r.lease = n
 	q.timed.push(timedEntry{at: r.at, off: off, gen: r.gen})
 	q.dirty[off] = struct{}{}
-	return QueueLease{Offset: off, Attempt: int(r.deliveries), Deadline: r.at}
+	return QueueLease{Offset: off, Attempt: int(r.deliveries), Deadline: r.at, Lease: n}
 }
 
 // Settle applies one settle operation at time now.
@@ -385,6 +400,9 @@ func (q *Queue) Settle(now int64, s Settle) error {
 	}
 	if s.Attempt != int(r.deliveries) || s.Attempt == 0 {
 		return fmt.Errorf("%w: offset %d attempt %d, the record is at attempt %d", ErrLeaseLost, s.Offset, s.Attempt, r.deliveries)
+	}
+	if s.Lease != 0 && s.Lease != r.lease {
+		return fmt.Errorf("%w: offset %d lease %d, the record's latest lease is %d", ErrLeaseLost, s.Offset, s.Lease, r.lease)
 	}
 	switch s.Kind {
 	case Ack, Reject:
@@ -602,9 +620,10 @@ func (q *Queue) encodeHeader() []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(q.clock))
 }
 
-// record: state:1 deliveries:4 at:8 hasKey:1 key:8
+// record: state:1 deliveries:4 at:8 hasKey:1 key:8 lease:8. A record
+// stored before leases were numbered lacks lease: its lease is 0.
 func (r *queueRec) encode() []byte {
-	b := make([]byte, 0, 22)
+	b := make([]byte, 0, 30)
 	b = append(b, byte(r.state))
 	b = binary.BigEndian.AppendUint32(b, r.deliveries)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.at))
@@ -613,7 +632,8 @@ func (r *queueRec) encode() []byte {
 	} else {
 		b = append(b, 0)
 	}
-	return binary.BigEndian.AppendUint64(b, r.key)
+	b = binary.BigEndian.AppendUint64(b, r.key)
+	return binary.BigEndian.AppendUint64(b, r.lease)
 }
 
 // DecodeQueue rebuilds a group from its encoded header and records, as
@@ -629,7 +649,7 @@ func DecodeQueue(hdr []byte, recs iter.Seq2[int64, []byte]) (*Queue, error) {
 	q.hdrDirty = false
 	var offs []int64
 	for off, v := range recs {
-		if len(v) != 22 || (v[0] != byte(recAvailable) && v[0] != byte(recLeased)) || v[13] > 1 {
+		if (len(v) != 22 && len(v) != 30) || (v[0] != byte(recAvailable) && v[0] != byte(recLeased)) || v[13] > 1 {
 			return nil, fmt.Errorf("queue record %d: malformed %d-byte state", off, len(v))
 		}
 		if off < q.start || off >= q.next {
@@ -641,6 +661,9 @@ func DecodeQueue(hdr []byte, recs iter.Seq2[int64, []byte]) (*Queue, error) {
 			at:         int64(binary.BigEndian.Uint64(v[5:])),
 			hasKey:     v[13] == 1,
 			key:        binary.BigEndian.Uint64(v[14:]),
+		}
+		if len(v) == 30 {
+			r.lease = binary.BigEndian.Uint64(v[22:])
 		}
 		q.recs[off] = r
 		offs = append(offs, off)

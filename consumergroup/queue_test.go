@@ -42,6 +42,7 @@ func TestQueue(t *testing.T) {
 	datadriven.Walk(t, "queue_testdata", func(t *testing.T, path string) {
 		var q *Queue
 		var l fakeLog
+		var leases uint64 // the last lease number
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
 			arg := func(key, def string) string {
 				s := def
@@ -86,10 +87,11 @@ func TestQueue(t *testing.T) {
 				}
 				return fmt.Sprintf("log ends at %d", l[len(l)-1].Offset+1)
 			case "lease":
-				ls := q.Lease(now, int(num("max", 1)), ms(t, arg("vis", "30s")), l.from(q.Next()))
+				ls := q.Lease(now, int(num("max", 1)), ms(t, arg("vis", "30s")), leases+1, l.from(q.Next()))
+				leases += uint64(len(ls))
 				var b strings.Builder
 				for _, x := range ls {
-					fmt.Fprintf(&b, "leased %d attempt %d until %s\n", x.Offset, x.Attempt, time.Duration(x.Deadline)*time.Millisecond)
+					fmt.Fprintf(&b, "leased %d attempt %d until %s lease %d\n", x.Offset, x.Attempt, time.Duration(x.Deadline)*time.Millisecond, x.Lease)
 				}
 				if len(ls) == 0 {
 					b.WriteString("nothing\n")
@@ -97,12 +99,13 @@ func TestQueue(t *testing.T) {
 				return b.String() + dumpQueue(q)
 			case "ack", "nack", "extend", "reject", "release":
 				kind := map[string]SettleKind{"ack": Ack, "nack": Nack, "extend": Extend, "reject": Reject, "release": Release}[d.Cmd]
-				// A release names the lease's deadline with until=.
+				// A release names the lease's deadline with until=; lease=
+				// names the lease's number (default 0: none).
 				dur := ms(t, arg("by", "0s"))
 				if kind == Release {
 					dur = ms(t, arg("until", "0s"))
 				}
-				err := q.Settle(now, Settle{Kind: kind, Offset: num("off", 0), Attempt: int(num("attempt", 1)), Duration: dur})
+				err := q.Settle(now, Settle{Kind: kind, Offset: num("off", 0), Attempt: int(num("attempt", 1)), Duration: dur, Lease: uint64(num("lease", 0))})
 				if err != nil {
 					return "error: " + err.Error()
 				}
@@ -155,6 +158,9 @@ func dumpQueue(q *Queue) string {
 			state = "leased"
 		}
 		fmt.Fprintf(&b, "%d: %s deliveries %d", off, state, r.deliveries)
+		if r.lease != 0 {
+			fmt.Fprintf(&b, " lease %d", r.lease)
+		}
 		if r.at != 0 {
 			fmt.Fprintf(&b, " at %s", time.Duration(r.at)*time.Millisecond)
 		}
@@ -196,6 +202,7 @@ func runQueueRandom(t *testing.T, seed uint64) {
 	// kept counts each record's leases less those released.
 	kept := map[int64]int{}
 	checked := int64(0)
+	leases := uint64(0) // the last lease number
 	for step := 0; step < 2000 || len(acked) < len(l); step++ {
 		if step > 20000 {
 			t.Fatalf("not every record acked: %d of %d; holding %d\n%.2000s", len(acked), len(l), len(holding), dumpQueue(q))
@@ -218,12 +225,16 @@ func runQueueRandom(t *testing.T, seed uint64) {
 		case n < 5:
 			vis := int64(rng.IntN(3000) + 100)
 			max := rng.IntN(4) + 1
-			got := q.Lease(now, max, vis, l.from(q.Next()))
-			want := shadow.Lease(now, max, vis, l.from(shadow.Next()))
+			got := q.Lease(now, max, vis, leases+1, l.from(q.Next()))
+			want := shadow.Lease(now, max, vis, leases+1, l.from(shadow.Next()))
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("step %d: rebuilt group leased %v, original %v", step, want, got)
 			}
 			for _, x := range got {
+				if x.Lease != leases+1 {
+					t.Fatalf("step %d: %d leased with number %d; want %d", step, x.Offset, x.Lease, leases+1)
+				}
+				leases++
 				rec := l[x.Offset]
 				if rec.DeliverAt > now {
 					t.Fatalf("step %d: %d leased at %d before its deliver-at %d", step, x.Offset, now, rec.DeliverAt)
@@ -254,7 +265,7 @@ func runQueueRandom(t *testing.T, seed uint64) {
 			i := rng.IntN(len(holding))
 			h := holding[i]
 			holding = append(holding[:i], holding[i+1:]...)
-			s := Settle{Kind: Ack, Offset: h.Offset, Attempt: h.Attempt}
+			s := Settle{Kind: Ack, Offset: h.Offset, Attempt: h.Attempt, Lease: h.Lease}
 			switch rng.IntN(7) {
 			case 0:
 				s.Kind, s.Duration = Nack, int64(rng.IntN(1000))
@@ -334,7 +345,7 @@ func TestQueueLeaseReadsNoFurther(t *testing.T) {
 	q := NewQueue(QueueConfig{}, 0)
 	l := newLog(5, 0)
 	var n int
-	if got := q.Lease(0, 2, 1000, counted(l, q.Next(), &n)); len(got) != 2 || n != 2 {
+	if got := q.Lease(0, 2, 1000, 1, counted(l, q.Next(), &n)); len(got) != 2 || n != 2 {
 		t.Fatalf("lease of 2 from 5 records: %d leases, %d records read; want 2 and 2", len(got), n)
 	}
 
@@ -343,13 +354,13 @@ func TestQueueLeaseReadsNoFurther(t *testing.T) {
 	l = newLog(MaxQueueUnsettled+10, 1000)
 	for i := 0; !q.Full(); i++ {
 		n = 0
-		q.Lease(0, 1, 1000, counted(l, q.Next(), &n))
+		q.Lease(0, 1, 1000, 1, counted(l, q.Next(), &n))
 		if want := min(QueueScanLimit, MaxQueueUnsettled-i*QueueScanLimit); n != want {
 			t.Fatalf("lease %d: %d records read; want %d", i, n, want)
 		}
 	}
 	n = 0
-	q.Lease(0, 1, 1000, counted(l, q.Next(), &n))
+	q.Lease(0, 1, 1000, 1, counted(l, q.Next(), &n))
 	if n != 0 {
 		t.Fatalf("lease of a full group: %d records read; want 0", n)
 	}

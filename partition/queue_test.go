@@ -30,7 +30,7 @@ func offsets(recs []partition.LeasedRecord) []int64 {
 func ackOps(recs []partition.LeasedRecord) []consumergroup.Settle {
 	var out []consumergroup.Settle
 	for _, r := range recs {
-		out = append(out, consumergroup.Settle{Kind: consumergroup.Ack, Offset: r.Offset, Attempt: r.Attempt})
+		out = append(out, consumergroup.Settle{Kind: consumergroup.Ack, Offset: r.Offset, Attempt: r.Attempt, Lease: r.Lease})
 	}
 	return out
 }
@@ -128,6 +128,11 @@ func TestPartitionQueue(t *testing.T) {
 	}
 	if !slices.Equal(offsets(again), []int64{0, 2}) {
 		t.Fatalf("after rewind leased %v, want 0 and 2", offsets(again))
+	}
+	// Lease numbers keep growing across the reopen, so that a settle of a
+	// lease from before it never matches a lease made after.
+	if got[0].Lease == 0 || got[1].Lease <= got[0].Lease || again[0].Lease <= got[1].Lease || again[1].Lease <= again[0].Lease {
+		t.Fatalf("lease numbers %d, %d, then after the reopen %d, %d: want them growing", got[0].Lease, got[1].Lease, again[0].Lease, again[1].Lease)
 	}
 	if _, err := p.Lease(ctx, partition.LeaseRequest{Group: "g", Max: 0, Visibility: time.Second}, 0); !errors.Is(err, partition.ErrInvalidQueueRequest) {
 		t.Fatalf("lease of 0 records: %v", err)

@@ -116,8 +116,9 @@ type QueueGroupInfo struct {
 // Queue state keys in the log (package log's StateOp), next to the
 // producer state's (producers.go).
 const (
-	keyQueue    = 'Q' // 'Q' group → header (consumergroup.Queue)
-	keyQueueRec = 'R' // 'R' len(group):1 group offset:8 → record state
+	keyQueue       = 'Q' // 'Q' group → header (consumergroup.Queue)
+	keyQueueRec    = 'R' // 'R' len(group):1 group offset:8 → record state
+	keyQueueLeases = 'L' // 'L' → the last lease number:8
 )
 
 func queueKey(group string) []byte { return append([]byte{keyQueue}, group...) }
@@ -130,7 +131,14 @@ func queueRecKey(group string, off int64) []byte {
 }
 
 // isQueueKey reports whether a state key belongs to the queue groups.
-func isQueueKey(k []byte) bool { return len(k) > 0 && (k[0] == keyQueue || k[0] == keyQueueRec) }
+func isQueueKey(k []byte) bool {
+	return len(k) > 0 && (k[0] == keyQueue || k[0] == keyQueueRec || k[0] == keyQueueLeases)
+}
+
+// leasesOp persists the last lease number n.
+func leasesOp(n uint64) log.StateOp {
+	return log.StateOp{Key: []byte{keyQueueLeases}, Value: binary.BigEndian.AppendUint64(nil, n)}
+}
 
 // queueOp is one queue operation: the body of a queue raft entry, or a
 // call on a single node.
@@ -152,19 +160,30 @@ type queueOp struct {
 // entryQueue is the entry type (fsm.go) of a queue operation.
 const entryQueue byte = 3
 
+// Queue operation kinds. opSettle is a settle from before leases were
+// numbered, still decoded (its settles have lease number 0) and still
+// written when no settle names a lease, so that a replica of that
+// version can apply it.
 const (
-	opLease  byte = 1
-	opSettle byte = 2
-	opReset  byte = 3
-	opDelete byte = 4
+	opLease   byte = 1
+	opSettle  byte = 2
+	opReset   byte = 3
+	opDelete  byte = 4
+	opSettleN byte = 5
 )
 
 // encode: kind:1 now:8 groupLen:1 group, then
 // lease: flags:1 max:4 visibility:8 floor:8; settle: n:4 n×(kind:1 offset:8
-// attempt:4 duration:8); reset: offset:8.
+// attempt:4 duration:8), with lease:8 after each for opSettleN; reset:
+// offset:8. A settle op is encoded as opSettleN when a settle names a
+// lease.
 func (o *queueOp) encode() []byte {
-	b := make([]byte, 0, 32+len(o.group)+21*len(o.settles))
-	b = append(b, entryQueue, o.kind)
+	kind := o.kind
+	if kind == opSettle && slices.ContainsFunc(o.settles, func(s consumergroup.Settle) bool { return s.Lease != 0 }) {
+		kind = opSettleN
+	}
+	b := make([]byte, 0, 32+len(o.group)+29*len(o.settles))
+	b = append(b, entryQueue, kind)
 	b = binary.BigEndian.AppendUint64(b, uint64(o.now))
 	b = append(b, byte(len(o.group)))
 	b = append(b, o.group...)
@@ -185,6 +204,9 @@ func (o *queueOp) encode() []byte {
 			b = binary.BigEndian.AppendUint64(b, uint64(s.Offset))
 			b = binary.BigEndian.AppendUint32(b, uint32(s.Attempt))
 			b = binary.BigEndian.AppendUint64(b, uint64(s.Duration))
+			if kind == opSettleN {
+				b = binary.BigEndian.AppendUint64(b, s.Lease)
+			}
 		}
 	case opReset:
 		b = binary.BigEndian.AppendUint64(b, uint64(o.offset))
@@ -214,25 +236,33 @@ func decodeQueueOp(d []byte) (*queueOp, error) {
 		o.max = int(binary.BigEndian.Uint32(d[1:]))
 		o.visibility = int64(binary.BigEndian.Uint64(d[5:]))
 		o.floor = int64(binary.BigEndian.Uint64(d[13:]))
-	case opSettle:
+	case opSettle, opSettleN:
+		size := 21
+		if o.kind == opSettleN {
+			size = 29
+		}
 		if len(d) < 4 {
 			return bad()
 		}
 		c := int(binary.BigEndian.Uint32(d))
 		d = d[4:]
-		if len(d) != 21*c {
+		if len(d) != size*c {
 			return bad()
 		}
 		o.settles = make([]consumergroup.Settle, c)
 		for i := range o.settles {
-			s := d[21*i:]
+			s := d[size*i:]
 			o.settles[i] = consumergroup.Settle{
 				Kind:     consumergroup.SettleKind(s[0]),
 				Offset:   int64(binary.BigEndian.Uint64(s[1:])),
 				Attempt:  int(binary.BigEndian.Uint32(s[9:])),
 				Duration: int64(binary.BigEndian.Uint64(s[13:])),
 			}
+			if size == 29 {
+				o.settles[i].Lease = binary.BigEndian.Uint64(s[21:])
+			}
 		}
+		o.kind = opSettle
 	case opReset:
 		if len(d) != 8 {
 			return bad()
@@ -313,6 +343,11 @@ type queues struct {
 	scans   map[string]*scanCache
 	deliver batchCache
 
+	// leases is the last lease number handed out on the partition (0:
+	// none). It only grows, also across group deletions, so that a
+	// number names one lease for good.
+	leases uint64
+
 	// parked counts the leases waiting in a long poll, for tests.
 	parked atomic.Int32
 }
@@ -328,6 +363,7 @@ func (qs *queues) apply(l *log.Log, op *queueOp) (queueResult, []log.StateOp) {
 	defer qs.mu.Unlock()
 	g := qs.groups[op.group]
 	var res queueResult
+	leased := false // the lease number moved
 	switch op.kind {
 	case opLease:
 		if g == nil {
@@ -342,7 +378,11 @@ func (qs *queues) apply(l *log.Log, op *queueOp) (queueResult, []log.StateOp) {
 			c = &scanCache{}
 			qs.scans[op.group] = c
 		}
-		res.leases = g.Lease(op.now, op.max, op.visibility, c.records(l, g.Next()))
+		res.leases = g.Lease(op.now, op.max, op.visibility, qs.leases+1, c.records(l, g.Next()))
+		if n := len(res.leases); n > 0 {
+			qs.leases += uint64(n)
+			leased = true
+		}
 	case opSettle:
 		if g == nil {
 			res.err = fmt.Errorf("%w: %q on %s", ErrQueueGroupNotFound, op.group, l.ID())
@@ -377,6 +417,9 @@ func (qs *queues) apply(l *log.Log, op *queueOp) (queueResult, []log.StateOp) {
 	}
 	hdr, recs := g.Changes()
 	var ops []log.StateOp
+	if leased {
+		ops = append(ops, leasesOp(qs.leases))
+	}
 	if hdr != nil {
 		ops = append(ops, log.StateOp{Key: queueKey(op.group), Value: hdr})
 	}
@@ -471,6 +514,9 @@ func (qs *queues) ops() []log.StateOp {
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
 	var ops []log.StateOp
+	if qs.leases != 0 {
+		ops = append(ops, leasesOp(qs.leases))
+	}
 	for name, g := range qs.groups {
 		hdr, recs := g.Encode()
 		ops = append(ops, log.StateOp{Key: queueKey(name), Value: hdr})
@@ -488,8 +534,14 @@ func (qs *queues) load(l *log.Log) error {
 	}
 	hdrs := map[string][]byte{}
 	recs := map[string][]consumergroup.QueueChange{}
+	var leases uint64
 	err := l.State(func(k, v []byte) error {
 		switch {
+		case len(k) == 1 && k[0] == keyQueueLeases:
+			if len(v) != 8 {
+				return fmt.Errorf("queue lease number: %d bytes", len(v))
+			}
+			leases = binary.BigEndian.Uint64(v)
 		case len(k) > 0 && k[0] == keyQueue:
 			hdrs[string(k[1:])] = append([]byte(nil), v...)
 		case len(k) > 0 && k[0] == keyQueueRec:
@@ -524,6 +576,7 @@ func (qs *queues) load(l *log.Log) error {
 	defer qs.mu.Unlock()
 	qs.scans = make(map[string]*scanCache)
 	qs.groups = groups
+	qs.leases = leases
 	qs.wakeLocked()
 	return nil
 }
@@ -600,7 +653,7 @@ func readLeased(l *log.Log, c *batchCache, leases []consumergroup.QueueLease) ([
 					i++ // not in the log any more
 				}
 				if i < len(leases) && leases[i].Offset == r.Offset {
-					out = append(out, LeasedRecord{Record: cloneRecord(r), Attempt: leases[i].Attempt, Deadline: time.UnixMilli(leases[i].Deadline)})
+					out = append(out, LeasedRecord{Record: cloneRecord(r), Attempt: leases[i].Attempt, Deadline: time.UnixMilli(leases[i].Deadline), Lease: leases[i].Lease})
 					i++
 				}
 			}
@@ -649,6 +702,9 @@ type LeasedRecord struct {
 	Attempt int
 	// Deadline is when the lease ends.
 	Deadline time.Time
+	// Lease is the lease's number, which a settle of it names
+	// (consumergroup.Settle's Lease).
+	Lease uint64
 }
 
 // queueDo applies a queue operation where the owner keeps its groups:
@@ -745,7 +801,7 @@ func settleGone(group string, leases []consumergroup.QueueLease, recs []LeasedRe
 	var ops []consumergroup.Settle
 	for _, ls := range leases {
 		if !found[ls.Offset] {
-			ops = append(ops, consumergroup.Settle{Kind: consumergroup.Ack, Offset: ls.Offset, Attempt: ls.Attempt})
+			ops = append(ops, consumergroup.Settle{Kind: consumergroup.Ack, Offset: ls.Offset, Attempt: ls.Attempt, Lease: ls.Lease})
 		}
 	}
 	_, err := settle(group, ops, do)

@@ -2,7 +2,7 @@
 //
 // Many consumers share a partition: each record is leased to one of them
 // for a visibility timeout and settled (acked, nacked with a delay,
-// extended or rejected) by the delivery's offset and attempt. A queue
+// extended or rejected) by the delivery's offset, attempt and lease. A queue
 // group's state is replicated with its partition, so every call goes to
 // the partition's leader; any other node answers FAILED_PRECONDITION with
 // reason NOT_LEADER and the leader in "leader_id" / "leader_addr", as
@@ -314,12 +314,16 @@ type Delivery struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Offset int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	// attempt is the record's delivery count, 1 on the first delivery.
-	Attempt       int32          `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	LeaseUntilMs  int64          `protobuf:"varint,3,opt,name=lease_until_ms,json=leaseUntilMs,proto3" json:"lease_until_ms,omitempty"`
-	Key           []byte         `protobuf:"bytes,4,opt,name=key,proto3,oneof" json:"key,omitempty"`
-	Value         []byte         `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
-	Headers       []*QueueHeader `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty"`
-	TimestampMs   int64          `protobuf:"varint,7,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	Attempt      int32          `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	LeaseUntilMs int64          `protobuf:"varint,3,opt,name=lease_until_ms,json=leaseUntilMs,proto3" json:"lease_until_ms,omitempty"`
+	Key          []byte         `protobuf:"bytes,4,opt,name=key,proto3,oneof" json:"key,omitempty"`
+	Value        []byte         `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	Headers      []*QueueHeader `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty"`
+	TimestampMs  int64          `protobuf:"varint,7,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	// lease numbers this lease: no other lease of the partition has it. A
+	// settle of the delivery sends it back. 0 from a broker that does not
+	// number leases.
+	Lease         uint64 `protobuf:"varint,8,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -403,6 +407,13 @@ func (x *Delivery) GetTimestampMs() int64 {
 	return 0
 }
 
+func (x *Delivery) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 type LeaseResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
@@ -454,7 +465,12 @@ type SettleOp struct {
 	Attempt    int32                  `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	DurationMs int64                  `protobuf:"varint,4,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
 	// lease_until_ms is the delivery's lease_until_ms (RELEASE only).
-	LeaseUntilMs  int64 `protobuf:"varint,5,opt,name=lease_until_ms,json=leaseUntilMs,proto3" json:"lease_until_ms,omitempty"`
+	LeaseUntilMs int64 `protobuf:"varint,5,opt,name=lease_until_ms,json=leaseUntilMs,proto3" json:"lease_until_ms,omitempty"`
+	// lease is the delivery's lease. The op is LEASE_LOST unless it is the
+	// record's latest lease, even when attempt (and lease_until_ms) match a
+	// later lease's. 0 (a client that does not send it) matches by attempt,
+	// and for RELEASE lease_until_ms, alone.
+	Lease         uint64 `protobuf:"varint,6,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -520,6 +536,13 @@ func (x *SettleOp) GetDurationMs() int64 {
 func (x *SettleOp) GetLeaseUntilMs() int64 {
 	if x != nil {
 		return x.LeaseUntilMs
+	}
+	return 0
+}
+
+func (x *SettleOp) GetLease() uint64 {
+	if x != nil {
+		return x.Lease
 	}
 	return 0
 }
@@ -1151,7 +1174,7 @@ const file_runnel_v1_queues_proto_rawDesc = "" +
 	"\fkey_ordering\x18\b \x01(\bR\vkeyOrdering\"5\n" +
 	"\vQueueHeader\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"\xec\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x82\x02\n" +
 	"\bDelivery\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12$\n" +
@@ -1159,19 +1182,21 @@ const file_runnel_v1_queues_proto_rawDesc = "" +
 	"\x03key\x18\x04 \x01(\fH\x00R\x03key\x88\x01\x01\x12\x14\n" +
 	"\x05value\x18\x05 \x01(\fR\x05value\x120\n" +
 	"\aheaders\x18\x06 \x03(\v2\x16.runnel.v1.QueueHeaderR\aheaders\x12!\n" +
-	"\ftimestamp_ms\x18\a \x01(\x03R\vtimestampMsB\x06\n" +
+	"\ftimestamp_ms\x18\a \x01(\x03R\vtimestampMs\x12\x14\n" +
+	"\x05lease\x18\b \x01(\x04R\x05leaseB\x06\n" +
 	"\x04_key\"D\n" +
 	"\rLeaseResponse\x123\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x13.runnel.v1.DeliveryR\n" +
-	"deliveries\"\xae\x01\n" +
+	"deliveries\"\xc4\x01\n" +
 	"\bSettleOp\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.runnel.v1.SettleKindR\x04kind\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x18\n" +
 	"\aattempt\x18\x03 \x01(\x05R\aattempt\x12\x1f\n" +
 	"\vduration_ms\x18\x04 \x01(\x03R\n" +
 	"durationMs\x12$\n" +
-	"\x0elease_until_ms\x18\x05 \x01(\x03R\fleaseUntilMs\"\x80\x01\n" +
+	"\x0elease_until_ms\x18\x05 \x01(\x03R\fleaseUntilMs\x12\x14\n" +
+	"\x05lease\x18\x06 \x01(\x04R\x05lease\"\x80\x01\n" +
 	"\rSettleRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1c\n" +

@@ -2,7 +2,7 @@
 //
 // Many consumers share a partition: each record is leased to one of them
 // for a visibility timeout and settled (acked, nacked with a delay,
-// extended or rejected) by the delivery's offset and attempt. A queue
+// extended or rejected) by the delivery's offset, attempt and lease. A queue
 // group's state is replicated with its partition, so every call goes to
 // the partition's leader; any other node answers FAILED_PRECONDITION with
 // reason NOT_LEADER and the leader in "leader_id" / "leader_addr", as
