@@ -221,20 +221,7 @@ func TestQueueLeaseNumberSurvivesSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	dstStore := &snapshotStore{files: dstFiles, log: dst.f.log}
-	dsink, err := dstStore.Create(1, src.index, 1, raft.Configuration{}, 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dsink.Write(stream); err != nil {
-		t.Fatal(err)
-	}
-	if err := dsink.Close(); err != nil {
-		t.Fatal(err)
-	}
-	_, drc, err := dstStore.Open(dsink.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, drc := receiveSnapshot(t, dstStore, src.index, 1, stream)
 	if err := dst.f.Restore(drc); err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,27 @@ func openTestLog(t *testing.T, id log.ID) *log.Log {
 	return l
 }
 
+// receiveSnapshot saves stream into store as a follower receiving it from
+// its leader does, and opens what was saved.
+func receiveSnapshot(t *testing.T, store *snapshotStore, index, term uint64, stream []byte) (*raft.SnapshotMeta, io.ReadCloser) {
+	t.Helper()
+	sink, err := store.Create(1, index, term, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta, rc, err := store.Open(sink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meta, rc
+}
+
 func allBatches(t *testing.T, l *log.Log) []record.Batch {
 	t.Helper()
 	var out []record.Batch
@@ -161,21 +182,8 @@ func TestSnapshotStream(t *testing.T) {
 	dst := openTestLog(t, log.ID{Topic: 2})
 	applyN(t, newTestFSM(dst), 1, 3) // content to be replaced
 	dstStore := &snapshotStore{files: dstFiles, log: dst}
-	dsink, err := dstStore.Create(1, meta.Index, meta.Term, raft.Configuration{}, 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dsink.Write(stream); err != nil {
-		t.Fatal(err)
-	}
-	if err := dsink.Close(); err != nil {
-		t.Fatal(err)
-	}
 	// An inline snapshot opens as stored.
-	meta2, rc2, err := dstStore.Open(dsink.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	meta2, rc2 := receiveSnapshot(t, dstStore, meta.Index, meta.Term, stream)
 	again, _ := io.ReadAll(rc2)
 	rc2.Close()
 	if !bytes.Equal(again, stream) || meta2.Size != meta.Size {
@@ -183,7 +191,7 @@ func TestSnapshotStream(t *testing.T) {
 	}
 
 	df := newTestFSM(dst)
-	_, rc3, err := dstStore.Open(dsink.ID())
+	_, rc3, err := dstStore.Open(meta2.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
