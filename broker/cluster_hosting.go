@@ -211,12 +211,8 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 			c.kickReconcile() // a new leader moves the group if it must
 		}
 		if h.IsLeader() {
-			st := h.Stats()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := c.n.propose(ctx, command{LeaderChange: &leaderChangeCmd{Topic: t.Name, TopicID: t.ID, Partition: int(id.Partition), Leader: c.n.self.ID, Term: st.Term}})
-			cancel()
-			if err != nil && !errors.Is(err, ErrShuttingDown) {
-				c.n.b.logger.Warn("report partition leader", "group", h.group, "err", err)
+			if !c.reportLeader(h, t, id, h.Stats().Term, changed) {
+				return
 			}
 			state, _ := c.n.ctrl.fsm.view()
 			if preferred, moving := preferredOf(state, t.Name, id); preferred != c.n.self.ID && !moving {
@@ -233,6 +229,48 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 			return
 		case <-c.n.b.closing:
 			return
+		}
+	}
+}
+
+// reportLeaderRetry is how long reportLeader waits before it proposes
+// again.
+const reportLeaderRetry = 500 * time.Millisecond
+
+// reportLeader proposes to the controller that this node leads partition id
+// in term, until the controller's state records it, and returns true; it
+// returns false when the replica or the node stops first. Clients find a
+// partition's leader in that state, and a follower sends them on with a
+// hint, but a stopped node cannot: a report lost when the controller's
+// leader stops under it (it answers ErrShuttingDown) would leave clients
+// sent to a node that is gone. It gives up early, returning true, when the
+// leadership changes meanwhile (changed), since the watcher then reports
+// afresh.
+func (c *clusterCatalog) reportLeader(h *hostedReplica, t clusterTopic, id log.ID, term uint64, changed <-chan struct{}) bool {
+	for attempt := 0; ; attempt++ {
+		st, _ := c.n.ctrl.fsm.view()
+		if ct, ok := st.Topics[t.Name]; !ok || ct.ID != id.Topic || int(id.Partition) >= len(ct.Partitions) {
+			return true // the topic went away
+		} else if pm := ct.Partitions[id.Partition]; pm.LeaderTerm > term || (pm.LeaderTerm == term && pm.Leader == c.n.self.ID) {
+			return true
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.n.propose(ctx, command{LeaderChange: &leaderChangeCmd{Topic: t.Name, TopicID: t.ID, Partition: int(id.Partition), Leader: c.n.self.ID, Term: term}})
+		cancel()
+		if err != nil && !errors.Is(err, ErrShuttingDown) && attempt == 0 {
+			c.n.b.logger.Warn("report partition leader; retrying", "group", h.group, "err", err)
+		}
+		if err == nil {
+			return true
+		}
+		select {
+		case <-changed:
+			return true
+		case <-h.stop:
+			return false
+		case <-c.n.b.closing:
+			return false
+		case <-time.After(reportLeaderRetry):
 		}
 	}
 }
