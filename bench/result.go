@@ -254,9 +254,12 @@ func (t *timeline) add(since time.Duration) {
 
 // addLatency counts an event, as add does, that took lat.
 func (t *timeline) addLatency(since, lat time.Duration) {
-	t.add(since)
 	b := int(max(since, 0) / timelineStep)
 	t.mu.Lock()
+	for len(t.bins) <= b {
+		t.bins = append(t.bins, 0)
+	}
+	t.bins[b]++
 	for len(t.worst) <= b {
 		t.worst = append(t.worst, 0)
 	}

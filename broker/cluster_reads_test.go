@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/runnel-dev/runnel/client"
@@ -59,12 +57,7 @@ func TestReadsOnFollowerNotLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokers := make([]runnelpb.BrokerClient, len(addrs))
-	for i, a := range addrs {
-		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+	for i, conn := range dialNodes(t, addrs) {
 		brokers[i] = runnelpb.NewBrokerClient(conn)
 	}
 	end := &runnelpb.Position{At: &runnelpb.Position_End{End: true}}

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/runnel-dev/runnel/broker"
 	"github.com/runnel-dev/runnel/client"
 )
@@ -47,6 +50,22 @@ func startClusterClient(t *testing.T) (context.Context, []*broker.Broker, []stri
 	}
 	t.Cleanup(func() { c.Close() })
 	return ctx, brokers, addrs, c
+}
+
+// dialNodes opens a gRPC connection to each of addrs, closed when the test
+// ends, for tests that call a particular node.
+func dialNodes(t *testing.T, addrs []string) []*grpc.ClientConn {
+	t.Helper()
+	conns := make([]*grpc.ClientConn, len(addrs))
+	for i, a := range addrs {
+		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		conns[i] = conn
+	}
+	return conns
 }
 
 func startCluster(t *testing.T, n int) ([]*broker.Broker, []string) {

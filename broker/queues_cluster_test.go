@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/runnel-dev/runnel/broker"
@@ -297,12 +295,7 @@ func TestQueueFollowerNotLeader(t *testing.T) {
 
 	queues := make([]runnelpb.QueuesClient, len(addrs))
 	brokers := make([]runnelpb.BrokerClient, len(addrs))
-	for i, a := range addrs {
-		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+	for i, conn := range dialNodes(t, addrs) {
 		queues[i], brokers[i] = runnelpb.NewQueuesClient(conn), runnelpb.NewBrokerClient(conn)
 	}
 	// The leader is the node that leases; the lease makes the group whose

@@ -10,6 +10,25 @@ import (
 	"github.com/runnel-dev/runnel/internal/testcluster"
 )
 
+// startWithTopic skips in -short mode, or starts a three-node cluster and
+// an admin client, with topic created with one partition and three
+// replicas, and a context that ends after two minutes.
+func startWithTopic(t *testing.T, topic string) (context.Context, []string, *client.Client, client.TopicInfo) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a three-node cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	addrs := testcluster.Start(t, ctx)
+	admin := testcluster.Client(t, ctx, addrs...)
+	info, err := admin.CreateTopic(ctx, topic, 1, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, addrs, admin, info
+}
+
 // moveLeader makes node to the preferred replica of topic/0, so that its
 // leader hands over to it, and waits until the cluster names it leader.
 func moveLeader(t *testing.T, ctx context.Context, admin *client.Client, topic string, replicas []int32, to int32) {
@@ -35,17 +54,7 @@ func moveLeader(t *testing.T, ctx context.Context, admin *client.Client, topic s
 // leader's copy; a consumer long-polling on the former leader goes on
 // reading from the new one; group lag counts against the leader's end.
 func TestReadsFollowTheLeader(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	addrs := testcluster.Start(t, ctx)
-	admin := testcluster.Client(t, ctx, addrs...)
-	info, err := admin.CreateTopic(ctx, "moves", 1, 3, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, addrs, admin, info := startWithTopic(t, "moves")
 	replicas := info.Partitions[0].Replicas
 	first, second := replicas[0], replicas[1]
 	waitFor(t, fmt.Sprintf("node %d to lead moves/0", first), time.Minute, func() bool {
@@ -169,17 +178,8 @@ func TestReadsFollowTheLeader(t *testing.T) {
 // leaders: the end offset is the leader's, not the follower's copy, which
 // learns of the commit only with raft's next message.
 func TestDescribeTopicShowsTheLeadersOffsets(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a three-node cluster")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	addrs := testcluster.Start(t, ctx)
-	admin := testcluster.Client(t, ctx, addrs...)
-	info, err := admin.CreateTopic(ctx, "described", 1, 3, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, addrs, admin, info := startWithTopic(t, "described")
+	var err error
 	var leader int32
 	waitFor(t, "a leader of described/0", time.Minute, func() bool {
 		info, err = admin.DescribeTopic(ctx, "described")
