@@ -187,6 +187,7 @@ func (c *clusterCatalog) host(st *clusterState, t clusterTopic, id log.ID) (*hos
 		Transport:       raftmux.NewTransport(layer, glog),
 		SnapshotDir:     filepath.Join(n.dir, "snapshots", fmt.Sprintf("%d-%d", id.Topic, id.Partition)),
 		Bootstrap:       boot,
+		PeerLogEnd:      c.replicaLogEnd(id),
 		MaxPendingBytes: n.b.opts.MaxPendingBytes,
 		Logger:          glog,
 	})

@@ -164,6 +164,47 @@ func (c *clusterCatalog) replicaApplied(id log.ID) func(context.Context, partiti
 	}
 }
 
+// replicaLogEnd asks the node of server s to make its replica of
+// partition id durable and say where its log ends (partition.ReplicaConfig's
+// PeerLogEnd).
+func (c *clusterCatalog) replicaLogEnd(id log.ID) func(context.Context, partition.Server) (int64, error) {
+	return func(ctx context.Context, s partition.Server) (int64, error) {
+		if s.ID == strconv.Itoa(int(c.n.self.ID)) {
+			return c.logEndHere(id)
+		}
+		conn, err := c.n.peer(s.Addr)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := runnelpb.NewBrokerClient(conn).ReplicaStatus(ctx, &runnelpb.ReplicaStatusRequest{TopicId: id.Topic, Partition: int32(id.Partition), SyncLog: true})
+		if err != nil {
+			return 0, err
+		}
+		if resp.LogEnd == nil {
+			return 0, fmt.Errorf("node %s did not report its log end: it runs an older version", s.ID)
+		}
+		return resp.GetLogEnd(), nil
+	}
+}
+
+// logEndHere makes this node's replica of partition id durable and
+// returns where its log ends.
+func (c *clusterCatalog) logEndHere(id log.ID) (int64, error) {
+	c.mu.Lock()
+	r, ok := c.hosted[id]
+	c.mu.Unlock()
+	if !ok {
+		return 0, errorf(ErrCatchingUp, "node %d runs no replica of partition %d of topic id %d yet", c.n.self.ID, id.Partition, id.Topic)
+	}
+	l := r.(*hostedReplica).Log()
+	// End first: what Sync makes durable covers it.
+	end := l.End()
+	if err := l.Sync(); err != nil {
+		return 0, err
+	}
+	return end, nil
+}
+
 // appliedHere returns how far this node's replica of partition id has
 // applied its raft log.
 func (c *clusterCatalog) appliedHere(id log.ID) (uint64, error) {

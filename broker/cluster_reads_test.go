@@ -162,3 +162,52 @@ func TestReadsOnFollowerNotLeader(t *testing.T) {
 	}
 	checkReads(int(next[0])-1, 2)
 }
+
+// TestReplicaStatusReportsTheLogEnd asks every replica of a partition for
+// its log end, as a leader does before sending a snapshot: each answers
+// the end of its own log once it has the records, and only when asked.
+func TestReplicaStatusReportsTheLogEnd(t *testing.T) {
+	ctx, _, addrs, c := startClusterClient(t)
+	createTopicWhenReady(t, ctx, c, "t", 1, 3)
+	var recs []*client.Record
+	for i := range 10 {
+		recs = append(recs, &client.Record{Topic: "t", Value: fmt.Appendf(nil, "v%d", i)})
+	}
+	if err := c.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	for i, conn := range dialNodes(t, addrs) {
+		bc := runnelpb.NewBrokerClient(conn)
+		// The first topic of a cluster gets id 1.
+		req := &runnelpb.ReplicaStatusRequest{TopicId: 1, Partition: 0}
+		resp, err := bc.ReplicaStatus(ctx, req)
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+		if resp.LogEnd != nil {
+			t.Fatalf("node %d reported its log end (%d) unasked", i+1, resp.GetLogEnd())
+		}
+		req.SyncLog = true
+		for {
+			if resp, err = bc.ReplicaStatus(ctx, req); err != nil {
+				t.Fatalf("node %d: %v", i+1, err)
+			}
+			if resp.LogEnd == nil {
+				t.Fatalf("node %d did not report its log end", i+1)
+			}
+			if resp.GetLogEnd() == 10 {
+				break
+			}
+			if resp.GetLogEnd() > 10 {
+				t.Fatalf("node %d: log end %d, want 10", i+1, resp.GetLogEnd())
+			}
+			// A follower learns of the commit with the leader's next
+			// message.
+			select {
+			case <-ctx.Done():
+				t.Fatalf("node %d: log end %d, want 10", i+1, resp.GetLogEnd())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+}

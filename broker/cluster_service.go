@@ -186,11 +186,20 @@ func (s *service) ReplicaStatus(ctx context.Context, req *runnelpb.ReplicaStatus
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	applied, err := n.catalog.appliedHere(log.ID{Topic: req.TopicId, Partition: uint32(req.Partition)})
+	id := log.ID{Topic: req.TopicId, Partition: uint32(req.Partition)}
+	applied, err := n.catalog.appliedHere(id)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &runnelpb.ReplicaStatusResponse{AppliedIndex: applied}, nil
+	resp := &runnelpb.ReplicaStatusResponse{AppliedIndex: applied}
+	if req.SyncLog {
+		end, err := n.catalog.logEndHere(id)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		resp.LogEnd = &end
+	}
+	return resp, nil
 }
 
 // checkJoiner asks a node about to be added whether it is up and free to

@@ -201,6 +201,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	if err := restoreLog(f.log, hdr, br); err != nil {
+		if errors.Is(err, errPartialGap) {
+			// Nothing was written; raft answers the leader with the
+			// error and it sends a snapshot again.
+			f.logger.Warn("partial snapshot refused", "log", f.log.ID(), "err", err)
+			return err
+		}
 		// The log may be half replaced: stop. Reopening the replica
 		// restores the snapshot, which raft saved before calling Restore.
 		f.fail(err)
@@ -215,7 +221,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.restores.Add(1)
-	f.logger.Info("partition restored from snapshot", "log", f.log.ID(), "applied", hdr.applied, "start", hdr.start, "end", hdr.end)
+	f.logger.Info("partition restored from snapshot", "log", f.log.ID(), "applied", hdr.applied, "start", hdr.start, "end", hdr.end, "partial", hdr.partial)
 	return nil
 }
 

@@ -381,3 +381,31 @@ func (a *acks) add(k ack) {
 	defer a.mu.Unlock()
 	a.list = append(a.list, k)
 }
+
+// byID returns the node with id, or nil.
+func (c *cluster) byID(id string) *node {
+	for _, nd := range c.nodes {
+		if nd.id == id {
+			return nd
+		}
+	}
+	return nil
+}
+
+// wipe gives stopped node nd empty stores, as a replica whose disk was
+// replaced.
+func (c *cluster) wipe(nd *node) {
+	c.t.Helper()
+	if err := nd.store.Close(); err != nil {
+		c.t.Fatal(err)
+	}
+	nd.store = nil
+	for _, dir := range []string{nd.dbDir, nd.snapDir} {
+		if err := os.RemoveAll(dir); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	nd.logs = raft.NewInmemStore()
+	nd.stable = nd.logs.(*raft.InmemStore)
+	c.openStore(nd)
+}

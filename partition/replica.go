@@ -2,6 +2,7 @@ package partition
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +48,13 @@ type ReplicaConfig struct {
 	// received from a leader holds the partition's batches until two newer
 	// snapshots replace it.
 	SnapshotDir string
+	// PeerLogEnd, when set, asks the node of server s to make its replica's
+	// log durable and returns where that log ends. Before sending a
+	// follower a snapshot, the leader asks it, so that a follower that
+	// holds a prefix of the partition gets only the batches after it.
+	// Without it, or when it fails, a snapshot carries the whole
+	// partition.
+	PeerLogEnd func(ctx context.Context, s Server) (int64, error)
 	// Bootstrap is the group's first membership, this replica included.
 	// It is used only when the stores hold no raft state yet; give every
 	// first member the same list. A replica that joins a running group
@@ -94,10 +102,12 @@ type ReplicaConfig struct {
 // the raft store's memtable keeps them from being written to disk twice.
 // raft keeps at least 64 entries, and every entry the partition's log may
 // not have on disk yet (raftLogStore). A follower further behind catches up
-// from a snapshot, streamed from the leader's log. The timeouts are raft's defaults: fail-over in one to two seconds without
-// elections on a busy laptop; CommitTimeout is also how often an idle
-// leader sends followers the commit index, so it bounds how far a
-// follower's readers lag behind the leader's when writes pause.
+// from a snapshot, streamed from the leader's log: only the batches after
+// its log's end when PeerLogEnd is set. The timeouts are raft's defaults:
+// fail-over in one to two seconds without elections on a busy laptop;
+// CommitTimeout is also how often an idle leader sends followers the
+// commit index, so it bounds how far a follower's readers lag behind the
+// leader's when writes pause.
 const (
 	defaultHeartbeatTimeout   = time.Second
 	defaultElectionTimeout    = time.Second
@@ -322,7 +332,15 @@ func OpenReplica(cfg ReplicaConfig) (*Replica, error) {
 			}
 		}
 	}
-	ra, err := raft.NewRaft(rc, f, cfg.LogStore, cfg.StableStore, snaps, cfg.Transport)
+	trans := cfg.Transport
+	if cfg.PeerLogEnd != nil {
+		st := &snapshotTransport{Transport: trans, log: cfg.Log, peerLogEnd: cfg.PeerLogEnd, logger: cfg.Logger}
+		trans = st
+		if _, ok := cfg.Transport.(raft.WithPreVote); ok {
+			trans = preVoteSnapshotTransport{st}
+		}
+	}
+	ra, err := raft.NewRaft(rc, f, cfg.LogStore, cfg.StableStore, snaps, trans)
 	if err != nil {
 		return nil, fmt.Errorf("partition %s: start raft: %w", cfg.Log.ID(), err)
 	}

@@ -36,10 +36,20 @@ import (
 // A follower receives the stream through the store's sink, so it lands in
 // the file in full, and its state machine's Restore reads it from there:
 // one batch in memory at a time.
+//
+// A follower that already holds a prefix of the batches gets only the rest:
+// before sending, the leader asks it where its log ends, durably
+// (ReplicaConfig.PeerLogEnd), and moves the stream's start up to there
+// with flags bit 1 (partial) set. Restore then keeps the follower's batches
+// and appends the ones after its end; it refuses, without touching the
+// log, a partial snapshot that starts after the log's end, and raft sends
+// the snapshot again. Batches below the end are the same on every replica:
+// a replica's log holds only committed entries, applied in order.
 
 const (
 	snapshotMagic  = "RNS1"
 	flagInline     = 1
+	flagPartial    = 2
 	maxStateKeyLen = 1<<16 - 1
 	// maxSnapshotBatch bounds one batch read from a snapshot stream.
 	maxSnapshotBatch = 256 << 20
@@ -50,6 +60,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // header is a snapshot's header.
 type header struct {
 	inline     bool
+	partial    bool // the batches continue the receiver's log (inline only)
 	applied    uint64
 	start, end int64
 	state      []log.StateOp
@@ -60,6 +71,9 @@ func (h header) encode() []byte {
 	var flags byte
 	if h.inline {
 		flags |= flagInline
+	}
+	if h.partial {
+		flags |= flagPartial
 	}
 	body = append(body, flags)
 	body = binary.BigEndian.AppendUint64(body, h.applied)
@@ -107,7 +121,11 @@ func readHeader(r io.Reader) (header, []byte, error) {
 	if len(body) < 29 {
 		return h, nil, short
 	}
+	if f := body[0] &^ (flagInline | flagPartial); f != 0 {
+		return h, nil, fmt.Errorf("snapshot header: unknown flags %#x: the snapshot is from a newer version", f)
+	}
 	h.inline = body[0]&flagInline != 0
+	h.partial = body[0]&flagPartial != 0
 	h.applied = binary.BigEndian.Uint64(body[1:])
 	h.start = int64(binary.BigEndian.Uint64(body[9:]))
 	h.end = int64(binary.BigEndian.Uint64(body[17:]))
@@ -130,7 +148,7 @@ func readHeader(r io.Reader) (header, []byte, error) {
 		h.state = append(h.state, log.StateOp{Key: key, Value: p[:vl:vl]})
 		p = p[vl:]
 	}
-	if len(p) != 0 || h.start > h.end || h.start < 0 {
+	if len(p) != 0 || h.start > h.end || h.start < 0 || (h.partial && !h.inline) {
 		return h, nil, errors.New("snapshot header: malformed")
 	}
 	return h, raw, nil
@@ -161,11 +179,19 @@ func readBatch(r io.Reader, buf []byte) (record.Batch, error) {
 	return record.Batch(buf), nil
 }
 
+// errPartialGap refuses a partial snapshot whose batches do not continue
+// the log; the log is left as it was.
+var errPartialGap = errors.New("the partial snapshot does not continue the log")
+
 // restoreLog replaces l's content with the snapshot whose header is hdr and
-// whose batches r holds, then makes it durable.
+// whose batches r holds, then makes it durable. A partial snapshot keeps
+// l's batches and appends those after l's end.
 func restoreLog(l *log.Log, hdr header, r io.Reader) error {
 	if !hdr.inline {
 		return errors.New("restore: the snapshot holds no batches")
+	}
+	if hdr.partial {
+		return restorePartial(l, hdr, r)
 	}
 	if err := l.Reset(hdr.start); err != nil {
 		return fmt.Errorf("restore: %w", err)
@@ -184,10 +210,68 @@ func restoreLog(l *log.Log, hdr header, r io.Reader) error {
 			return fmt.Errorf("restore: %w", err)
 		}
 	}
+	return finishRestore(l, hdr, nil)
+}
+
+// restorePartial appends a partial snapshot's batches after l's end,
+// skipping those l has (its state machine may have applied more since the
+// leader asked), and replaces l's state with the snapshot's.
+func restorePartial(l *log.Log, hdr header, r io.Reader) error {
+	end := l.End()
+	switch {
+	case end < hdr.start:
+		return fmt.Errorf("restore: %w: its batches start at offset %d, the log ends at %d", errPartialGap, hdr.start, end)
+	case end > hdr.end:
+		return fmt.Errorf("restore: %w: it ends at offset %d, the log already at %d", errPartialGap, hdr.end, end)
+	case l.Applied() > hdr.applied:
+		return fmt.Errorf("restore: %w: it is at raft index %d, the log already at %d", errPartialGap, hdr.applied, l.Applied())
+	}
+	var buf []byte
+	for {
+		b, err := readBatch(r, buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("restore at %d: %w", l.End(), err)
+		}
+		buf = b
+		if b.NextOffset() <= end {
+			continue
+		}
+		if b.BaseOffset() < end {
+			return fmt.Errorf("restore: a snapshot batch spans offsets %d to %d, across the log's end %d", b.BaseOffset(), b.NextOffset(), end)
+		}
+		if err := l.AppendRaw(b); err != nil {
+			return fmt.Errorf("restore: %w", err)
+		}
+		end = b.NextOffset()
+	}
+	// The snapshot's state replaces the log's: keys it lacks go.
+	keep := make(map[string]bool, len(hdr.state))
+	for _, op := range hdr.state {
+		keep[string(op.Key)] = true
+	}
+	var drop []log.StateOp
+	if err := l.State(func(key, _ []byte) error {
+		if !keep[string(key)] {
+			drop = append(drop, log.StateOp{Key: bytes.Clone(key)})
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	return finishRestore(l, hdr, drop)
+}
+
+// finishRestore checks that l ends where hdr says, records hdr's applied
+// index and state (after deleting the keys in drop), and syncs l.
+func finishRestore(l *log.Log, hdr header, drop []log.StateOp) error {
 	if l.End() != hdr.end {
 		return fmt.Errorf("restore: batches end at %d, snapshot says %d", l.End(), hdr.end)
 	}
-	if _, err := l.ApplyAt(hdr.applied, nil, func(int64) []log.StateOp { return hdr.state }); err != nil {
+	ops := append(drop, hdr.state...)
+	if _, err := l.ApplyAt(hdr.applied, nil, func(int64) []log.StateOp { return ops }); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	if err := l.Sync(); err != nil {
@@ -228,10 +312,16 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		rc.Close()
 		return nil, nil, fmt.Errorf("snapshot %s: %w", id, err)
 	}
-	if hdr.inline {
+	if hdr.inline && !(hdr.partial && s.log.Applied() >= hdr.applied) {
 		return meta, readCloser{io.MultiReader(bytes.NewReader(raw), br), rc}, nil
 	}
+	// A partial snapshot holds only what its follower lacked. Once
+	// restored, the log has all of it: send it to others from the log,
+	// as one taken here.
 	rc.Close()
+	if hdr.partial {
+		hdr.inline, hdr.partial, hdr.start = false, false, 0
+	}
 	stream, size, err := newLogStream(s.log, hdr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("snapshot %s: %w", id, err)
@@ -253,6 +343,8 @@ const streamChunk = 1 << 20
 // [start, end) read from the log in chunks.
 type logStream struct {
 	log       *log.Log
+	hdr       header         // as streamed
+	sent      bool           // Read was called
 	buf       []byte         // unread bytes of the header or current batch
 	batches   []record.Batch // read but not yet streamed
 	next, end int64          // offsets still to read
@@ -278,10 +370,32 @@ func newLogStream(l *log.Log, hdr header) (*logStream, int64, error) {
 		}
 	}
 	raw := hdr.encode()
-	return &logStream{log: l, buf: raw, next: hdr.start, end: hdr.end, left: n}, int64(len(raw)) + n, nil
+	return &logStream{log: l, hdr: hdr, buf: raw, next: hdr.start, end: hdr.end, left: n}, int64(len(raw)) + n, nil
+}
+
+// continueFrom makes s a partial snapshot for a follower whose log ends,
+// durably, at offset from: it streams only the batches after from. It
+// returns the stream's new size, or false, leaving s as it was, if s was
+// read from already or from is not the offset of a batch in s's range.
+func (s *logStream) continueFrom(from int64) (int64, bool) {
+	if s.sent || from <= s.hdr.start || from > s.hdr.end {
+		return 0, false
+	}
+	var n int64
+	if from < s.hdr.end {
+		var err error
+		if n, err = s.log.RangeSize(from, s.hdr.end); err != nil {
+			return 0, false
+		}
+	}
+	s.hdr.start, s.hdr.partial = from, true
+	raw := s.hdr.encode()
+	s.buf, s.next, s.left = raw, from, n
+	return int64(len(raw)) + n, true
 }
 
 func (s *logStream) Read(p []byte) (int, error) {
+	s.sent = true
 	for len(s.buf) == 0 {
 		if len(s.batches) > 0 {
 			s.buf, s.batches = s.batches[0], s.batches[1:]

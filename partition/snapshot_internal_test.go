@@ -2,7 +2,10 @@ package partition
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"log/slog"
 	"testing"
@@ -67,6 +70,7 @@ func TestHeaderRoundTrip(t *testing.T) {
 	for _, h := range []header{
 		{},
 		{inline: true, applied: 7, start: 3, end: 90, state: []log.StateOp{{Key: []byte("p1"), Value: []byte("v")}, {Key: []byte("c"), Value: []byte{}}}},
+		{inline: true, partial: true, applied: 9, start: 40, end: 90},
 	} {
 		raw := h.encode()
 		got, gotRaw, err := readHeader(bytes.NewReader(append(raw, "trailing batches"...)))
@@ -82,6 +86,21 @@ func TestHeaderRoundTrip(t *testing.T) {
 		raw[len(raw)-5] ^= 1
 		if _, _, err := readHeader(bytes.NewReader(raw)); err == nil {
 			t.Fatal("a flipped bit went unnoticed")
+		}
+	}
+}
+
+// TestHeaderRefusesUnknownFlags checks that a header with a flag this
+// version does not know, or partial without inline, is refused rather
+// than read as a whole snapshot.
+func TestHeaderRefusesUnknownFlags(t *testing.T) {
+	for _, flags := range []byte{flagPartial, 4, 0x80 | flagInline} {
+		raw := header{inline: true, end: 5}.encode()
+		raw[8] = flags
+		body := raw[8 : len(raw)-4]
+		binary.BigEndian.PutUint32(raw[len(raw)-4:], crc32.Checksum(body, castagnoli))
+		if _, _, err := readHeader(bytes.NewReader(raw)); err == nil {
+			t.Errorf("flags %#x: header accepted", flags)
 		}
 	}
 }
@@ -387,4 +406,143 @@ func lruOrder(d *dedupe) []int64 {
 		out = append(out, e.Value.(*producer).id)
 	}
 	return out
+}
+
+// partialStream returns the stream of a snapshot of src at its applied
+// index, made partial for a follower whose log ends at from, and the size
+// of the same snapshot sent whole.
+func partialStream(t *testing.T, src *log.Log, f *fsm, from int64) (stream []byte, whole int64) {
+	t.Helper()
+	files, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &snapshotStore{files: files, log: src}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := store.Create(1, src.Applied(), 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	meta, rc, err := store.Open(sink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ls := rc.(*logStream)
+	size, ok := ls.continueFrom(from)
+	if !ok {
+		t.Fatalf("continueFrom(%d) refused", from)
+	}
+	if stream, err = io.ReadAll(ls); err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(stream)) != size {
+		t.Fatalf("partial stream of %d bytes, continueFrom said %d", len(stream), size)
+	}
+	return stream, meta.Size
+}
+
+// stateOf returns l's state keys and values.
+func stateOf(t *testing.T, l *log.Log) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	if err := l.State(func(k, v []byte) error { out[string(k)] = string(v); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPartialSnapshotRestore restores a partial snapshot into a log that
+// holds the first batches: it gets the rest, the leader's state replaces
+// its own (a key only it had goes), and the stream is smaller than the
+// whole snapshot.
+func TestPartialSnapshotRestore(t *testing.T) {
+	src := openTestLog(t, log.ID{Topic: 1})
+	sf := newTestFSM(src)
+	applyN(t, sf, 1, 20)
+
+	dst := openTestLog(t, log.ID{Topic: 2})
+	applyN(t, newTestFSM(dst), 1, 12)
+	if _, err := dst.ApplyAt(dst.Applied(), nil, func(int64) []log.StateOp {
+		return []log.StateOp{{Key: []byte("only-here"), Value: []byte("x")}}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stream, whole := partialStream(t, src, sf, dst.End())
+	had, err := src.RangeSize(src.Start(), dst.End())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same header, without the batches the follower has.
+	if int64(len(stream)) != whole-had {
+		t.Fatalf("partial stream of %d bytes; the whole is %d, the follower has %d of it", len(stream), whole, had)
+	}
+
+	df := newTestFSM(dst)
+	if err := df.Restore(io.NopCloser(bytes.NewReader(stream))); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(allBatches(t, src), allBatches(t, dst)); diff != "" {
+		t.Fatalf("batches (-leader +follower):\n%s", diff)
+	}
+	if diff := cmp.Diff(stateOf(t, src), stateOf(t, dst)); diff != "" {
+		t.Fatalf("state (-leader +follower):\n%s", diff)
+	}
+	if dst.Applied() != src.Applied() {
+		t.Fatalf("applied %d, want %d", dst.Applied(), src.Applied())
+	}
+}
+
+// TestPartialSnapshotSkipsWhatTheLogGained restores a partial snapshot
+// into a log that applied more batches after it reported its end.
+func TestPartialSnapshotSkipsWhatTheLogGained(t *testing.T) {
+	src := openTestLog(t, log.ID{Topic: 1})
+	sf := newTestFSM(src)
+	applyN(t, sf, 1, 20)
+	dst := openTestLog(t, log.ID{Topic: 2})
+	df := newTestFSM(dst)
+	applyN(t, df, 1, 12)
+	stream, _ := partialStream(t, src, sf, dst.End())
+	applyN(t, df, 13, 3)
+	if err := df.Restore(io.NopCloser(bytes.NewReader(stream))); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(allBatches(t, src), allBatches(t, dst)); diff != "" {
+		t.Fatalf("batches (-leader +follower):\n%s", diff)
+	}
+}
+
+// TestPartialSnapshotRefusesAGap restores a partial snapshot into a log
+// that ends before the snapshot's batches start: it is refused, the log
+// is unchanged and the state machine goes on, so raft can send a
+// snapshot again.
+func TestPartialSnapshotRefusesAGap(t *testing.T) {
+	src := openTestLog(t, log.ID{Topic: 1})
+	sf := newTestFSM(src)
+	applyN(t, sf, 1, 20)
+	stream, _ := partialStream(t, src, sf, 15)
+
+	dst := openTestLog(t, log.ID{Topic: 2})
+	df := newTestFSM(dst)
+	applyN(t, df, 1, 5)
+	before := allBatches(t, dst)
+	err := df.Restore(io.NopCloser(bytes.NewReader(stream)))
+	if !errors.Is(err, errPartialGap) {
+		t.Fatalf("Restore: %v, want the gap refused", err)
+	}
+	if df.failed != nil {
+		t.Fatalf("the state machine stopped: %v", df.failed)
+	}
+	if diff := cmp.Diff(before, allBatches(t, dst)); diff != "" {
+		t.Fatalf("the refused restore changed the log (-before +after):\n%s", diff)
+	}
+	if dst.Applied() != 5 {
+		t.Fatalf("applied %d, want 5", dst.Applied())
+	}
 }

@@ -1,8 +1,15 @@
 package partition_test
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 
 	"github.com/runnel-dev/runnel/log"
 	"github.com/runnel-dev/runnel/partition"
@@ -110,4 +117,142 @@ func TestSnapshotCatchUp(t *testing.T) {
 	nl := c.leader()
 	mustAppend(t, nl.r, batchOf("end"))
 	c.converge(nl)
+}
+
+// TestSnapshotCatchUpSendsOnlyWhatIsMissing stops a follower, writes until
+// the others' raft logs no longer hold what it misses, and brings it back:
+// the leader asks it where its log ends (PeerLogEnd) and the snapshot
+// carries only the batches after that. The follower ends with the same
+// batches as the leader, and a later snapshot from it to another replica
+// carries the whole partition again.
+func TestSnapshotCatchUpSendsOnlyWhatIsMissing(t *testing.T) {
+	var (
+		c      *cluster
+		mu     sync.Mutex
+		asked  = map[string]int64{}
+		byID   = func(id string) *node { return c.byID(id) }
+		big    = strings.Repeat("x", 4096)
+		values = func(tag string, i int) []string { return []string{fmt.Sprint(tag, i, "-", big)} }
+	)
+	c = newCluster(t, 3, func(cfg *partition.ReplicaConfig) {
+		cfg.TrailingLogs = 2
+		cfg.SnapshotThreshold = 1 << 20 // snapshots only when the test asks
+		cfg.PeerLogEnd = func(_ context.Context, s partition.Server) (int64, error) {
+			nd := byID(s.ID)
+			if nd == nil || nd.r == nil {
+				return 0, fmt.Errorf("node %s is not running", s.ID)
+			}
+			end := nd.log.End()
+			if err := nd.log.Sync(); err != nil {
+				return 0, err
+			}
+			mu.Lock()
+			asked[s.ID] = end
+			mu.Unlock()
+			return end, nil
+		}
+	})
+	l := c.leader()
+	for i := range 20 {
+		mustAppend(t, l.r, batchOf(values("a", i)...))
+	}
+	c.converge(l)
+
+	f := c.followers(l)[0]
+	c.stop(f)
+	had := f.log.End()
+	for i := range 10 {
+		mustAppend(t, l.r, batchOf(values("b", i)...))
+	}
+	c.converge(l)
+	for _, nd := range c.running() {
+		if err := nd.r.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c.restart(f)
+	o := c.followers(l)[0]
+	if o == f {
+		o = c.followers(l)[1]
+	}
+	// A new leader has no backoff for the follower and no log entries
+	// for it either.
+	if err := l.r.TransferLeadershipTo(server(o)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
+	c.converge(o)
+	mu.Lock()
+	got, ok := asked[f.id]
+	mu.Unlock()
+	if !ok || got != had {
+		t.Fatalf("the leader asked the follower's log end: %v, %d; want %d", ok, got, had)
+	}
+	if diff := cmp.Diff(batchesOf(t, o.log), batchesOf(t, f.log)); diff != "" {
+		t.Fatalf("follower's batches differ from the leader's (-leader +follower):\n%s", diff)
+	}
+	// What the follower received: the batches after its end, not the 20
+	// it had.
+	missing, err := o.log.RangeSize(had, o.log.End())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := o.log.RangeSize(o.log.Start(), o.log.End())
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := latestSnapshotSize(t, f)
+	if received < missing || received > missing+4096 {
+		t.Fatalf("the follower received a snapshot of %d bytes; the batches it lacked are %d bytes, the partition %d", received, missing, whole)
+	}
+
+	// The follower, leading, sends a replica that lost everything the
+	// whole partition from its log, though its newest snapshot was partial.
+	mustAppend(t, o.r, batchOf("after"))
+	c.converge(o)
+	if err := o.r.TransferLeadershipTo(server(f)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the follower to lead", func() bool { return f.r.IsLeader() })
+	c.stop(l)
+	c.wipe(l)
+	for i := range 5 {
+		mustAppend(t, f.r, batchOf(values("c", i)...))
+	}
+	c.restart(l)
+	waitFor(t, "the wiped replica to install a snapshot", func() bool { return l.r.Stats().SnapshotsRestored == 1 })
+	c.converge(f)
+	if diff := cmp.Diff(batchesOf(t, f.log), batchesOf(t, l.log)); diff != "" {
+		t.Fatalf("wiped replica's batches differ from the leader's (-leader +replica):\n%s", diff)
+	}
+}
+
+// latestSnapshotSize returns the size of nd's newest raft snapshot.
+func latestSnapshotSize(t *testing.T, nd *node) int64 {
+	t.Helper()
+	files, err := raft.NewFileSnapshotStoreWithLogger(nd.snapDir, 2, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas, err := files.List()
+	if err != nil || len(metas) == 0 {
+		t.Fatalf("snapshots of %s: %v, %v", nd.id, metas, err)
+	}
+	return metas[0].Size
+}
+
+// batchesOf returns every batch of l.
+func batchesOf(t *testing.T, l *log.Log) []record.Batch {
+	t.Helper()
+	var out []record.Batch
+	for from := l.Start(); from < l.End(); {
+		bs, err := l.Read(from, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, bs...)
+		from = bs[len(bs)-1].NextOffset()
+	}
+	return out
 }

@@ -661,8 +661,12 @@ type ReplicaStatusRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// topic_id is the topic's id in the cluster state, which tells a topic
 	// from an older one of the same name.
-	TopicId       uint32 `protobuf:"varint,1,opt,name=topic_id,json=topicId,proto3" json:"topic_id,omitempty"`
-	Partition     int32  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	TopicId   uint32 `protobuf:"varint,1,opt,name=topic_id,json=topicId,proto3" json:"topic_id,omitempty"`
+	Partition int32  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	// sync_log asks the node to make its replica's log durable and report
+	// where it ends (log_end). A partition leader asks this before it sends
+	// the replica a snapshot, so that it sends only the batches after it.
+	SyncLog       bool `protobuf:"varint,3,opt,name=sync_log,json=syncLog,proto3" json:"sync_log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -711,10 +715,21 @@ func (x *ReplicaStatusRequest) GetPartition() int32 {
 	return 0
 }
 
+func (x *ReplicaStatusRequest) GetSyncLog() bool {
+	if x != nil {
+		return x.SyncLog
+	}
+	return false
+}
+
 type ReplicaStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// applied_index is the last raft index the replica has applied.
-	AppliedIndex  uint64 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,1,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// log_end is the end offset of the replica's log, durable on the node,
+	// when the request set sync_log. A node that leaves it unset is not
+	// sent partial snapshots.
+	LogEnd        *int64 `protobuf:"varint,2,opt,name=log_end,json=logEnd,proto3,oneof" json:"log_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -752,6 +767,13 @@ func (*ReplicaStatusResponse) Descriptor() ([]byte, []int) {
 func (x *ReplicaStatusResponse) GetAppliedIndex() uint64 {
 	if x != nil {
 		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *ReplicaStatusResponse) GetLogEnd() int64 {
+	if x != nil && x.LogEnd != nil {
+		return *x.LogEnd
 	}
 	return 0
 }
@@ -2330,12 +2352,16 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\breplicas\x18\x03 \x03(\x05R\breplicas\"m\n" +
 	"\x19ReassignPartitionResponse\x126\n" +
 	"\tpartition\x18\x01 \x01(\v2\x18.runnel.v1.PartitionInfoR\tpartition\x12\x18\n" +
-	"\amembers\x18\x02 \x03(\x05R\amembers\"O\n" +
+	"\amembers\x18\x02 \x03(\x05R\amembers\"j\n" +
 	"\x14ReplicaStatusRequest\x12\x19\n" +
 	"\btopic_id\x18\x01 \x01(\rR\atopicId\x12\x1c\n" +
-	"\tpartition\x18\x02 \x01(\x05R\tpartition\"<\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x19\n" +
+	"\bsync_log\x18\x03 \x01(\bR\asyncLog\"f\n" +
 	"\x15ReplicaStatusResponse\x12#\n" +
-	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\"*\n" +
+	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12\x1c\n" +
+	"\alog_end\x18\x02 \x01(\x03H\x00R\x06logEnd\x88\x01\x01B\n" +
+	"\n" +
+	"\b_log_end\"*\n" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
 	"\x0fProposeResponse\x12\x14\n" +
@@ -2604,6 +2630,7 @@ func file_runnel_v1_runnel_proto_init() {
 	if File_runnel_v1_runnel_proto != nil {
 		return
 	}
+	file_runnel_v1_runnel_proto_msgTypes[11].OneofWrappers = []any{}
 	file_runnel_v1_runnel_proto_msgTypes[32].OneofWrappers = []any{
 		(*Position_Offset)(nil),
 		(*Position_Start)(nil),
