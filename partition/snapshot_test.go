@@ -2,9 +2,11 @@ package partition_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -255,4 +257,47 @@ func batchesOf(t *testing.T, l *log.Log) []record.Batch {
 		from = bs[len(bs)-1].NextOffset()
 	}
 	return out
+}
+
+// TestSnapshotGoesWholeWhenTheFollowerDoesNotAnswer has a PeerLogEnd that
+// always fails: the leader holds the snapshot back a few times, then
+// sends it whole, and the follower catches up.
+func TestSnapshotGoesWholeWhenTheFollowerDoesNotAnswer(t *testing.T) {
+	var asked atomic.Int32
+	c := newCluster(t, 3, func(cfg *partition.ReplicaConfig) {
+		cfg.TrailingLogs = 2
+		cfg.SnapshotThreshold = 1 << 20
+		cfg.PeerLogEnd = func(context.Context, partition.Server) (int64, error) {
+			asked.Add(1)
+			return 0, errors.New("no answer")
+		}
+	})
+	l := c.leader()
+	writeN(t, c, "a", 5)
+	c.converge(l)
+	f := c.followers(l)[0]
+	c.stop(f)
+	writeN(t, c, "b", 20)
+	c.converge(l)
+	for _, nd := range c.running() {
+		if err := nd.r.Snapshot(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.restart(f)
+	o := c.followers(l)[0]
+	if o == f {
+		o = c.followers(l)[1]
+	}
+	if err := l.r.TransferLeadershipTo(server(o)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
+	c.converge(o)
+	if n := asked.Load(); n < 3 {
+		t.Fatalf("the leader asked the follower %d times before sending the snapshot whole, want at least 3", n)
+	}
+	if diff := cmp.Diff(batchesOf(t, o.log), batchesOf(t, f.log)); diff != "" {
+		t.Fatalf("follower's batches differ from the leader's (-leader +follower):\n%s", diff)
+	}
 }

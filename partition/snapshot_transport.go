@@ -2,8 +2,10 @@ package partition
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -11,8 +13,13 @@ import (
 )
 
 // peerLogEndTimeout bounds the question a leader asks a follower before
-// sending it a snapshot; past it, the snapshot carries the whole partition.
+// sending it a snapshot.
 const peerLogEndTimeout = 5 * time.Second
+
+// peerLogEndTries is how many snapshot sends in a row to one follower fail
+// because it did not say where its log ends (it is down, or its replica
+// not open yet) before the next is sent whole anyway.
+const peerLogEndTries = 3
 
 // snapshotTransport is a replica's raft transport when ReplicaConfig's
 // PeerLogEnd is set: before raft sends a follower a snapshot streamed from
@@ -23,6 +30,9 @@ type snapshotTransport struct {
 	log        *log.Log
 	peerLogEnd func(context.Context, Server) (int64, error)
 	logger     *slog.Logger
+
+	mu       sync.Mutex
+	failures map[raft.ServerID]int // sends in a row that failed asking
 }
 
 var _ raft.WithClose = (*snapshotTransport)(nil)
@@ -30,29 +40,51 @@ var _ raft.WithClose = (*snapshotTransport)(nil)
 func (t *snapshotTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest,
 	resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	if s, ok := data.(*logStream); ok {
-		t.trim(Server{ID: string(id), Addr: string(target)}, args, s)
+		if err := t.trim(Server{ID: string(id), Addr: string(target)}, args, s); err != nil {
+			return err
+		}
 	}
 	return t.Transport.InstallSnapshot(id, target, args, resp, data)
 }
 
 // trim makes s a partial snapshot for follower f when f's log holds some
-// of its batches, and sets args.Size to match.
-func (t *snapshotTransport) trim(f Server, args *raft.InstallSnapshotRequest, s *logStream) {
+// of its batches, and sets args.Size to match. If f does not say where its
+// log ends, trim fails, and raft tries again later, when f may be up;
+// after peerLogEndTries failures in a row it lets s go whole.
+func (t *snapshotTransport) trim(f Server, args *raft.InstallSnapshotRequest, s *logStream) error {
 	ctx, cancel := context.WithTimeout(context.Background(), peerLogEndTimeout)
 	end, err := t.peerLogEnd(ctx, f)
 	cancel()
+	t.mu.Lock()
+	if t.failures == nil {
+		t.failures = map[raft.ServerID]int{}
+	}
+	if err == nil {
+		delete(t.failures, raft.ServerID(f.ID))
+	} else {
+		t.failures[raft.ServerID(f.ID)]++
+	}
+	tries := t.failures[raft.ServerID(f.ID)]
+	if tries >= peerLogEndTries {
+		delete(t.failures, raft.ServerID(f.ID))
+	}
+	t.mu.Unlock()
 	if err != nil {
-		t.logger.Info("snapshot sent whole: the follower did not say where its log ends", "log", t.log.ID(), "follower", f.ID, "err", err)
-		return
+		if tries < peerLogEndTries {
+			return fmt.Errorf("snapshot for %s not sent: it did not say where its log ends: %w", f.ID, err)
+		}
+		t.logger.Info("snapshot sent whole: the follower did not say where its log ends", "log", t.log.ID(), "follower", f.ID, "tries", tries, "err", err)
+		return nil
 	}
 	full := args.Size
 	n, ok := s.continueFrom(end)
 	if !ok {
 		t.logger.Info("snapshot sent whole", "log", t.log.ID(), "follower", f.ID, "follower_end", end, "start", s.hdr.start, "end", s.hdr.end)
-		return
+		return nil
 	}
 	args.Size = n
 	t.logger.Info("snapshot sent from the follower's log end", "log", t.log.ID(), "follower", f.ID, "from", end, "to", s.hdr.end, "bytes", n, "whole_bytes", full)
+	return nil
 }
 
 // Close closes the transport underneath if it can be closed.
