@@ -382,16 +382,6 @@ func (a *acks) add(k ack) {
 	a.list = append(a.list, k)
 }
 
-// byID returns the node with id, or nil.
-func (c *cluster) byID(id string) *node {
-	for _, nd := range c.nodes {
-		if nd.id == id {
-			return nd
-		}
-	}
-	return nil
-}
-
 // wipe gives stopped node nd empty stores, as a replica whose disk was
 // replaced.
 func (c *cluster) wipe(nd *node) {

@@ -129,31 +129,38 @@ func TestSnapshotCatchUp(t *testing.T) {
 // carries the whole partition again.
 func TestSnapshotCatchUpSendsOnlyWhatIsMissing(t *testing.T) {
 	var (
-		c      *cluster
 		mu     sync.Mutex
+		logs   = map[string]*log.Log{} // each node's log, as PeerLogEnd reads it
 		asked  = map[string]int64{}
-		byID   = func(id string) *node { return c.byID(id) }
 		big    = strings.Repeat("x", 4096)
 		values = func(tag string, i int) []string { return []string{fmt.Sprint(tag, i, "-", big)} }
 	)
-	c = newCluster(t, 3, func(cfg *partition.ReplicaConfig) {
+	c := newCluster(t, 3, func(cfg *partition.ReplicaConfig) {
 		cfg.TrailingLogs = 2
 		cfg.SnapshotThreshold = 1 << 20 // snapshots only when the test asks
 		cfg.PeerLogEnd = func(_ context.Context, s partition.Server) (int64, error) {
-			nd := byID(s.ID)
-			if nd == nil || nd.r == nil {
-				return 0, fmt.Errorf("node %s is not running", s.ID)
+			mu.Lock()
+			defer mu.Unlock()
+			l := logs[s.ID]
+			if l == nil {
+				return 0, fmt.Errorf("node %s has no log", s.ID)
 			}
-			end := nd.log.End()
-			if err := nd.log.Sync(); err != nil {
+			end := l.End()
+			if err := l.Sync(); err != nil {
 				return 0, err
 			}
-			mu.Lock()
 			asked[s.ID] = end
-			mu.Unlock()
 			return end, nil
 		}
 	})
+	setLog := func(nd *node) {
+		mu.Lock()
+		logs[nd.id] = nd.log
+		mu.Unlock()
+	}
+	for _, nd := range c.nodes {
+		setLog(nd)
+	}
 	l := c.leader()
 	for i := range 20 {
 		mustAppend(t, l.r, batchOf(values("a", i)...))
@@ -218,7 +225,11 @@ func TestSnapshotCatchUpSendsOnlyWhatIsMissing(t *testing.T) {
 	}
 	waitFor(t, "the follower to lead", func() bool { return f.r.IsLeader() })
 	c.stop(l)
+	mu.Lock()
+	delete(logs, l.id)
+	mu.Unlock()
 	c.wipe(l)
+	setLog(l)
 	for i := range 5 {
 		mustAppend(t, f.r, batchOf(values("c", i)...))
 	}
