@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -206,6 +207,39 @@ func (l *Log) State(fn func(key, value []byte) error) error {
 		return fmt.Errorf("log %s: state: %w", l.id, err)
 	}
 	return nil
+}
+
+// AppliedState returns the log's applied index, its end and its state as
+// of one moment: none of them moves between the three, as a concurrent
+// ApplyAt could make separate calls to Applied, End and State see.
+func (l *Log) AppliedState() (applied uint64, end int64, state []StateOp, err error) {
+	if err := l.acquire(); err != nil {
+		return 0, 0, nil, err
+	}
+	defer l.s.mu.RUnlock()
+	lo, hi := logBounds(prefixState, l.id)
+	// ApplyAt writes a batch, the applied index and the state in one
+	// Pebble batch and moves End, all under mu; an iterator opened under mu
+	// sees the state as of the applied index and end read there.
+	l.mu.Lock()
+	applied, end = l.applied.Load(), l.End()
+	it, err := l.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	l.mu.Unlock()
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("log %s: state: %w", l.id, err)
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return 0, 0, nil, fmt.Errorf("log %s: state: %w", l.id, err)
+		}
+		state = append(state, StateOp{Key: bytes.Clone(it.Key()[logPrefixLen:]), Value: append([]byte{}, v...)}) // never nil: nil deletes
+	}
+	if err := it.Error(); err != nil {
+		return 0, 0, nil, fmt.Errorf("log %s: state: %w", l.id, err)
+	}
+	return applied, end, state, nil
 }
 
 // Sync makes every write to the log's store so far durable: Pebble's

@@ -176,11 +176,13 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.failed != nil {
 		return nil, f.failed
 	}
+	// No state: the producer, message-id and queue state can be large,
+	// and a snapshot is taken every second or two. A snapshot sent to a
+	// follower takes it from the log then (snapshotStore.Open).
 	return &fsmSnapshot{log: f.log, hdr: header{
 		applied: f.log.Applied(),
 		start:   f.log.Start(),
 		end:     f.log.End(),
-		state:   append(f.dedupe.ops(), f.queues.ops()...),
 	}}, nil
 }
 

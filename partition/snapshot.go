@@ -27,12 +27,16 @@ import (
 // raft index, start and end its bounds, and the key/value pairs the
 // producer state (the log's state keys) at the snapshot.
 //
-// The state machine's Persist writes only the header (not inline) into a
-// raft.FileSnapshotStore. When raft opens that snapshot to send it to a
-// follower, snapshotStore.Open streams a fresh header, now inline and with
-// start moved up to the log's current start, then the batches read from the
-// live log in chunks. Below the captured end the log never changes, except
-// that retention may drop batches from its front, which the stream skips.
+// The state machine's Persist writes only the header (not inline, and
+// without state) into a raft.FileSnapshotStore. When raft opens that
+// snapshot to send it to a follower, snapshotStore.Open streams a fresh
+// header, inline, with the log's current applied index, end and state
+// (taken together, so at or past the snapshot) and start moved up to the
+// log's current start, then the batches read from the live log in chunks.
+// Below that end the log never changes, except that retention may drop
+// batches from its front, which the stream skips. The follower's state
+// machine skips the entries between the snapshot's index and the stream's
+// when raft sends them.
 // A follower receives the stream through the store's sink, so it lands in
 // the file in full, and its state machine's Restore reads it from there:
 // one batch in memory at a time.
@@ -354,9 +358,18 @@ type logStream struct {
 // newLogStream returns the stream for header-only snapshot hdr and its
 // size.
 func newLogStream(l *log.Log, hdr header) (*logStream, int64, error) {
-	if hdr.end > l.End() {
-		return nil, 0, fmt.Errorf("snapshot ends at %d, after the log's end %d", hdr.end, l.End())
+	// The stream carries the log as it is now, which is at or past the
+	// snapshot: its applied index, end and state, taken together. A
+	// follower's state machine skips the entries up to that index when
+	// raft sends them after the snapshot's.
+	applied, end, state, err := l.AppliedState()
+	if err != nil {
+		return nil, 0, err
 	}
+	if applied < hdr.applied || end < hdr.end {
+		return nil, 0, fmt.Errorf("the log (applied %d, end %d) is behind the snapshot (applied %d, end %d)", applied, end, hdr.applied, hdr.end)
+	}
+	hdr.applied, hdr.end, hdr.state = applied, end, state
 	// Retention may have moved the start since, even past the snapshot's
 	// end: the snapshot then holds no batches, and the follower's log
 	// starts at the end, where the entries after the snapshot continue.
@@ -364,7 +377,6 @@ func newLogStream(l *log.Log, hdr header) (*logStream, int64, error) {
 	hdr.inline = true
 	var n int64
 	if hdr.start < hdr.end {
-		var err error
 		if n, err = l.RangeSize(hdr.start, hdr.end); err != nil {
 			return nil, 0, err
 		}

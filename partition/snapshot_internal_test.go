@@ -161,7 +161,9 @@ func TestSnapshotStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Batches applied after the snapshot are not part of it.
+	if st := snap.(*fsmSnapshot).hdr.state; len(st) != 0 {
+		t.Fatalf("a snapshot taken here holds %d state keys; the state is sent from the log", len(st))
+	}
 	applyN(t, f, 21, 5)
 	sink, err := store.Create(1, 20, 1, raft.Configuration{}, 1, nil)
 	if err != nil {
@@ -217,23 +219,25 @@ func TestSnapshotStream(t *testing.T) {
 	if err := df.Restore(rc3); err != nil {
 		t.Fatal(err)
 	}
-	// The copy is the source as it was at the snapshot, less what
-	// retention dropped.
-	snapEnd := snap.(*fsmSnapshot).hdr.end
-	var want []record.Batch
-	for _, b := range allBatches(t, src) {
-		if b.BaseOffset() < snapEnd {
-			want = append(want, b)
-		}
-	}
-	if dst.Start() != start || dst.End() != snapEnd || dst.Applied() != 20 {
-		t.Fatalf("restored [%d, %d) at %d, want [%d, %d) at 20", dst.Start(), dst.End(), dst.Applied(), start, snapEnd)
+	// The copy is the source as it is when the snapshot is sent, less
+	// what retention dropped: the 5 batches applied after the snapshot
+	// was taken are in it, and the follower's state machine skips their
+	// entries when raft sends them.
+	want := allBatches(t, src)
+	if dst.Start() != start || dst.End() != src.End() || dst.Applied() != 25 {
+		t.Fatalf("restored [%d, %d) at %d, want [%d, %d) at 25", dst.Start(), dst.End(), dst.Applied(), start, src.End())
 	}
 	if diff := cmp.Diff(want, allBatches(t, dst)); diff != "" {
 		t.Fatalf("batches (-src +dst):\n%s", diff)
 	}
-	if diff := cmp.Diff(snap.(*fsmSnapshot).hdr.state, df.dedupe.ops(), sortOps); diff != "" {
-		t.Fatalf("producer state (-snapshot +restored):\n%s", diff)
+	if diff := cmp.Diff(f.dedupe.ops(), df.dedupe.ops(), sortOps); diff != "" {
+		t.Fatalf("producer state (-src +restored):\n%s", diff)
+	}
+	if diff := cmp.Diff(stateOf(t, src), stateOf(t, dst)); diff != "" {
+		t.Fatalf("state keys (-src +restored):\n%s", diff)
+	}
+	if res := df.apply(&raft.Log{Index: 22, Term: 1, Data: []byte{entryNoop}}); res.err == nil {
+		t.Fatal("an entry the snapshot covers was applied again")
 	}
 
 	// A crash in the middle of a restore leaves the log reset: opening the
@@ -253,8 +257,9 @@ func TestSnapshotStream(t *testing.T) {
 		t.Fatalf("second recovery: %v, applied %d, want %d", err, dst.Applied(), before)
 	}
 
-	// Retention past the snapshot's end: the snapshot holds no batches and
-	// a follower's log restarts at its end.
+	// Retention past the snapshot's end: the stream starts where the log
+	// now starts.
+	snapEnd := snap.(*fsmSnapshot).hdr.end
 	src.SetRetention(log.Retention{MaxBytes: 1})
 	if err := src.EnforceRetention(); err != nil {
 		t.Fatal(err)
@@ -271,11 +276,11 @@ func TestSnapshotStream(t *testing.T) {
 	if err := ef.Restore(rc); err != nil {
 		t.Fatal(err)
 	}
-	if empty.Start() != snapEnd || empty.End() != snapEnd || empty.Applied() != 20 {
-		t.Fatalf("restored [%d, %d) at %d, want [%d, %d) at 20", empty.Start(), empty.End(), empty.Applied(), snapEnd, snapEnd)
+	if empty.Start() != src.Start() || empty.End() != src.End() || empty.Applied() != 25 {
+		t.Fatalf("restored [%d, %d) at %d, want [%d, %d) at 25", empty.Start(), empty.End(), empty.Applied(), src.Start(), src.End())
 	}
-	applyN(t, ef, 21, 1)
-	if empty.End() != snapEnd+1 {
+	applyN(t, ef, 26, 1)
+	if empty.End() != src.End()+1 {
 		t.Fatalf("the next entry went to %d", empty.End()-1)
 	}
 }
