@@ -34,3 +34,6 @@ func (p *Partition) QueueParked() int {
 	}
 	return int(qs.parked.Load())
 }
+
+// AllBatches returns every batch of l, in order.
+var AllBatches = allBatches

@@ -198,7 +198,7 @@ func TestSnapshotCatchUpSendsOnlyWhatIsMissing(t *testing.T) {
 	if !ok || got != had {
 		t.Fatalf("the leader asked the follower's log end: %v, %d; want %d", ok, got, had)
 	}
-	if diff := cmp.Diff(batchesOf(t, o.log), batchesOf(t, f.log)); diff != "" {
+	if diff := cmp.Diff(partition.AllBatches(t, o.log), partition.AllBatches(t, f.log)); diff != "" {
 		t.Fatalf("follower's batches differ from the leader's (-leader +follower):\n%s", diff)
 	}
 	// What the follower received: the batches after its end, not the 20
@@ -236,7 +236,7 @@ func TestSnapshotCatchUpSendsOnlyWhatIsMissing(t *testing.T) {
 	c.restart(l)
 	waitFor(t, "the wiped replica to install a snapshot", func() bool { return l.r.Stats().SnapshotsRestored == 1 })
 	c.converge(f)
-	if diff := cmp.Diff(batchesOf(t, f.log), batchesOf(t, l.log)); diff != "" {
+	if diff := cmp.Diff(partition.AllBatches(t, f.log), partition.AllBatches(t, l.log)); diff != "" {
 		t.Fatalf("wiped replica's batches differ from the leader's (-leader +replica):\n%s", diff)
 	}
 }
@@ -253,21 +253,6 @@ func latestSnapshotSize(t *testing.T, nd *node) int64 {
 		t.Fatalf("snapshots of %s: %v, %v", nd.id, metas, err)
 	}
 	return metas[0].Size
-}
-
-// batchesOf returns every batch of l.
-func batchesOf(t *testing.T, l *log.Log) []record.Batch {
-	t.Helper()
-	var out []record.Batch
-	for from := l.Start(); from < l.End(); {
-		bs, err := l.Read(from, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, bs...)
-		from = bs[len(bs)-1].NextOffset()
-	}
-	return out
 }
 
 // TestSnapshotGoesWholeWhenTheFollowerDoesNotAnswer has a PeerLogEnd that
@@ -308,7 +293,7 @@ func TestSnapshotGoesWholeWhenTheFollowerDoesNotAnswer(t *testing.T) {
 	if n := asked.Load(); n < 3 {
 		t.Fatalf("the leader asked the follower %d times before sending the snapshot whole, want at least 3", n)
 	}
-	if diff := cmp.Diff(batchesOf(t, o.log), batchesOf(t, f.log)); diff != "" {
+	if diff := cmp.Diff(partition.AllBatches(t, o.log), partition.AllBatches(t, f.log)); diff != "" {
 		t.Fatalf("follower's batches differ from the leader's (-leader +follower):\n%s", diff)
 	}
 }
