@@ -399,3 +399,28 @@ func (c *cluster) wipe(nd *node) {
 	nd.stable = nd.logs.(*raft.InmemStore)
 	c.openStore(nd)
 }
+
+// catchUpBySnapshot brings stopped follower f back after every running
+// replica took a snapshot, so that leader l's log no longer holds what f
+// missed: it hands l's leadership to the other follower, which has no
+// backoff for f and no log entries for it either, waits for f to install
+// a snapshot and for the new leader's end, and returns the new leader.
+func (c *cluster) catchUpBySnapshot(l, f *node) *node {
+	c.t.Helper()
+	for _, nd := range c.running() {
+		if err := nd.r.Snapshot(); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.restart(f)
+	o := c.followers(l)[0]
+	if o == f {
+		o = c.followers(l)[1]
+	}
+	if err := l.r.TransferLeadershipTo(server(o)); err != nil {
+		c.t.Fatal(err)
+	}
+	waitFor(c.t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
+	c.converge(o)
+	return o
+}

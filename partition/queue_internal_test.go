@@ -193,11 +193,7 @@ func TestQueueLeaseNumberSurvivesSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &snapshotStore{files: files, log: src.f.log}
+	store := newTestSnapshotStore(t, src.f.log)
 	sink, err := store.Create(1, src.index, 1, raft.Configuration{}, 1, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -216,11 +212,7 @@ func TestQueueLeaseNumberSurvivesSnapshot(t *testing.T) {
 	}
 
 	dst := newQueueFSM(t, log.ID{Topic: 2})
-	dstFiles, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dstStore := &snapshotStore{files: dstFiles, log: dst.f.log}
+	dstStore := newTestSnapshotStore(t, dst.f.log)
 	_, drc := receiveSnapshot(t, dstStore, src.index, 1, stream)
 	if err := dst.f.Restore(drc); err != nil {
 		t.Fatal(err)

@@ -265,21 +265,7 @@ func TestReplicaQueueSnapshot(t *testing.T) {
 		mustAppend(t, l.r, batchOf(fmt.Sprint("w", i)))
 	}
 	c.converge(l)
-	for _, nd := range c.running() {
-		if err := nd.r.Snapshot(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.restart(f)
-	o := c.followers(l)[0]
-	if o == f {
-		o = c.followers(l)[1]
-	}
-	if err := l.r.TransferLeadershipTo(server(o)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
-	c.converge(o)
+	o := c.catchUpBySnapshot(l, f)
 	waitFor(t, "the restored follower's queue state", func() bool {
 		return fmt.Sprint(queueGroups(t, f.r, "g")) == fmt.Sprint(queueGroups(t, o.r, "g"))
 	})

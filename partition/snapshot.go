@@ -200,21 +200,37 @@ func restoreLog(l *log.Log, hdr header, r io.Reader) error {
 	if err := l.Reset(hdr.start); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
+	if err := appendBatches(l, r); err != nil {
+		return err
+	}
+	return finishRestore(l, hdr, nil)
+}
+
+// appendBatches appends the batches r holds after l's end, skipping those
+// below it.
+func appendBatches(l *log.Log, r io.Reader) error {
+	end := l.End()
 	var buf []byte
 	for {
 		b, err := readBatch(r, buf)
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("restore at %d: %w", l.End(), err)
+			return fmt.Errorf("restore at %d: %w", end, err)
 		}
 		buf = b
+		if b.NextOffset() <= end {
+			continue
+		}
+		if b.BaseOffset() < end {
+			return fmt.Errorf("restore: a snapshot batch spans offsets %d to %d, across the log's end %d", b.BaseOffset(), b.NextOffset(), end)
+		}
 		if err := l.AppendRaw(b); err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
+		end = b.NextOffset()
 	}
-	return finishRestore(l, hdr, nil)
 }
 
 // restorePartial appends a partial snapshot's batches after l's end,
@@ -230,26 +246,8 @@ func restorePartial(l *log.Log, hdr header, r io.Reader) error {
 	case l.Applied() > hdr.applied:
 		return fmt.Errorf("restore: %w: it is at raft index %d, the log already at %d", errPartialGap, hdr.applied, l.Applied())
 	}
-	var buf []byte
-	for {
-		b, err := readBatch(r, buf)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("restore at %d: %w", l.End(), err)
-		}
-		buf = b
-		if b.NextOffset() <= end {
-			continue
-		}
-		if b.BaseOffset() < end {
-			return fmt.Errorf("restore: a snapshot batch spans offsets %d to %d, across the log's end %d", b.BaseOffset(), b.NextOffset(), end)
-		}
-		if err := l.AppendRaw(b); err != nil {
-			return fmt.Errorf("restore: %w", err)
-		}
-		end = b.NextOffset()
+	if err := appendBatches(l, r); err != nil {
+		return err
 	}
 	// The snapshot's state replaces the log's: keys it lacks go.
 	keep := make(map[string]bool, len(hdr.state))

@@ -123,6 +123,17 @@ func FuzzReadHeader(f *testing.F) {
 	})
 }
 
+// newTestSnapshotStore returns a snapshot store for l in a temporary
+// directory.
+func newTestSnapshotStore(t *testing.T, l *log.Log) *snapshotStore {
+	t.Helper()
+	files, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &snapshotStore{files: files, log: l}
+}
+
 func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func newTestFSM(l *log.Log) *fsm {
@@ -152,11 +163,7 @@ func TestSnapshotStream(t *testing.T) {
 	src := openTestLog(t, log.ID{Topic: 1})
 	f := newTestFSM(src)
 	applyN(t, f, 1, 20)
-	files, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &snapshotStore{files: files, log: src}
+	store := newTestSnapshotStore(t, src)
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -196,13 +203,9 @@ func TestSnapshotStream(t *testing.T) {
 	}
 
 	// The follower's side: the stream lands in its store in full.
-	dstFiles, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dst := openTestLog(t, log.ID{Topic: 2})
 	applyN(t, newTestFSM(dst), 1, 3) // content to be replaced
-	dstStore := &snapshotStore{files: dstFiles, log: dst}
+	dstStore := newTestSnapshotStore(t, dst)
 	// An inline snapshot opens as stored.
 	meta2, rc2 := receiveSnapshot(t, dstStore, meta.Index, meta.Term, stream)
 	again, _ := io.ReadAll(rc2)
@@ -292,11 +295,7 @@ func TestSnapshotHeaderOnlyBehind(t *testing.T) {
 	l := openTestLog(t, log.ID{Topic: 1})
 	f := newTestFSM(l)
 	applyN(t, f, 1, 5)
-	files, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &snapshotStore{files: files, log: l}
+	store := newTestSnapshotStore(t, l)
 	snap, _ := f.Snapshot()
 	sink, _ := store.Create(1, 14, 1, raft.Configuration{}, 1, nil)
 	if err := snap.Persist(sink); err != nil {
@@ -418,11 +417,7 @@ func lruOrder(d *dedupe) []int64 {
 // of the same snapshot sent whole.
 func partialStream(t *testing.T, src *log.Log, f *fsm, from int64) (stream []byte, whole int64) {
 	t.Helper()
-	files, err := raft.NewFileSnapshotStoreWithLogger(t.TempDir(), retainSnapshots, newRaftLogger(testLogger()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := &snapshotStore{files: files, log: src}
+	store := newTestSnapshotStore(t, src)
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)

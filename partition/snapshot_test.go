@@ -174,24 +174,7 @@ func TestSnapshotCatchUpSendsOnlyWhatIsMissing(t *testing.T) {
 		mustAppend(t, l.r, batchOf(values("b", i)...))
 	}
 	c.converge(l)
-	for _, nd := range c.running() {
-		if err := nd.r.Snapshot(); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	c.restart(f)
-	o := c.followers(l)[0]
-	if o == f {
-		o = c.followers(l)[1]
-	}
-	// A new leader has no backoff for the follower and no log entries
-	// for it either.
-	if err := l.r.TransferLeadershipTo(server(o)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
-	c.converge(o)
+	o := c.catchUpBySnapshot(l, f)
 	mu.Lock()
 	got, ok := asked[f.id]
 	mu.Unlock()
@@ -275,21 +258,7 @@ func TestSnapshotGoesWholeWhenTheFollowerDoesNotAnswer(t *testing.T) {
 	c.stop(f)
 	writeN(t, c, "b", 20)
 	c.converge(l)
-	for _, nd := range c.running() {
-		if err := nd.r.Snapshot(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.restart(f)
-	o := c.followers(l)[0]
-	if o == f {
-		o = c.followers(l)[1]
-	}
-	if err := l.r.TransferLeadershipTo(server(o)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the follower to install a snapshot", func() bool { return f.r.Stats().SnapshotsRestored == 1 })
-	c.converge(o)
+	o := c.catchUpBySnapshot(l, f)
 	if n := asked.Load(); n < 3 {
 		t.Fatalf("the leader asked the follower %d times before sending the snapshot whole, want at least 3", n)
 	}
