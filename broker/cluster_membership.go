@@ -181,7 +181,7 @@ func (c *clusterCatalog) replicaLogEnd(id log.ID) func(context.Context, partitio
 			return 0, err
 		}
 		if resp.LogEnd == nil {
-			return 0, fmt.Errorf("node %s did not report its log end: it runs an older version", s.ID)
+			return 0, fmt.Errorf("node %s runs an older version: %w", s.ID, partition.ErrNoLogEnd)
 		}
 		return resp.GetLogEnd(), nil
 	}

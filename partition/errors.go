@@ -62,6 +62,12 @@ var (
 	// those after it, matches ErrOutcomeUnknown too: the entry is committed
 	// and the other replicas apply it.
 	ErrReplicaFailed = errors.New("partition: replica failed")
+
+	// ErrNoLogEnd is what ReplicaConfig.PeerLogEnd's error matches when the
+	// follower cannot tell where its log ends at all (it runs a version
+	// without partial snapshots): the leader sends it snapshots whole at
+	// once, instead of holding them back as for a follower that is down.
+	ErrNoLogEnd = errors.New("partition: the follower does not report its log end")
 )
 
 // BacklogError says how far over its pending-bytes bound a partition is and

@@ -240,29 +240,41 @@ func latestSnapshotSize(t *testing.T, nd *node) int64 {
 
 // TestSnapshotGoesWholeWhenTheFollowerDoesNotAnswer has a PeerLogEnd that
 // always fails: the leader holds the snapshot back a few times, then
-// sends it whole, and the follower catches up.
+// sends it whole, and the follower catches up. A follower that cannot
+// report its log end at all (ErrNoLogEnd) gets it whole at once.
 func TestSnapshotGoesWholeWhenTheFollowerDoesNotAnswer(t *testing.T) {
-	var asked atomic.Int32
-	c := newCluster(t, 3, func(cfg *partition.ReplicaConfig) {
-		cfg.TrailingLogs = 2
-		cfg.SnapshotThreshold = 1 << 20
-		cfg.PeerLogEnd = func(context.Context, partition.Server) (int64, error) {
-			asked.Add(1)
-			return 0, errors.New("no answer")
-		}
-	})
-	l := c.leader()
-	writeN(t, c, "a", 5)
-	c.converge(l)
-	f := c.followers(l)[0]
-	c.stop(f)
-	writeN(t, c, "b", 20)
-	c.converge(l)
-	o := c.catchUpBySnapshot(l, f)
-	if n := asked.Load(); n < 3 {
-		t.Fatalf("the leader asked the follower %d times before sending the snapshot whole, want at least 3", n)
-	}
-	if diff := cmp.Diff(partition.AllBatches(t, o.log), partition.AllBatches(t, f.log)); diff != "" {
-		t.Fatalf("follower's batches differ from the leader's (-leader +follower):\n%s", diff)
+	for _, tc := range []struct {
+		name     string
+		err      error
+		min, max int32
+	}{
+		{"down", errors.New("no answer"), 3, 100},
+		{"older version", fmt.Errorf("node 3: %w", partition.ErrNoLogEnd), 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked atomic.Int32
+			c := newCluster(t, 3, func(cfg *partition.ReplicaConfig) {
+				cfg.TrailingLogs = 2
+				cfg.SnapshotThreshold = 1 << 20
+				cfg.PeerLogEnd = func(context.Context, partition.Server) (int64, error) {
+					asked.Add(1)
+					return 0, tc.err
+				}
+			})
+			l := c.leader()
+			writeN(t, c, "a", 5)
+			c.converge(l)
+			f := c.followers(l)[0]
+			c.stop(f)
+			writeN(t, c, "b", 20)
+			c.converge(l)
+			o := c.catchUpBySnapshot(l, f)
+			if n := asked.Load(); n < tc.min || n > tc.max {
+				t.Fatalf("the leader asked the follower %d times before sending the snapshot whole, want %d to %d", n, tc.min, tc.max)
+			}
+			if diff := cmp.Diff(partition.AllBatches(t, o.log), partition.AllBatches(t, f.log)); diff != "" {
+				t.Fatalf("follower's batches differ from the leader's (-leader +follower):\n%s", diff)
+			}
+		})
 	}
 }

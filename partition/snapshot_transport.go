@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,7 +71,7 @@ func (t *snapshotTransport) trim(f Server, args *raft.InstallSnapshotRequest, s 
 	}
 	t.mu.Unlock()
 	if err != nil {
-		if tries < peerLogEndTries {
+		if tries < peerLogEndTries && !errors.Is(err, ErrNoLogEnd) {
 			return fmt.Errorf("snapshot for %s not sent: it did not say where its log ends: %w", f.ID, err)
 		}
 		t.logger.Info("snapshot sent whole: the follower did not say where its log ends", "log", t.log.ID(), "follower", f.ID, "tries", tries, "err", err)
