@@ -56,22 +56,23 @@ func (t *snapshotTransport) trim(f Server, args *raft.InstallSnapshotRequest, s 
 	ctx, cancel := context.WithTimeout(context.Background(), peerLogEndTimeout)
 	end, err := t.peerLogEnd(ctx, f)
 	cancel()
+	id := raft.ServerID(f.ID)
 	t.mu.Lock()
 	if t.failures == nil {
 		t.failures = map[raft.ServerID]int{}
 	}
-	if err == nil {
-		delete(t.failures, raft.ServerID(f.ID))
+	if err == nil || errors.Is(err, ErrNoLogEnd) {
+		delete(t.failures, id)
 	} else {
-		t.failures[raft.ServerID(f.ID)]++
+		t.failures[id]++
 	}
-	tries := t.failures[raft.ServerID(f.ID)]
+	tries := t.failures[id]
 	if tries >= peerLogEndTries {
-		delete(t.failures, raft.ServerID(f.ID))
+		delete(t.failures, id)
 	}
 	t.mu.Unlock()
 	if err != nil {
-		if tries < peerLogEndTries && !errors.Is(err, ErrNoLogEnd) {
+		if tries > 0 && tries < peerLogEndTries {
 			return fmt.Errorf("snapshot for %s not sent: it did not say where its log ends: %w", f.ID, err)
 		}
 		t.logger.Info("snapshot sent whole: the follower did not say where its log ends", "log", t.log.ID(), "follower", f.ID, "tries", tries, "err", err)
