@@ -147,16 +147,7 @@ func servers(st *clusterState, nodes []int32) ([]partition.Server, error) {
 // partition id has applied the raft log.
 func (c *clusterCatalog) replicaApplied(id log.ID) func(context.Context, partition.Server) (uint64, error) {
 	return func(ctx context.Context, s partition.Server) (uint64, error) {
-		if s.ID == strconv.Itoa(int(c.n.self.ID)) {
-			return c.appliedHere(id)
-		}
-		conn, err := c.n.peer(s.Addr)
-		if err != nil {
-			return 0, err
-		}
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		resp, err := runnelpb.NewBrokerClient(conn).ReplicaStatus(ctx, &runnelpb.ReplicaStatusRequest{TopicId: id.Topic, Partition: int32(id.Partition)})
+		resp, err := c.replicaStatus(ctx, s, id, false)
 		if err != nil {
 			return 0, err
 		}
@@ -169,14 +160,7 @@ func (c *clusterCatalog) replicaApplied(id log.ID) func(context.Context, partiti
 // PeerLogEnd).
 func (c *clusterCatalog) replicaLogEnd(id log.ID) func(context.Context, partition.Server) (int64, error) {
 	return func(ctx context.Context, s partition.Server) (int64, error) {
-		if s.ID == strconv.Itoa(int(c.n.self.ID)) {
-			return c.logEndHere(id)
-		}
-		conn, err := c.n.peer(s.Addr)
-		if err != nil {
-			return 0, err
-		}
-		resp, err := runnelpb.NewBrokerClient(conn).ReplicaStatus(ctx, &runnelpb.ReplicaStatusRequest{TopicId: id.Topic, Partition: int32(id.Partition), SyncLog: true})
+		resp, err := c.replicaStatus(ctx, s, id, true)
 		if err != nil {
 			return 0, err
 		}
@@ -187,34 +171,43 @@ func (c *clusterCatalog) replicaLogEnd(id log.ID) func(context.Context, partitio
 	}
 }
 
-// logEndHere makes this node's replica of partition id durable and
-// returns where its log ends.
-func (c *clusterCatalog) logEndHere(id log.ID) (int64, error) {
-	c.mu.Lock()
-	r, ok := c.hosted[id]
-	c.mu.Unlock()
-	if !ok {
-		return 0, errorf(ErrCatchingUp, "node %d runs no replica of partition %d of topic id %d yet", c.n.self.ID, id.Partition, id.Topic)
+// replicaStatus asks the node of server s, this one included, about its
+// replica of partition id, as the ReplicaStatus RPC does.
+func (c *clusterCatalog) replicaStatus(ctx context.Context, s partition.Server, id log.ID, syncLog bool) (*runnelpb.ReplicaStatusResponse, error) {
+	if s.ID == strconv.Itoa(int(c.n.self.ID)) {
+		return c.statusHere(id, syncLog)
 	}
-	l := r.(*hostedReplica).Log()
-	// End first: what Sync makes durable covers it.
-	end := l.End()
-	if err := l.Sync(); err != nil {
-		return 0, err
+	conn, err := c.n.peer(s.Addr)
+	if err != nil {
+		return nil, err
 	}
-	return end, nil
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return runnelpb.NewBrokerClient(conn).ReplicaStatus(ctx, &runnelpb.ReplicaStatusRequest{TopicId: id.Topic, Partition: int32(id.Partition), SyncLog: syncLog})
 }
 
-// appliedHere returns how far this node's replica of partition id has
-// applied its raft log.
-func (c *clusterCatalog) appliedHere(id log.ID) (uint64, error) {
+// statusHere reports how far this node's replica of partition id has
+// applied its raft log and, with syncLog, makes its log durable and says
+// where it ends.
+func (c *clusterCatalog) statusHere(id log.ID, syncLog bool) (*runnelpb.ReplicaStatusResponse, error) {
 	c.mu.Lock()
 	r, ok := c.hosted[id]
 	c.mu.Unlock()
 	if !ok {
-		return 0, errorf(ErrCatchingUp, "node %d runs no replica of partition %d of topic id %d yet", c.n.self.ID, id.Partition, id.Topic)
+		return nil, errorf(ErrCatchingUp, "node %d runs no replica of partition %d of topic id %d yet", c.n.self.ID, id.Partition, id.Topic)
 	}
-	return r.(*hostedReplica).Stats().AppliedIndex, nil
+	h := r.(*hostedReplica)
+	resp := &runnelpb.ReplicaStatusResponse{AppliedIndex: h.Stats().AppliedIndex}
+	if syncLog {
+		l := h.Log()
+		// End first: what Sync makes durable covers it.
+		end := l.End()
+		if err := l.Sync(); err != nil {
+			return nil, err
+		}
+		resp.LogEnd = &end
+	}
+	return resp, nil
 }
 
 // reportMembers tells the controller about partition id's raft group.

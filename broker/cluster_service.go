@@ -186,18 +186,9 @@ func (s *service) ReplicaStatus(ctx context.Context, req *runnelpb.ReplicaStatus
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	id := log.ID{Topic: req.TopicId, Partition: uint32(req.Partition)}
-	applied, err := n.catalog.appliedHere(id)
+	resp, err := n.catalog.statusHere(log.ID{Topic: req.TopicId, Partition: uint32(req.Partition)}, req.SyncLog)
 	if err != nil {
 		return nil, toStatus(err)
-	}
-	resp := &runnelpb.ReplicaStatusResponse{AppliedIndex: applied}
-	if req.SyncLog {
-		end, err := n.catalog.logEndHere(id)
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		resp.LogEnd = &end
 	}
 	return resp, nil
 }

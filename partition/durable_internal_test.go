@@ -2,6 +2,7 @@ package partition
 
 import (
 	"bytes"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -212,4 +213,20 @@ func TestReplayRefusesAGap(t *testing.T) {
 	if l.Applied() != 0 {
 		t.Fatalf("replay over a gap applied up to %d", l.Applied())
 	}
+}
+
+// ops returns the in-memory state as state operations, to compare with
+// what a log holds.
+func (d *dedupe) ops() []log.StateOp {
+	ops := make([]log.StateOp, 0, len(d.producers)+len(d.ids)+1)
+	for p := range d.producers {
+		ops = append(ops, log.StateOp{Key: producerKey(p), Value: d.producers[p].encode()})
+	}
+	for id, e := range d.ids {
+		ops = append(ops, log.StateOp{Key: msgIDKey(id), Value: e.encode()})
+	}
+	if d.clock != math.MinInt64 || d.nextSeq != 0 {
+		ops = append(ops, log.StateOp{Key: []byte{keyClock}, Value: d.encodeClock()})
+	}
+	return ops
 }

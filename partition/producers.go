@@ -289,21 +289,6 @@ func (d *dedupe) recordIDs(b record.Batch, ids []string, base int64) []log.State
 	return append(ops, log.StateOp{Key: []byte{keyClock}, Value: d.encodeClock()})
 }
 
-// ops returns the whole state as state operations, for a snapshot.
-func (d *dedupe) ops() []log.StateOp {
-	ops := make([]log.StateOp, 0, len(d.producers)+len(d.ids)+1)
-	for p := range d.producers {
-		ops = append(ops, log.StateOp{Key: producerKey(p), Value: d.producers[p].encode()})
-	}
-	for id, e := range d.ids {
-		ops = append(ops, log.StateOp{Key: msgIDKey(id), Value: e.encode()})
-	}
-	if d.clock != math.MinInt64 || d.nextSeq != 0 {
-		ops = append(ops, log.StateOp{Key: []byte{keyClock}, Value: d.encodeClock()})
-	}
-	return ops
-}
-
 // load replaces the state with the one stored in the log's state keys.
 func (d *dedupe) load(l *log.Log) error {
 	*d = *newDedupe(d.maxProducers, d.window, d.maxIDs)

@@ -2,7 +2,6 @@ package partition
 
 import (
 	"errors"
-	"io"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -189,27 +188,8 @@ func TestQueueLeaseNumberSurvivesSnapshot(t *testing.T) {
 		t.Fatalf("reloaded last lease number %d, want %d", reloaded.leases, last)
 	}
 
-	snap, err := src.f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := newTestSnapshotStore(t, src.f.log)
-	sink, err := store.Create(1, src.index, 1, raft.Configuration{}, 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	_, rc, err := store.Open(sink.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, id := persistSnapshot(t, src.f, src.index)
+	_, stream := readSnapshot(t, store, id)
 
 	dst := newQueueFSM(t, log.ID{Topic: 2})
 	dstStore := newTestSnapshotStore(t, dst.f.log)

@@ -505,28 +505,6 @@ func (c *scanCache) fill(l *log.Log, next int64) bool {
 	return len(c.recs) > 0
 }
 
-// ops returns every queue group's whole state, for a snapshot. A nil
-// queues (a state machine built without one) has none.
-func (qs *queues) ops() []log.StateOp {
-	if qs == nil {
-		return nil
-	}
-	qs.mu.Lock()
-	defer qs.mu.Unlock()
-	var ops []log.StateOp
-	if qs.leases != 0 {
-		ops = append(ops, leasesOp(qs.leases))
-	}
-	for name, g := range qs.groups {
-		hdr, recs := g.Encode()
-		ops = append(ops, log.StateOp{Key: queueKey(name), Value: hdr})
-		for _, c := range recs {
-			ops = append(ops, log.StateOp{Key: queueRecKey(name, c.Offset), Value: c.Value})
-		}
-	}
-	return ops
-}
-
 // load replaces the queue groups with those stored in l's state.
 func (qs *queues) load(l *log.Log) error {
 	if qs == nil {

@@ -322,7 +322,7 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	// as one taken here.
 	rc.Close()
 	if hdr.partial {
-		hdr.inline, hdr.partial, hdr.start = false, false, 0
+		hdr.partial, hdr.start = false, 0
 	}
 	stream, size, err := newLogStream(s.log, hdr)
 	if err != nil {

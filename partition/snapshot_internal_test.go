@@ -123,6 +123,42 @@ func FuzzReadHeader(f *testing.F) {
 	})
 }
 
+// persistSnapshot takes a snapshot of f as raft does at index, saves it
+// in a new snapshot store for f's log, and returns the store and the
+// snapshot's id.
+func persistSnapshot(t *testing.T, f *fsm, index uint64) (*snapshotStore, string) {
+	t.Helper()
+	store := newTestSnapshotStore(t, f.log)
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := store.Create(1, index, 1, raft.Configuration{}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	return store, sink.ID()
+}
+
+// readSnapshot opens snapshot id of store, as a leader does to send it,
+// and returns its meta and the whole stream.
+func readSnapshot(t *testing.T, store *snapshotStore, id string) (*raft.SnapshotMeta, []byte) {
+	t.Helper()
+	meta, rc, err := store.Open(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	stream, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return meta, stream
+}
+
 // newTestSnapshotStore returns a snapshot store for l in a temporary
 // directory.
 func newTestSnapshotStore(t *testing.T, l *log.Log) *snapshotStore {
@@ -189,15 +225,7 @@ func TestSnapshotStream(t *testing.T) {
 		t.Fatal("retention dropped nothing")
 	}
 
-	meta, rc, err := store.Open(sink.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	meta, stream := readSnapshot(t, store, sink.ID())
 	if int64(len(stream)) != meta.Size {
 		t.Fatalf("stream of %d bytes, meta says %d", len(stream), meta.Size)
 	}
@@ -270,13 +298,10 @@ func TestSnapshotStream(t *testing.T) {
 	if src.Start() <= snapEnd {
 		t.Fatalf("retention left the log starting at %d", src.Start())
 	}
-	_, rc, err = store.Open(sink.ID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rest := readSnapshot(t, store, sink.ID())
 	empty := openTestLog(t, log.ID{Topic: 3})
 	ef := newTestFSM(empty)
-	if err := ef.Restore(rc); err != nil {
+	if err := ef.Restore(io.NopCloser(bytes.NewReader(rest))); err != nil {
 		t.Fatal(err)
 	}
 	if empty.Start() != src.Start() || empty.End() != src.End() || empty.Applied() != 25 {
@@ -412,24 +437,13 @@ func lruOrder(d *dedupe) []int64 {
 	return out
 }
 
-// partialStream returns the stream of a snapshot of src at its applied
+// partialStream returns the stream of a snapshot of f at its applied
 // index, made partial for a follower whose log ends at from, and the size
 // of the same snapshot sent whole.
-func partialStream(t *testing.T, src *log.Log, f *fsm, from int64) (stream []byte, whole int64) {
+func partialStream(t *testing.T, f *fsm, from int64) (stream []byte, whole int64) {
 	t.Helper()
-	store := newTestSnapshotStore(t, src)
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink, err := store.Create(1, src.Applied(), 1, raft.Configuration{}, 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	meta, rc, err := store.Open(sink.ID())
+	store, id := persistSnapshot(t, f, f.log.Applied())
+	meta, rc, err := store.Open(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,7 +488,7 @@ func TestPartialSnapshotRestore(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	stream, whole := partialStream(t, src, sf, dst.End())
+	stream, whole := partialStream(t, sf, dst.End())
 	had, err := src.RangeSize(src.Start(), dst.End())
 	if err != nil {
 		t.Fatal(err)
@@ -508,7 +522,7 @@ func TestPartialSnapshotSkipsWhatTheLogGained(t *testing.T) {
 	dst := openTestLog(t, log.ID{Topic: 2})
 	df := newTestFSM(dst)
 	applyN(t, df, 1, 12)
-	stream, _ := partialStream(t, src, sf, dst.End())
+	stream, _ := partialStream(t, sf, dst.End())
 	applyN(t, df, 13, 3)
 	if err := df.Restore(io.NopCloser(bytes.NewReader(stream))); err != nil {
 		t.Fatal(err)
@@ -526,7 +540,7 @@ func TestPartialSnapshotRefusesAGap(t *testing.T) {
 	src := openTestLog(t, log.ID{Topic: 1})
 	sf := newTestFSM(src)
 	applyN(t, sf, 1, 20)
-	stream, _ := partialStream(t, src, sf, 15)
+	stream, _ := partialStream(t, sf, 15)
 
 	dst := openTestLog(t, log.ID{Topic: 2})
 	df := newTestFSM(dst)
