@@ -81,8 +81,20 @@ type Pending struct {
 	// returns the offset.
 	Base int64
 	wait func() (int64, error)
-	// w is the replica's waiter, for tests.
+	// w is the replica's waiter: its done channel closes once the outcome
+	// is known.
 	w *waiter
+}
+
+// Ready returns a channel closed once WaitOffset would return at once, or
+// nil when the Pending cannot signal that (a Partition's: WaitOffset then
+// blocks until the batch is durable). Either way WaitOffset must still be
+// called.
+func (pd Pending) Ready() <-chan struct{} {
+	if pd.w == nil {
+		return nil
+	}
+	return pd.w.done
 }
 
 // Wait blocks until the batch is durable: fsynced on a Partition,

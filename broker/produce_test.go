@@ -1,0 +1,138 @@
+package broker_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/runnel-dev/runnel/broker"
+	"github.com/runnel-dev/runnel/proto/runnelpb"
+)
+
+// syncGateFS holds the syncs of write-ahead logs while its gate is shut.
+type syncGateFS struct {
+	vfs.FS
+	mu   sync.Mutex
+	gate chan struct{} // nil: open; else closed when the gate opens
+}
+
+func (fs *syncGateFS) shut() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.gate == nil {
+		fs.gate = make(chan struct{})
+	}
+}
+
+func (fs *syncGateFS) open() {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.gate != nil {
+		close(fs.gate)
+		fs.gate = nil
+	}
+}
+
+func (fs *syncGateFS) pass() {
+	fs.mu.Lock()
+	g := fs.gate
+	fs.mu.Unlock()
+	if g != nil {
+		<-g
+	}
+}
+
+func (fs *syncGateFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
+	}
+	return &gatedFile{File: f, fs: fs}, nil
+}
+
+func (fs *syncGateFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	return fs.wrap(name, f, err)
+}
+
+func (fs *syncGateFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.OpenReadWrite(name, c, opts...)
+	return fs.wrap(name, f, err)
+}
+
+func (fs *syncGateFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	return fs.wrap(newname, f, err)
+}
+
+type gatedFile struct {
+	vfs.File
+	fs *syncGateFS
+}
+
+func (f *gatedFile) Sync() error {
+	f.fs.pass()
+	return f.File.Sync()
+}
+
+func (f *gatedFile) SyncData() error {
+	f.fs.pass()
+	return f.File.SyncData()
+}
+
+func (f *gatedFile) SyncTo(length int64) (bool, error) {
+	f.fs.pass()
+	return f.File.SyncTo(length)
+}
+
+// TestLowerAcksAnswerBeforeEarlierBatchesAreDurable sends two acks=leader
+// batches to one partition over one stream while the disk holds every
+// sync: both are answered, the second without waiting for the first to be
+// durable, and both are durable and readable once the syncs go through.
+func TestLowerAcksAnswerBeforeEarlierBatchesAreDurable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fs := &syncGateFS{FS: vfs.NewMem()}
+	_, c, _ := open(t, broker.Options{FS: fs})
+	createTopic(t, c, "l", 1, nil)
+
+	ps, err := c.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.shut()
+	defer fs.open()
+	for i := range 2 {
+		req := &runnelpb.ProduceRequest{RequestId: uint64(i), Topic: "l", Acks: runnelpb.Acks_ACKS_LEADER, Batch: batchOf("v")}
+		if err := ps.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		resp, err := ps.Recv()
+		if err != nil {
+			t.Fatalf("answer %d while syncs are held: %v", i, err)
+		}
+		if resp.Error != nil || resp.RequestId != uint64(i) || resp.BaseOffset != int64(i) {
+			t.Fatalf("answer %d: %v", i, resp)
+		}
+	}
+
+	fs.open()
+	if err := ps.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Recv(); err == nil {
+		t.Fatal("an answer after the two requests")
+	}
+	offs, err := c.ListOffsets(ctx, &runnelpb.ListOffsetsRequest{Topic: "l", At: &runnelpb.Position{At: &runnelpb.Position_End{End: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offs.EndOffset != 2 {
+		t.Fatalf("end offset %d after both batches, want 2", offs.EndOffset)
+	}
+}
