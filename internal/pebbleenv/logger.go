@@ -34,8 +34,9 @@ func (p logger) Fatalf(format string, args ...any) {
 }
 
 // EventListener logs Pebble's background errors, corruption, write stalls
-// and slow disk writes to l, and counts write stalls in stalls when it is
-// not nil.
+// and slow disk writes to l, and its flushes and compactions at debug
+// level (to line latency spikes up with them), and counts write stalls in
+// stalls when it is not nil.
 func EventListener(l *slog.Logger, stalls *atomic.Int64) *pebble.EventListener {
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
@@ -52,6 +53,18 @@ func EventListener(l *slog.Logger, stalls *atomic.Int64) *pebble.EventListener {
 		},
 		WriteStallEnd: func() {
 			l.Debug("pebble write stall ended")
+		},
+		FlushEnd: func(info pebble.FlushInfo) {
+			// A failed flush is a background error, logged above; an
+			// empty one is routine.
+			if info.Err == nil {
+				l.Debug("pebble flush", "memtable_bytes", info.InputBytes, "tables", len(info.Output), "duration", info.TotalDuration)
+			}
+		},
+		CompactionEnd: func(info pebble.CompactionInfo) {
+			if info.Err == nil {
+				l.Debug("pebble compaction", "reason", info.Reason, "inputs", len(info.Input), "tables", len(info.Output.Tables), "duration", info.TotalDuration)
+			}
 		},
 		DiskSlow: func(info pebble.DiskSlowInfo) {
 			l.Warn("slow disk write", "path", info.Path, "duration", info.Duration)
