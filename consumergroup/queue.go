@@ -271,11 +271,22 @@ func (q *Queue) CheckConfig(cfg QueueConfig) error {
 		q.cfg, q.configured, q.hdrDirty = cfg, true, true
 		return nil
 	}
-	if cfg != q.cfg {
+	return q.ConfigConflict(cfg)
+}
+
+// ConfigConflict is CheckConfig without its side effect: it returns the
+// error CheckConfig would, and nil for a group that has no configuration
+// yet.
+func (q *Queue) ConfigConflict(cfg QueueConfig) error {
+	if q.configured && cfg != q.cfg {
 		return fmt.Errorf("%w: the group has key ordering %t, the consumer asked for %t", ErrQueueConfig, q.cfg.KeyOrdering, cfg.KeyOrdering)
 	}
 	return nil
 }
+
+// Configured reports whether the group has its configuration: false for a
+// group NewQueueAt created until a lease gives it one.
+func (q *Queue) Configured() bool { return q.configured }
 
 // Lease hands out up to max records at time now, each leased until now
 // plus visibility (ms) and numbered from firstLease up in the order

@@ -37,3 +37,6 @@ func (p *Partition) QueueParked() int {
 
 // AllBatches returns every batch of l, in order.
 var AllBatches = allBatches
+
+// RaftLastIndex returns the index of the last entry in r's raft log.
+func (r *Replica) RaftLastIndex() uint64 { return r.raft.LastIndex() }

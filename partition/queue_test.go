@@ -241,6 +241,38 @@ func TestReplicaQueueFailover(t *testing.T) {
 	})
 }
 
+// TestReplicaEmptyLeaseWritesNothing shows that a lease with nothing to
+// hand out, at once or when its long poll ends, adds no raft entry, and
+// that a lease with a configuration the group does not have fails without
+// waiting out its long poll; a lease that finds a record still takes it.
+func TestReplicaEmptyLeaseWritesNothing(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The first lease creates the group: that is an entry.
+	if got, err := l.r.Lease(ctx, leaseReq("g", 1), 0); err != nil || len(got) != 0 {
+		t.Fatalf("first lease: %v, %v", offsets(got), err)
+	}
+	before := l.r.RaftLastIndex()
+	for _, wait := range []time.Duration{0, 20 * time.Millisecond} {
+		if got, err := l.r.Lease(ctx, leaseReq("g", 1), wait); err != nil || len(got) != 0 {
+			t.Fatalf("empty lease waiting %v: %v, %v", wait, offsets(got), err)
+		}
+	}
+	conflict := partition.LeaseRequest{Group: "g", Max: 1, Visibility: time.Minute, Config: consumergroup.QueueConfig{KeyOrdering: true}}
+	if _, err := l.r.Lease(ctx, conflict, time.Minute); !errors.Is(err, consumergroup.ErrQueueConfig) {
+		t.Fatalf("lease with another configuration: %v, want ErrQueueConfig", err)
+	}
+	if after := l.r.RaftLastIndex(); after != before {
+		t.Fatalf("empty leases moved the raft log from index %d to %d", before, after)
+	}
+	mustAppend(t, l.r, batchOf("x"))
+	if got, err := l.r.Lease(ctx, leaseReq("g", 1), 0); err != nil || len(got) != 1 || string(got[0].Value) != "x" {
+		t.Fatalf("lease after an append: %v, %v", offsets(got), err)
+	}
+}
+
 // TestReplicaQueueSnapshot brings a follower that missed queue entries up
 // to date by a snapshot: it has the leader's leases.
 func TestReplicaQueueSnapshot(t *testing.T) {

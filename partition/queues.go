@@ -588,16 +588,26 @@ func (qs *queues) backlog(end int64) (int64, string) {
 }
 
 // waitState tells a long-polling lease whether to ask now, and if not
-// what to wait for: changed, and a due time (0 for none).
-func (qs *queues) waitState(group string, now, end int64) (ask bool, changed <-chan struct{}, due int64) {
+// what to wait for: changed, and a due time (0 for none). It asks when the
+// group may hand out records, and when it has something to record: the
+// group is new, or a reset made it and it has no configuration yet. It
+// fails at once when cfg conflicts with the group's configuration.
+func (qs *queues) waitState(l *log.Log, group string, cfg consumergroup.QueueConfig, now int64) (ask bool, changed <-chan struct{}, due int64, err error) {
+	end := l.End() // read before qs.mu: the log is not called under it here
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
 	g := qs.groups[group]
-	if g == nil || g.HasReady(now) || (g.Next() < end && !g.Full()) {
-		return true, nil, 0
+	if g == nil || !g.Configured() {
+		return true, nil, 0, nil
+	}
+	if err := g.ConfigConflict(cfg); err != nil {
+		return false, nil, 0, fmt.Errorf("queue group %q on %s: %w", group, l.ID(), err)
+	}
+	if g.HasReady(now) || (g.Next() < end && !g.Full()) {
+		return true, nil, 0, nil
 	}
 	due, _ = g.NextDue()
-	return false, qs.changed, due
+	return false, qs.changed, due, nil
 }
 
 // readLeased returns the leased records, in the order of leases, read from
@@ -715,9 +725,17 @@ func lease(ctx context.Context, l *log.Log, qs *queues, req LeaseRequest, wait t
 		}
 		grew := l.Wait()
 		now := time.Now()
-		ask, changed, due := qs.waitState(req.Group, now.UnixMilli(), l.End())
+		ask, changed, due, err := qs.waitState(l, req.Group, req.Config, now.UnixMilli())
+		if err != nil {
+			return nil, err
+		}
 		last := !now.Before(deadline)
-		if ask || last {
+		if !ask && last {
+			// Nothing to hand out: a lease entry would lease nothing
+			// and change nothing, so none is written.
+			return nil, nil
+		}
+		if ask {
 			op := &queueOp{kind: opLease, now: now.UnixMilli(), group: req.Group, cfg: req.Config,
 				max: req.Max, visibility: req.Visibility.Milliseconds(), floor: l.Start()}
 			res, err := do(op)
