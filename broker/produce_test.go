@@ -136,3 +136,56 @@ func TestLowerAcksAnswerBeforeEarlierBatchesAreDurable(t *testing.T) {
 		t.Fatalf("end offset %d after both batches, want 2", offs.EndOffset)
 	}
 }
+
+// TestProduceTimeoutAnswersUnknownThenWrites sends an acks=all batch with a
+// short timeout while the disk holds every sync: it is answered
+// OUTCOME_UNKNOWN, a batch after it on the same partition is answered once
+// the syncs go through, and each is written once.
+func TestProduceTimeoutAnswersUnknownThenWrites(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fs := &syncGateFS{FS: vfs.NewMem()}
+	_, c, _ := open(t, broker.Options{FS: fs})
+	createTopic(t, c, "u", 1, nil)
+
+	ps, err := c.ProduceStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs.shut()
+	defer fs.open()
+	if err := ps.Send(&runnelpb.ProduceRequest{RequestId: 1, Topic: "u", TimeoutMs: 50, Batch: batchOf("a")}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ps.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.RequestId != 1 || resp.Error == nil || resp.Error.Reason != "OUTCOME_UNKNOWN" || resp.BaseOffset != -1 {
+		t.Fatalf("answer past the timeout: %v", resp)
+	}
+	if err := ps.Send(&runnelpb.ProduceRequest{RequestId: 2, Topic: "u", Batch: batchOf("b")}); err != nil {
+		t.Fatal(err)
+	}
+	fs.open()
+	resp, err = ps.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.RequestId != 2 || resp.Error != nil || resp.BaseOffset != 1 {
+		t.Fatalf("answer to the batch after it: %v", resp)
+	}
+	if err := ps.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Recv(); err == nil {
+		t.Fatal("an answer after the two requests")
+	}
+	offs, err := c.ListOffsets(ctx, &runnelpb.ListOffsetsRequest{Topic: "u", At: &runnelpb.Position{At: &runnelpb.Position_End{End: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offs.EndOffset != 2 {
+		t.Fatalf("end offset %d, want 2", offs.EndOffset)
+	}
+}
