@@ -703,9 +703,11 @@ type queueDo func(op *queueOp) (queueResult, error)
 // do) only when the group's state says a record may be available now (the
 // log grew, a not-before time or a lease deadline passed, a settle or a
 // reset released records); otherwise it waits for one of those, the end of
-// the wait, ctx, or check's channel. check, called before each ask, returns
-// an error to give up with (not the leader), and a channel closed when it
-// should be called again.
+// the wait, ctx, or check's channel. When the wait ends with nothing to
+// hand out it returns no records without asking: an idle consumer's polls
+// write nothing. check, called before each ask, returns an error to give up
+// with (not the leader), and a channel closed when it should be called
+// again.
 func lease(ctx context.Context, l *log.Log, qs *queues, req LeaseRequest, wait time.Duration,
 	check func() (<-chan struct{}, error), do queueDo) ([]LeasedRecord, error) {
 	if err := req.check(); err != nil {
