@@ -88,23 +88,51 @@ func (f *gatedFile) SyncTo(length int64) (bool, error) {
 	return f.File.SyncTo(length)
 }
 
-// TestLowerAcksAnswerBeforeEarlierBatchesAreDurable sends two acks=leader
-// batches to one partition over one stream while the disk holds every
-// sync: both are answered, the second without waiting for the first to be
-// durable, and both are durable and readable once the syncs go through.
-func TestLowerAcksAnswerBeforeEarlierBatchesAreDurable(t *testing.T) {
+// gatedStream opens a single-node broker whose disk holds syncs while its
+// gate is shut, creates topic with one partition and opens a produce
+// stream, with a context that ends after 30 seconds. The gate is shut, and
+// opens when the test ends.
+func gatedStream(t *testing.T, topic string) (context.Context, *syncGateFS, runnelpb.BrokerClient, runnelpb.Broker_ProduceStreamClient) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	fs := &syncGateFS{FS: vfs.NewMem()}
 	_, c, _ := open(t, broker.Options{FS: fs})
-	createTopic(t, c, "l", 1, nil)
-
+	createTopic(t, c, topic, 1, nil)
 	ps, err := c.ProduceStream(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fs.shut()
-	defer fs.open()
+	t.Cleanup(fs.open)
+	return ctx, fs, c, ps
+}
+
+// closeAndCount ends ps, checks that no answer is left, and that topic's
+// only partition ends at offset want.
+func closeAndCount(t *testing.T, ctx context.Context, c runnelpb.BrokerClient, ps runnelpb.Broker_ProduceStreamClient, topic string, want int64) {
+	t.Helper()
+	if err := ps.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := ps.Recv(); err == nil {
+		t.Fatalf("an answer after the requests: %v", resp)
+	}
+	offs, err := c.ListOffsets(ctx, &runnelpb.ListOffsetsRequest{Topic: topic, At: &runnelpb.Position{At: &runnelpb.Position_End{End: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offs.EndOffset != want {
+		t.Fatalf("end offset %d, want %d", offs.EndOffset, want)
+	}
+}
+
+// TestLowerAcksAnswerBeforeEarlierBatchesAreDurable sends two acks=leader
+// batches to one partition over one stream while the disk holds every
+// sync: both are answered, the second without waiting for the first to be
+// durable, and both are durable and readable once the syncs go through.
+func TestLowerAcksAnswerBeforeEarlierBatchesAreDurable(t *testing.T) {
+	ctx, fs, c, ps := gatedStream(t, "l")
 	for i := range 2 {
 		req := &runnelpb.ProduceRequest{RequestId: uint64(i), Topic: "l", Acks: runnelpb.Acks_ACKS_LEADER, Batch: batchOf("v")}
 		if err := ps.Send(req); err != nil {
@@ -122,19 +150,7 @@ func TestLowerAcksAnswerBeforeEarlierBatchesAreDurable(t *testing.T) {
 	}
 
 	fs.open()
-	if err := ps.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ps.Recv(); err == nil {
-		t.Fatal("an answer after the two requests")
-	}
-	offs, err := c.ListOffsets(ctx, &runnelpb.ListOffsetsRequest{Topic: "l", At: &runnelpb.Position{At: &runnelpb.Position_End{End: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if offs.EndOffset != 2 {
-		t.Fatalf("end offset %d after both batches, want 2", offs.EndOffset)
-	}
+	closeAndCount(t, ctx, c, ps, "l", 2)
 }
 
 // TestProduceTimeoutAnswersUnknownThenWrites sends an acks=all batch with a
@@ -142,18 +158,7 @@ func TestLowerAcksAnswerBeforeEarlierBatchesAreDurable(t *testing.T) {
 // OUTCOME_UNKNOWN, a batch after it on the same partition is answered once
 // the syncs go through, and each is written once.
 func TestProduceTimeoutAnswersUnknownThenWrites(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	fs := &syncGateFS{FS: vfs.NewMem()}
-	_, c, _ := open(t, broker.Options{FS: fs})
-	createTopic(t, c, "u", 1, nil)
-
-	ps, err := c.ProduceStream(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs.shut()
-	defer fs.open()
+	ctx, fs, c, ps := gatedStream(t, "u")
 	if err := ps.Send(&runnelpb.ProduceRequest{RequestId: 1, Topic: "u", TimeoutMs: 50, Batch: batchOf("a")}); err != nil {
 		t.Fatal(err)
 	}
@@ -175,17 +180,5 @@ func TestProduceTimeoutAnswersUnknownThenWrites(t *testing.T) {
 	if resp.RequestId != 2 || resp.Error != nil || resp.BaseOffset != 1 {
 		t.Fatalf("answer to the batch after it: %v", resp)
 	}
-	if err := ps.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ps.Recv(); err == nil {
-		t.Fatal("an answer after the two requests")
-	}
-	offs, err := c.ListOffsets(ctx, &runnelpb.ListOffsetsRequest{Topic: "u", At: &runnelpb.Position{At: &runnelpb.Position_End{End: true}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if offs.EndOffset != 2 {
-		t.Fatalf("end offset %d, want 2", offs.EndOffset)
-	}
+	closeAndCount(t, ctx, c, ps, "u", 2)
 }
