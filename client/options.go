@@ -23,7 +23,12 @@ const (
 	// AcksAll: acknowledged once a quorum of replicas has the records,
 	// fsynced. The default.
 	AcksAll AcksLevel = iota
-	// AcksLeader: acknowledged once the leader has written the records.
+	// AcksLeader: acknowledged once the leader has taken the records in:
+	// on a single node written but not yet fsynced; in a cluster ordered
+	// in the partition's raft log but not yet committed, so their offsets
+	// are not known yet (-1) and a leader that fails before the commit can
+	// lose them. A partition's later batches are answered without waiting
+	// for its earlier ones to commit.
 	AcksLeader
 	// AcksNone: acknowledged once the broker accepted the batch, before it is
 	// written. Records get offset -1.

@@ -16,7 +16,8 @@ const (
 	// AcksAll waits until the batch is durable on a quorum of replicas (on one
 	// node: fsynced). It is the default.
 	AcksAll Acks = iota
-	// AcksLeader waits until the leader has written the batch.
+	// AcksLeader waits until the leader has taken the batch in: written on
+	// a Partition, proposed on a Replica (whose Append returns then).
 	AcksLeader
 	// AcksNone does not wait at all.
 	AcksNone
