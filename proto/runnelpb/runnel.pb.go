@@ -42,7 +42,9 @@ const (
 	Acks_ACKS_UNSPECIFIED Acks = 0
 	// ACKS_NONE: the broker answers once the batch is accepted, before it is written.
 	Acks_ACKS_NONE Acks = 1
-	// ACKS_LEADER: answered once the leader has written the batch.
+	// ACKS_LEADER: answered once the leader has taken the batch in: written on
+	// a single node; in a cluster ordered in the partition's raft log, not yet
+	// committed (base_offset -1).
 	Acks_ACKS_LEADER Acks = 2
 	// ACKS_ALL: answered once a quorum of replicas has the batch, fsynced.
 	Acks_ACKS_ALL Acks = 3
