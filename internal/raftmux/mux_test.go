@@ -17,6 +17,13 @@ import (
 func testMux(t *testing.T) (*Mux, string) {
 	t.Helper()
 	l := listen(t)
+	return muxOn(t, l), l.Addr().String()
+}
+
+// muxOn serves a Mux, and health checks beside it, on l until the test
+// ends.
+func muxOn(t *testing.T, l net.Listener) *Mux {
+	t.Helper()
 	logger := testLogger(t, slog.LevelDebug)
 	sp := Split(l, logger)
 	t.Cleanup(func() { sp.Close() })
@@ -30,7 +37,7 @@ func testMux(t *testing.T) (*Mux, string) {
 			t.Errorf("Mux.Close: %v", err)
 		}
 	})
-	return m, l.Addr().String()
+	return m
 }
 
 func layer(t *testing.T, m *Mux, group string) *Layer {

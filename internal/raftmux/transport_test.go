@@ -112,15 +112,7 @@ func TestAppendEntriesWaitsForARefusingPeer(t *testing.T) {
 	if err != nil {
 		t.Skipf("the address was taken meanwhile: %v", err)
 	}
-	sp := Split(l2, logger)
-	t.Cleanup(func() { sp.Close() })
-	serveHealth(t, sp.Apps())
-	m2, err := New(sp.Raft(), "", logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m2.Close() })
-	receiver := NewTransport(layer(t, m2, "g"), logger)
+	receiver := NewTransport(layer(t, muxOn(t, l2), "g"), logger)
 	t.Cleanup(func() { receiver.Close() })
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
