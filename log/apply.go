@@ -194,6 +194,12 @@ func (l *Log) State(fn func(key, value []byte) error) error {
 		return fmt.Errorf("log %s: state: %w", l.id, err)
 	}
 	defer it.Close()
+	return l.eachState(it, fn)
+}
+
+// eachState calls fn for every state key it, an iterator over the log's
+// state keys, yields, until fn returns an error.
+func (l *Log) eachState(it *pebble.Iterator, fn func(key, value []byte) error) error {
 	for ok := it.First(); ok; ok = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
@@ -229,15 +235,12 @@ func (l *Log) AppliedState() (applied uint64, end int64, state []StateOp, err er
 		return 0, 0, nil, fmt.Errorf("log %s: state: %w", l.id, err)
 	}
 	defer it.Close()
-	for ok := it.First(); ok; ok = it.Next() {
-		v, err := it.ValueAndErr()
-		if err != nil {
-			return 0, 0, nil, fmt.Errorf("log %s: state: %w", l.id, err)
-		}
-		state = append(state, StateOp{Key: bytes.Clone(it.Key()[logPrefixLen:]), Value: append([]byte{}, v...)}) // never nil: nil deletes
-	}
-	if err := it.Error(); err != nil {
-		return 0, 0, nil, fmt.Errorf("log %s: state: %w", l.id, err)
+	err = l.eachState(it, func(key, value []byte) error {
+		state = append(state, StateOp{Key: bytes.Clone(key), Value: append([]byte{}, value...)}) // never nil: nil deletes
+		return nil
+	})
+	if err != nil {
+		return 0, 0, nil, err
 	}
 	return applied, end, state, nil
 }

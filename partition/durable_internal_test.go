@@ -138,17 +138,7 @@ func TestReplayAfterCrash(t *testing.T) {
 		want := allBatches(t, l)
 		wantOps := f.dedupe.ops()
 		// raft snapshots at n and compacts, keeping 5 entries.
-		snap, err := f.Snapshot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sink, err := snaps.Create(1, n, 1, raft.Configuration{}, 1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := snap.Persist(sink); err != nil {
-			t.Fatal(err)
-		}
+		persistTo(t, snaps, f, n)
 		if n > 5 {
 			if err := store.DeleteRange(1, n-5); err != nil {
 				t.Fatal(err)

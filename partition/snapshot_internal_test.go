@@ -129,6 +129,13 @@ func FuzzReadHeader(f *testing.F) {
 func persistSnapshot(t *testing.T, f *fsm, index uint64) (*snapshotStore, string) {
 	t.Helper()
 	store := newTestSnapshotStore(t, f.log)
+	return store, persistTo(t, store, f, index)
+}
+
+// persistTo takes a snapshot of f as raft does at index, saves it in
+// store, and returns the snapshot's id.
+func persistTo(t *testing.T, store raft.SnapshotStore, f *fsm, index uint64) string {
+	t.Helper()
 	snap, err := f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +147,7 @@ func persistSnapshot(t *testing.T, f *fsm, index uint64) (*snapshotStore, string
 	if err := snap.Persist(sink); err != nil {
 		t.Fatal(err)
 	}
-	return store, sink.ID()
+	return sink.ID()
 }
 
 // readSnapshot opens snapshot id of store, as a leader does to send it,
