@@ -37,8 +37,8 @@ var _ raft.WithClose = (*Transport)(nil)
 
 // NewTransport returns raft's network transport over layer, normally a
 // Layer, keeping up to 3 idle connections per peer, with a 10 s I/O
-// timeout, without pipelining, and logging to logger through NewLogger
-// (nil means slog.Default). Give the logger the group, as logger.With("group", g), to
+// timeout, and logging to logger through NewLogger (nil means
+// slog.Default). Give the logger the group, as logger.With("group", g), to
 // tell groups apart. Closing the transport, as Raft.Shutdown().Error()
 // does, closes layer.
 func NewTransport(layer raft.StreamLayer, logger *slog.Logger) *Transport {
@@ -46,15 +46,7 @@ func NewTransport(layer raft.StreamLayer, logger *slog.Logger) *Transport {
 		Stream:  layer,
 		MaxPool: transportMaxPool,
 		Timeout: transportTimeout,
-		// No pipelined AppendEntries: raft's pipeline can deadlock. When a
-		// follower answers Success=false (its log does not match), raft's
-		// pipeline decoder returns while the replicator may block in one
-		// more send that nothing reads, and then Shutdown waits for it
-		// forever (seen here in a test; hashicorp/raft #612). raft's own
-		// docs find pipelining of little benefit next to batching, which
-		// AppendEntries still does (MaxAppendEntries).
-		MaxRPCsInFlight: 1,
-		Logger:          NewLogger(logger).Named("raft-net"),
+		Logger:  NewLogger(logger).Named("raft-net"),
 	})}
 }
 

@@ -1,7 +1,6 @@
 package raftmux
 
 import (
-	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -71,17 +70,5 @@ func TestTransportCloseWaitsForHeartbeats(t *testing.T) {
 	}
 	if calls != 1 {
 		t.Fatalf("the handler ran %d times, want 1: a heartbeat after Close reached it", calls)
-	}
-}
-
-// TestTransportDoesNotPipeline checks that the transport refuses pipelined
-// AppendEntries, so raft replicates one request at a time: its pipeline
-// can deadlock a replicator after a follower answers Success=false.
-func TestTransportDoesNotPipeline(t *testing.T) {
-	m, addr := testMux(t)
-	tr := NewTransport(layer(t, m, "g"), testLogger(t, slog.LevelDebug))
-	t.Cleanup(func() { tr.Close() })
-	if _, err := tr.AppendEntriesPipeline("2", raft.ServerAddress(addr)); !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
-		t.Fatalf("AppendEntriesPipeline: %v, want ErrPipelineReplicationNotSupported", err)
 	}
 }
