@@ -77,3 +77,70 @@ func (t *Transport) Close() error {
 	t.hbMu.Unlock()
 	return t.NetworkTransport.Close()
 }
+
+// AppendEntriesPipeline opens raft's pipeline of AppendEntries RPCs to
+// target, with its answers handed on through a queue that never fills.
+//
+// raft's own pipeline hands each decoded answer to raft over a channel
+// without a buffer, and its sends wait for the decoder. raft stops reading
+// answers for good once a follower answers Success=false or with a newer
+// term, but may still send once more before it notices: that send then
+// waits on the decoder, the decoder on raft, and replication to that
+// follower stops, and Raft.Shutdown hangs waiting for it (hashicorp/raft
+// issue 612). Here a goroutine takes each answer from the decoder as soon
+// as it is decoded, so a send waits only for the network.
+func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	q := &pipeline{
+		AppendPipeline: p,
+		done:           make(chan raft.AppendFuture),
+		closed:         make(chan struct{}),
+	}
+	go q.forward()
+	return q, nil
+}
+
+// pipeline is raft's AppendPipeline whose answers pass through forward.
+type pipeline struct {
+	raft.AppendPipeline
+	done      chan raft.AppendFuture // what Consumer returns
+	closed    chan struct{}          // closed by Close; ends forward
+	closeOnce sync.Once
+}
+
+// forward moves each answer from the wrapped pipeline to done, keeping in
+// order those raft has not taken yet. The queue holds only answers sent
+// while raft is not reading, and raft stops sending soon after it stops
+// reading, so it stays short.
+func (p *pipeline) forward() {
+	in := p.AppendPipeline.Consumer()
+	var queue []raft.AppendFuture
+	for {
+		var out chan raft.AppendFuture
+		var next raft.AppendFuture
+		if len(queue) > 0 {
+			out, next = p.done, queue[0]
+		}
+		select {
+		case f := <-in:
+			queue = append(queue, f)
+		case out <- next:
+			queue[0] = nil
+			queue = queue[1:]
+		case <-p.closed:
+			return
+		}
+	}
+}
+
+// Consumer returns the answers, in the order of the sends.
+func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.done }
+
+// Close closes the wrapped pipeline and ends the forwarding.
+func (p *pipeline) Close() error {
+	p.closeOnce.Do(func() { close(p.closed) })
+	return p.AppendPipeline.Close()
+}

@@ -72,3 +72,86 @@ func TestTransportCloseWaitsForHeartbeats(t *testing.T) {
 		t.Fatalf("the handler ran %d times, want 1: a heartbeat after Close reached it", calls)
 	}
 }
+
+// TestPipelineSendsDoNotWaitForAStoppedReader checks that pipelined sends
+// go on after the reader of the answers stops, as raft's stops after a
+// follower's Success=false. With raft's own pipeline the second send after
+// that waits for good: its decoder holds an answer nobody takes.
+func TestPipelineSendsDoNotWaitForAStoppedReader(t *testing.T) {
+	m1, _ := testMux(t)
+	m2, addr2 := testMux(t)
+	logger := testLogger(t, slog.LevelDebug)
+	sender := NewTransport(layer(t, m1, "g"), logger)
+	t.Cleanup(func() { sender.Close() })
+	receiver := NewTransport(layer(t, m2, "g"), logger)
+	t.Cleanup(func() { receiver.Close() })
+
+	answered := make(chan uint64, 100)
+	stop := make(chan struct{})
+	served := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-served })
+	go func() {
+		defer close(served)
+		for {
+			select {
+			case rpc := <-receiver.Consumer():
+				req := rpc.Command.(*raft.AppendEntriesRequest)
+				rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, Success: false}, nil)
+				answered <- req.PrevLogEntry
+			case <-stop:
+				return
+			}
+		}
+	}()
+
+	p, err := sender.AppendEntriesPipeline("2", raft.ServerAddress(addr2))
+	if err != nil {
+		t.Fatalf("AppendEntriesPipeline: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	send := func(i uint64) {
+		t.Helper()
+		req := &raft.AppendEntriesRequest{
+			RPCHeader:    raft.RPCHeader{ID: []byte("1"), Addr: []byte("1")},
+			Term:         1,
+			PrevLogEntry: i,
+			PrevLogTerm:  1,
+			Entries:      []*raft.Log{{Index: i + 1, Term: 1, Type: raft.LogCommand, Data: []byte("x")}},
+		}
+		sent := make(chan error, 1)
+		go func() {
+			_, err := p.AppendEntries(req, new(raft.AppendEntriesResponse))
+			sent <- err
+		}()
+		select {
+		case err := <-sent:
+			if err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("send %d still waiting after 10 s with nobody reading the answers", i)
+		}
+	}
+
+	send(1)
+	select {
+	case f := <-p.Consumer():
+		if f.Response().Success {
+			t.Fatal("the answer says Success, the receiver refused")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer to the first send")
+	}
+	// Like raft after a refusal: no more reads, but a few more sends.
+	for i := uint64(2); i <= 6; i++ {
+		send(i)
+	}
+	for want := uint64(1); want <= 6; want++ {
+		if got := <-answered; got != want {
+			t.Fatalf("the receiver answered send %d, want %d", got, want)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
