@@ -2,6 +2,7 @@ package raftmux
 
 import (
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -153,5 +154,95 @@ func TestPipelineSendsDoNotWaitForAStoppedReader(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestAppendEntriesWaitsForARefusingPeer sends AppendEntries to an address
+// nothing listens on: the call waits, trying again, and succeeds once a
+// node serves the group there. With a short hold and nobody coming, it
+// fails with the connection error.
+func TestAppendEntriesWaitsForARefusingPeer(t *testing.T) {
+	l := listen(t)
+	addr := l.Addr().String()
+	l.Close()
+
+	m1, _ := testMux(t)
+	logger := testLogger(t, slog.LevelDebug)
+	sender := NewTransport(layer(t, m1, "g"), logger)
+	t.Cleanup(func() { sender.Close() })
+	sender.hold = time.Minute
+	refusals := make(chan struct{}, 1)
+	sender.onRefused = func() {
+		select {
+		case refusals <- struct{}{}:
+		default:
+		}
+	}
+	req := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("1"), Addr: []byte("1")}, Term: 1}
+	done := make(chan error, 1)
+	go func() {
+		var resp raft.AppendEntriesResponse
+		done <- sender.AppendEntries("2", raft.ServerAddress(addr), req, &resp)
+	}()
+	select {
+	case <-refusals:
+	case err := <-done:
+		t.Fatalf("AppendEntries to a refusing address returned %v without waiting", err)
+	}
+
+	// A node comes up at the address and answers.
+	l2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the address was taken meanwhile: %v", err)
+	}
+	sp := Split(l2, logger)
+	t.Cleanup(func() { sp.Close() })
+	serveHealth(t, sp.Apps())
+	m2, err := New(sp.Raft(), "", logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Close() })
+	receiver := NewTransport(layer(t, m2, "g"), logger)
+	t.Cleanup(func() { receiver.Close() })
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		for {
+			select {
+			case rpc := <-receiver.Consumer():
+				rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+			case <-stop:
+				return
+			}
+		}
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("AppendEntries once the peer is up: %v", err)
+	}
+
+	// Nobody comes: the call gives up after its hold, with the error.
+	l3 := listen(t)
+	nobody := raft.ServerAddress(l3.Addr().String())
+	l3.Close()
+	sender.hold = 50 * time.Millisecond
+	var resp raft.AppendEntriesResponse
+	if err := sender.AppendEntries("3", nobody, req, &resp); !refused(err) {
+		t.Fatalf("AppendEntries to nobody: %v, want a connection error", err)
+	}
+
+	// Close ends a wait under way.
+	sender.hold = time.Minute
+	for len(refusals) > 0 {
+		<-refusals
+	}
+	go func() {
+		var resp raft.AppendEntriesResponse
+		done <- sender.AppendEntries("3", nobody, req, &resp)
+	}()
+	<-refusals
+	sender.Close()
+	if err := <-done; err == nil {
+		t.Fatal("AppendEntries to nobody succeeded after Close")
 	}
 }
