@@ -23,10 +23,11 @@ const controllerGroup = "controller"
 // replicates the cluster state (nodes, topics, assignments, configs,
 // partition leaders) over every node.
 type controller struct {
-	nodeID int32
-	raft   *raft.Raft
-	fsm    *controllerFSM
-	logger *slog.Logger
+	nodeID    int32
+	raft      *raft.Raft
+	transport raft.Transport
+	fsm       *controllerFSM
+	logger    *slog.Logger
 }
 
 // raftStore is what a raft member needs from its log and stable store.
@@ -187,7 +188,7 @@ func openController(dir string, nodeID int32, transport raft.Transport, peers ma
 	if err != nil {
 		return nil, fmt.Errorf("controller: start raft: %w", err)
 	}
-	c := &controller{nodeID: nodeID, raft: r, fsm: fsm, logger: logger}
+	c := &controller{nodeID: nodeID, raft: r, transport: transport, fsm: fsm, logger: logger}
 	if !has && len(peers) > 0 {
 		var cfg raft.Configuration
 		for id, addr := range peers {
@@ -245,7 +246,13 @@ func (c *controller) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
+// close stops raft; a transport with an Interrupt method (raftmux's) is
+// interrupted first, as partition replicas do, so that raft's replicators
+// are not left waiting for a peer that is down.
 func (c *controller) close() error {
+	if t, ok := c.transport.(interface{ Interrupt() }); ok {
+		t.Interrupt()
+	}
 	return c.raft.Shutdown().Error()
 }
 

@@ -463,9 +463,16 @@ func (r *Replica) watch() {
 	}
 }
 
-// shutdown stops raft once and returns the future that waits for it.
+// shutdown stops raft once and returns the future that waits for it. A
+// transport with an Interrupt method (raftmux's) is interrupted first, so
+// that raft's replicators are not left waiting for a peer that is down.
 func (r *Replica) shutdown() raft.Future {
-	r.shutOnce.Do(func() { r.shutFuture = r.raft.Shutdown() })
+	r.shutOnce.Do(func() {
+		if t, ok := r.cfg.Transport.(interface{ Interrupt() }); ok {
+			t.Interrupt()
+		}
+		r.shutFuture = r.raft.Shutdown()
+	})
 	return r.shutFuture
 }
 

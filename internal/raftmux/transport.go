@@ -135,10 +135,20 @@ func (t *Transport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
 	})
 }
 
-// Close ends the waits of AppendEntries calls for refusing peers, waits for
-// the heartbeat handler calls under way, then closes the NetworkTransport.
-func (t *Transport) Close() error {
+// Interrupt ends the waits of AppendEntries calls for refusing peers under
+// way, and later calls to a refusing peer fail at once. Call it before
+// Raft.Shutdown: raft waits for its replicators before it closes the
+// transport, so a wait under way would otherwise hold the shutdown for up to
+// a second.
+func (t *Transport) Interrupt() {
 	t.closeOnce.Do(func() { close(t.closing) })
+}
+
+// Close interrupts the waits of AppendEntries calls for refusing peers,
+// waits for the heartbeat handler calls under way, then closes the
+// NetworkTransport.
+func (t *Transport) Close() error {
+	t.Interrupt()
 	t.hbMu.Lock()
 	t.hbClosed = true
 	t.hbMu.Unlock()

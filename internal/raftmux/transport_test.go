@@ -231,7 +231,8 @@ func TestAppendEntriesWaitsForARefusingPeer(t *testing.T) {
 		t.Fatalf("AppendEntries to nobody: %v, want a connection error", err)
 	}
 
-	// Close ends a wait under way.
+	// Interrupt (which Close calls) ends a wait under way, and a later
+	// call to a refusing peer fails without one.
 	sender.hold = time.Minute
 	for len(refusals) > 0 {
 		<-refusals
@@ -241,8 +242,20 @@ func TestAppendEntriesWaitsForARefusingPeer(t *testing.T) {
 		done <- sender.AppendEntries("3", nobody, req, &resp)
 	}()
 	<-refusals
-	sender.Close()
-	if err := <-done; err == nil {
-		t.Fatal("AppendEntries to nobody succeeded after Close")
+	sender.Interrupt()
+	if err := <-done; !refused(err) {
+		t.Fatalf("AppendEntries to nobody after Interrupt: %v, want a connection error", err)
+	}
+	go func() {
+		var resp raft.AppendEntriesResponse
+		done <- sender.AppendEntries("3", nobody, req, &resp)
+	}()
+	select {
+	case err := <-done:
+		if !refused(err) {
+			t.Fatalf("AppendEntries to nobody after Interrupt: %v, want a connection error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AppendEntries to nobody after Interrupt still waits after 10 s, its hold is a minute")
 	}
 }
