@@ -205,6 +205,19 @@ func (c *clusterCatalog) host(st *clusterState, t clusterTopic, id log.ID) (*hos
 // when it leads in its place, so leaders spread over the nodes.
 func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID) {
 	defer close(h.done)
+	// ctx ends when the replica or the node stops, so that a report the
+	// controller cannot take (it has lost its majority, as when the nodes
+	// of a cluster stop one after another) does not hold up either.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stop:
+		case <-c.n.b.closing:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
 	for first := true; ; first = false {
 		changed := h.LeaderChanged()
 		if !first {
@@ -212,7 +225,7 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 			c.kickReconcile() // a new leader moves the group if it must
 		}
 		if h.IsLeader() {
-			if !c.reportLeader(h, t, id, h.Stats().Term, changed) {
+			if !c.reportLeader(ctx, h, t, id, h.Stats().Term, changed) {
 				return
 			}
 			state, _ := c.n.ctrl.fsm.view()
@@ -235,19 +248,26 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 }
 
 // reportLeaderRetry is how long reportLeader waits before it proposes
-// again.
+// again, and reportLeaderTimeout how long one proposal may take.
 const reportLeaderRetry = 500 * time.Millisecond
+
+var (
+	reportLeaderTimeout = 10 * time.Second
+	// proposeLeader makes reportLeader's proposals; tests replace it.
+	proposeLeader = (*clusterNode).propose
+)
 
 // reportLeader proposes to the controller that this node leads partition id
 // in term, until the controller's state records it, and returns true; it
-// returns false when the replica or the node stops first. Clients find a
+// returns false when the replica or the node stops first (ctx ends then,
+// and with it a proposal under way). Clients find a
 // partition's leader in that state, and a follower sends them on with a
 // hint, but a stopped node cannot: a report lost when the controller's
 // leader stops under it (it answers ErrShuttingDown) would leave clients
 // sent to a node that is gone. It gives up early, returning true, when the
 // leadership changes meanwhile (changed), since the watcher then reports
 // afresh.
-func (c *clusterCatalog) reportLeader(h *hostedReplica, t clusterTopic, id log.ID, term uint64, changed <-chan struct{}) bool {
+func (c *clusterCatalog) reportLeader(ctx context.Context, h *hostedReplica, t clusterTopic, id log.ID, term uint64, changed <-chan struct{}) bool {
 	for attempt := 0; ; attempt++ {
 		st, _ := c.n.ctrl.fsm.view()
 		if ct, ok := st.Topics[t.Name]; !ok || ct.ID != id.Topic || int(id.Partition) >= len(ct.Partitions) {
@@ -255,10 +275,10 @@ func (c *clusterCatalog) reportLeader(h *hostedReplica, t clusterTopic, id log.I
 		} else if pm := ct.Partitions[id.Partition]; pm.LeaderTerm > term || (pm.LeaderTerm == term && pm.Leader == c.n.self.ID) {
 			return true
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := c.n.propose(ctx, command{LeaderChange: &leaderChangeCmd{Topic: t.Name, TopicID: t.ID, Partition: int(id.Partition), Leader: c.n.self.ID, Term: term}})
+		pctx, cancel := context.WithTimeout(ctx, reportLeaderTimeout)
+		err := proposeLeader(c.n, pctx, command{LeaderChange: &leaderChangeCmd{Topic: t.Name, TopicID: t.ID, Partition: int(id.Partition), Leader: c.n.self.ID, Term: term}})
 		cancel()
-		if err != nil && !errors.Is(err, ErrShuttingDown) && attempt == 0 {
+		if err != nil && !errors.Is(err, ErrShuttingDown) && ctx.Err() == nil && attempt == 0 {
 			c.n.b.logger.Warn("report partition leader; retrying", "group", h.group, "err", err)
 		}
 		if err == nil {
