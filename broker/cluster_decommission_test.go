@@ -44,6 +44,28 @@ func loopbackAddrs(t *testing.T, n int) []string {
 	return out
 }
 
+// openBrokers starts an n-node cluster of in-process brokers on loopback
+// addresses, closed when the test ends, and returns them by node id with
+// their addresses in node order.
+func openBrokers(t *testing.T, n int, logger *slog.Logger) (map[int32]*Broker, []string) {
+	t.Helper()
+	addrs := loopbackAddrs(t, n)
+	peers := map[int32]string{}
+	for i, a := range addrs {
+		peers[int32(i+1)] = a
+	}
+	brokers := map[int32]*Broker{}
+	for id := range peers {
+		b, err := Open(t.TempDir(), Options{NodeID: id, Cluster: peers, NoSync: true, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		brokers[id] = b
+		t.Cleanup(func() { b.Close() })
+	}
+	return brokers, addrs
+}
+
 // eventually polls cond until it holds or the deadline passes; it reports
 // the last reason cond gave.
 func eventually(t *testing.T, ctx context.Context, what string, within time.Duration, cond func() (bool, string)) {
@@ -435,20 +457,7 @@ func TestReassignAndRefusals(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	addrs := loopbackAddrs(t, 3)
-	peers := map[int32]string{}
-	for i, a := range addrs {
-		peers[int32(i+1)] = a
-	}
-	brokers := map[int32]*Broker{}
-	for id := range int32(3) {
-		b, err := Open(t.TempDir(), Options{NodeID: id + 1, Cluster: peers, NoSync: true, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		brokers[id+1] = b
-		t.Cleanup(func() { b.Close() })
-	}
+	_, addrs := openBrokers(t, 3, slog.New(slog.DiscardHandler))
 	c, err := client.New(ctx, client.Brokers(addrs...))
 	if err != nil {
 		t.Fatal(err)
@@ -538,20 +547,7 @@ func TestDecommissionDeadNode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	addrs := loopbackAddrs(t, 4)
-	peers := map[int32]string{}
-	for i, a := range addrs {
-		peers[int32(i+1)] = a
-	}
-	brokers := map[int32]*Broker{}
-	for id := range int32(4) {
-		b, err := Open(t.TempDir(), Options{NodeID: id + 1, Cluster: peers, NoSync: true, Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		brokers[id+1] = b
-		t.Cleanup(func() { b.Close() })
-	}
+	brokers, addrs := openBrokers(t, 4, testLogger())
 	c, err := client.New(ctx, client.Brokers(addrs[1:]...))
 	if err != nil {
 		t.Fatal(err)

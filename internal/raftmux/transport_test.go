@@ -9,18 +9,26 @@ import (
 	"github.com/hashicorp/raft"
 )
 
+// transportPair returns two transports of group "g" on muxes of their own,
+// closed when the test ends, and the receiver's address.
+func transportPair(t *testing.T) (sender, receiver *Transport, receiverAddr string) {
+	t.Helper()
+	m1, _ := testMux(t)
+	m2, addr2 := testMux(t)
+	logger := testLogger(t, slog.LevelDebug)
+	sender = NewTransport(layer(t, m1, "g"), logger)
+	t.Cleanup(func() { sender.Close() })
+	receiver = NewTransport(layer(t, m2, "g"), logger)
+	t.Cleanup(func() { receiver.Close() })
+	return sender, receiver, addr2
+}
+
 // TestTransportCloseWaitsForHeartbeats checks that Close returns only after
 // the heartbeat handler calls under way, and that no call starts after it:
 // raft runs heartbeats on the transport's goroutines, and one that outlived
 // Raft.Shutdown could write to a stable store its owner had closed.
 func TestTransportCloseWaitsForHeartbeats(t *testing.T) {
-	m1, _ := testMux(t)
-	m2, addr2 := testMux(t)
-	logger := testLogger(t, slog.LevelDebug)
-	sender := NewTransport(layer(t, m1, "g"), logger)
-	t.Cleanup(func() { sender.Close() })
-	receiver := NewTransport(layer(t, m2, "g"), logger)
-	t.Cleanup(func() { receiver.Close() })
+	sender, receiver, addr2 := transportPair(t)
 
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
@@ -79,13 +87,7 @@ func TestTransportCloseWaitsForHeartbeats(t *testing.T) {
 // follower's Success=false. With raft's own pipeline the second send after
 // that waits for good: its decoder holds an answer nobody takes.
 func TestPipelineSendsDoNotWaitForAStoppedReader(t *testing.T) {
-	m1, _ := testMux(t)
-	m2, addr2 := testMux(t)
-	logger := testLogger(t, slog.LevelDebug)
-	sender := NewTransport(layer(t, m1, "g"), logger)
-	t.Cleanup(func() { sender.Close() })
-	receiver := NewTransport(layer(t, m2, "g"), logger)
-	t.Cleanup(func() { receiver.Close() })
+	sender, receiver, addr2 := transportPair(t)
 
 	answered := make(chan uint64, 100)
 	stop := make(chan struct{})
