@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -109,11 +110,13 @@ func (t *Transport) AppendEntries(id raft.ServerID, target raft.ServerAddress, a
 	}
 }
 
-// refused reports whether err is a failure to connect, so that nothing of
-// the RPC was sent.
+// refused reports whether err is a refused connection: nothing listens at
+// the address, as when the node is down, and nothing of the RPC was sent. A
+// dial that times out (an unreachable host) is not held: each try could
+// take the whole dial timeout.
 func refused(err error) bool {
 	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
+	return errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // SetHeartbeatHandler sets raft's fast path for heartbeats, as on

@@ -1,8 +1,11 @@
 package raftmux
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -259,5 +262,27 @@ func TestAppendEntriesWaitsForARefusingPeer(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("AppendEntries to nobody after Interrupt still waits after 10 s, its hold is a minute")
+	}
+}
+
+// TestRefusedIsARefusedDial checks which connection errors AppendEntries
+// holds: a refused dial only, not a dial that timed out nor a failure
+// after the connection was made.
+func TestRefusedIsARefusedDial(t *testing.T) {
+	refusedDial := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{refusedDial, true},
+		{fmt.Errorf("raft: %w", refusedDial), true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, false},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, false},
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.ECONNREFUSED)}, false},
+		{nil, false},
+	} {
+		if got := refused(c.err); got != c.want {
+			t.Errorf("refused(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
