@@ -11,6 +11,14 @@
 // makes a raft transport over a Layer, and NewLogger adapts a *slog.Logger to
 // the hclog.Logger raft logs to.
 //
+// The transport is raft's NetworkTransport with three changes. Its Close
+// waits for the heartbeat handlers under way. Its AppendEntries holds a
+// call to a peer that refuses connections for up to a second, trying again
+// every 50 ms, so that raft's backoff, which counts failed calls, grows
+// with the time the peer is down; Interrupt ends such holds. Its pipelines
+// queue the decoded answers for raft, so that a send never waits for good
+// once raft has stopped reading them (hashicorp/raft issue 612).
+//
 // # Wire header
 //
 // A Layer's Dial writes, before any raft byte:
@@ -37,12 +45,14 @@
 // more than once. A Splitter and a Mux each own one accept goroutine plus one
 // goroutine per connection whose prefix is being read; their Close closes the
 // listener under them and those connections, and waits for the goroutines.
-// A Layer owns no goroutine. Closing a Layer or one of a Splitter's
+// A Layer owns no goroutine; a transport's pipeline owns one, which its
+// Close ends. Closing a Layer or one of a Splitter's
 // listeners never closes the listener they share. No lock is held while
 // another is taken.
 //
-// Shut a node down top first: raft groups (Raft.Shutdown().Error() closes
-// their transport and Layer; Shutdown alone does not), then the Mux, then
+// Shut a node down top first: raft groups (call the transport's Interrupt,
+// then Raft.Shutdown().Error(), which closes the transport and Layer;
+// Shutdown alone does not), then the Mux, then
 // the gRPC server and the Splitter. A transport whose Layer fails Accept
 // before the transport is closed logs an error every second.
 package raftmux
