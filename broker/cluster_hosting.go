@@ -251,9 +251,10 @@ func (c *clusterCatalog) watchLeader(h *hostedReplica, t clusterTopic, id log.ID
 // again, and reportLeaderTimeout how long one proposal may take.
 const reportLeaderRetry = 500 * time.Millisecond
 
+// Tests replace these.
 var (
 	reportLeaderTimeout = 10 * time.Second
-	// proposeLeader makes reportLeader's proposals; tests replace it.
+	// proposeLeader makes reportLeader's proposals.
 	proposeLeader = (*clusterNode).propose
 )
 

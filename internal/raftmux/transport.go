@@ -44,7 +44,7 @@ type Transport struct {
 	hbMu     sync.RWMutex
 	hbClosed bool
 
-	closing   chan struct{} // closed by Close
+	closing   chan struct{} // closed by Interrupt (and so by Close)
 	closeOnce sync.Once
 	hold      time.Duration // refusedHold; tests change it
 	onRefused func()        // called before each wait for a refusing peer; tests set it

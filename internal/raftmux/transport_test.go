@@ -26,6 +26,24 @@ func transportPair(t *testing.T) (sender, receiver *Transport, receiverAddr stri
 	return sender, receiver, addr2
 }
 
+// serveRPCs answers tr's RPCs with respond until the test ends.
+func serveRPCs(t *testing.T, tr *Transport, respond func(rpc raft.RPC)) {
+	stop := make(chan struct{})
+	served := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-served })
+	go func() {
+		defer close(served)
+		for {
+			select {
+			case rpc := <-tr.Consumer():
+				respond(rpc)
+			case <-stop:
+				return
+			}
+		}
+	}()
+}
+
 // TestTransportCloseWaitsForHeartbeats checks that Close returns only after
 // the heartbeat handler calls under way, and that no call starts after it:
 // raft runs heartbeats on the transport's goroutines, and one that outlived
@@ -93,22 +111,11 @@ func TestPipelineSendsDoNotWaitForAStoppedReader(t *testing.T) {
 	sender, receiver, addr2 := transportPair(t)
 
 	answered := make(chan uint64, 100)
-	stop := make(chan struct{})
-	served := make(chan struct{})
-	t.Cleanup(func() { close(stop); <-served })
-	go func() {
-		defer close(served)
-		for {
-			select {
-			case rpc := <-receiver.Consumer():
-				req := rpc.Command.(*raft.AppendEntriesRequest)
-				rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, Success: false}, nil)
-				answered <- req.PrevLogEntry
-			case <-stop:
-				return
-			}
-		}
-	}()
+	serveRPCs(t, receiver, func(rpc raft.RPC) {
+		req := rpc.Command.(*raft.AppendEntriesRequest)
+		rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, Success: false}, nil)
+		answered <- req.PrevLogEntry
+	})
 
 	p, err := sender.AppendEntriesPipeline("2", raft.ServerAddress(addr2))
 	if err != nil {
@@ -200,28 +207,11 @@ func TestAppendEntriesWaitsForARefusingPeer(t *testing.T) {
 	if err != nil {
 		t.Skipf("the address was taken meanwhile: %v", err)
 	}
-	sp := Split(l2, logger)
-	t.Cleanup(func() { sp.Close() })
-	serveHealth(t, sp.Apps())
-	m2, err := New(sp.Raft(), "", logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m2.Close() })
-	receiver := NewTransport(layer(t, m2, "g"), logger)
+	receiver := NewTransport(layer(t, muxOn(t, l2), "g"), logger)
 	t.Cleanup(func() { receiver.Close() })
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop) })
-	go func() {
-		for {
-			select {
-			case rpc := <-receiver.Consumer():
-				rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
-			case <-stop:
-				return
-			}
-		}
-	}()
+	serveRPCs(t, receiver, func(rpc raft.RPC) {
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+	})
 	if err := <-done; err != nil {
 		t.Fatalf("AppendEntries once the peer is up: %v", err)
 	}
