@@ -184,6 +184,9 @@ type clusterCatalog struct {
 	// hosted holds this node's replicas, keyed by topic id and partition.
 	mu     sync.Mutex
 	hosted map[log.ID]replica
+	// dropping holds the replicas being stopped and deleted, by group,
+	// once they are out of hosted.
+	dropping map[log.ID]string
 	// kick wakes the reconcile loop (see kickReconcile).
 	kick chan struct{}
 }
@@ -365,7 +368,7 @@ func (b *Broker) openCluster(dir string) (net.Listener, error) {
 		n.rafts.Close()
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	n.catalog = &clusterCatalog{n: n, hosted: map[log.ID]replica{}, kick: make(chan struct{}, 1)}
+	n.catalog = &clusterCatalog{n: n, hosted: map[log.ID]replica{}, dropping: map[log.ID]string{}, kick: make(chan struct{}, 1)}
 	n.groups = &clusterGroups{n: n}
 	b.cluster = n
 	b.topics = n.catalog

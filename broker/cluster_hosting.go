@@ -113,16 +113,21 @@ func (c *clusterCatalog) reconcile(st *clusterState) (retry bool) {
 	var staleIDs []log.ID
 	for id, r := range c.hosted {
 		if _, ok := want[id]; !ok {
-			stale = append(stale, r.(*hostedReplica))
+			h := r.(*hostedReplica)
+			stale = append(stale, h)
 			staleIDs = append(staleIDs, id)
 			delete(c.hosted, id)
+			c.dropping[id] = h.topic
 		}
 	}
 	c.mu.Unlock()
 	for i, r := range stale {
-		if err := c.drop(staleIDs[i], r); err != nil {
+		if err := dropReplica(c, staleIDs[i], r); err != nil {
 			c.n.b.logger.Error("delete partition replica", "group", r.group, "err", err)
 		}
+		c.mu.Lock()
+		delete(c.dropping, staleIDs[i])
+		c.mu.Unlock()
 	}
 	for id, t := range want {
 		cfg, _ := validateConfigs(t.Configs)
@@ -378,6 +383,9 @@ func (c *clusterCatalog) transferToPreferred(h *hostedReplica, id log.ID, prefer
 	}
 }
 
+// dropReplica is how reconcile drops a replica: drop; tests replace it.
+var dropReplica = (*clusterCatalog).drop
+
 // drop stops a replica no longer assigned here, nor in its partition's
 // raft group, and deletes its data.
 func (c *clusterCatalog) drop(id log.ID, h *hostedReplica) error {
@@ -451,6 +459,9 @@ func (c *clusterCatalog) groupInfos() []*runnelpb.RaftGroupInfo {
 			info.LastContactMs = time.Since(s.LastContact).Milliseconds()
 		}
 		out = append(out, info)
+	}
+	for id, topic := range c.dropping {
+		out = append(out, &runnelpb.RaftGroupInfo{Group: fmt.Sprintf("%s/%d", topic, id.Partition), State: "Shutdown"})
 	}
 	slices.SortFunc(out, func(a, b *runnelpb.RaftGroupInfo) int { return strings.Compare(a.Group, b.Group) })
 	return out

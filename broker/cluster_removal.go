@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
 
 // finishRemovals ends the removal of drained nodes: on the controller
@@ -17,6 +20,9 @@ import (
 // no state change).
 func (n *clusterNode) finishRemovals() {
 	told := false
+	// waiting holds, by node, when this node first found a drained node
+	// still running replicas; only this goroutine uses it.
+	waiting := map[int32]time.Time{}
 	for {
 		st, changed := n.ctrl.fsm.view()
 		drained := st.drained()
@@ -24,9 +30,15 @@ func (n *clusterNode) finishRemovals() {
 			n.b.logger.Warn("this node holds no replicas any more and leaves the cluster; stop it once runnel cluster info no longer lists it", "node", n.self.ID)
 			told = true
 		}
-		if len(drained) > 0 && n.ctrl.raft.State() == raft.Leader {
+		leading := n.ctrl.raft.State() == raft.Leader
+		for id := range waiting {
+			if !leading || !slices.Contains(drained, id) {
+				delete(waiting, id)
+			}
+		}
+		if len(drained) > 0 && leading {
 			for _, id := range drained {
-				if err := n.finishRemoval(id); err != nil {
+				if err := n.finishRemoval(id, waiting); err != nil {
 					n.b.logger.Warn("finish removing a node", "node", id, "err", err)
 				}
 			}
@@ -46,8 +58,12 @@ func (n *clusterNode) finishRemovals() {
 
 // finishRemoval takes drained node id out of the controller group and then
 // out of the state. If id is this node, it hands the controller leadership
-// to another node, which finishes.
-func (n *clusterNode) finishRemoval(id int32) error {
+// to another node, which finishes. Before that it waits, up to
+// dropWaitLimit from the first try (in waiting), until a node that
+// answers has applied the moves of its last replicas and stopped them:
+// out of the controller group it gets no more of its entries, and would
+// keep replicas it had not yet let go of, with their data.
+func (n *clusterNode) finishRemoval(id int32, waiting map[int32]time.Time) error {
 	if id == n.self.ID {
 		n.b.logger.Info("this node is removed from the cluster; handing the controller leadership over", "node", id)
 		return n.ctrl.raft.LeadershipTransfer().Error()
@@ -57,10 +73,23 @@ func (n *clusterNode) finishRemoval(id int32) error {
 		return err
 	}
 	if slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == nodeIDString(id) }) {
+		if busy := n.stillRunning(id); busy != "" {
+			first, ok := waiting[id]
+			if !ok {
+				first = time.Now()
+				waiting[id] = first
+				n.b.logger.Info("waiting for the removed node to stop its replicas before it leaves the controller group", "node", id, "state", busy)
+			}
+			if time.Since(first) < dropWaitLimit {
+				return nil
+			}
+			n.b.logger.Warn("the removed node still runs replicas; it leaves the controller group anyway: stop it and delete its data folder", "node", id, "state", busy, "waited", time.Since(first).Round(time.Second))
+		}
 		if err := n.ctrl.raft.RemoveServer(nodeIDString(id), 0, 10*time.Second).Error(); err != nil {
 			return fmt.Errorf("remove from the controller group: %w", raftError(err))
 		}
 	}
+	delete(waiting, id)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := n.propose(ctx, command{ForgetNode: &id}); err != nil {
@@ -68,4 +97,51 @@ func (n *clusterNode) finishRemoval(id int32) error {
 	}
 	n.b.logger.Info("node removed from the cluster", "node", id)
 	return nil
+}
+
+// dropWaitLimit bounds how long the controller leader waits for a removed
+// node that answers but keeps running replicas, or stays behind the
+// controller's state, before it takes the node out of the controller group
+// anyway. Tests lower it.
+var dropWaitLimit = time.Minute
+
+// stillRunning asks drained node id whether it has applied the controller
+// state this node has applied and runs no partition replica. It returns ""
+// when so, or when the node does not answer within 2s: a node that is down
+// cannot confirm, and its removal must not wait for it. Otherwise it
+// returns what the node still has to do.
+func (n *clusterNode) stillRunning(id int32) string {
+	st, _ := n.ctrl.fsm.view()
+	nm, ok := st.Nodes[id]
+	if !ok {
+		return ""
+	}
+	applied := n.ctrl.raft.AppliedIndex()
+	conn, err := n.peer(nm.Addr)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := runnelpb.NewBrokerClient(conn).ClusterInfo(ctx, &runnelpb.ClusterInfoRequest{})
+	if err != nil || info.Node != id {
+		return ""
+	}
+	var replicas []string
+	var behind string
+	for _, g := range info.Groups {
+		switch {
+		case g.Group != controllerGroup:
+			replicas = append(replicas, g.Group)
+		case g.AppliedIndex < applied:
+			behind = fmt.Sprintf("controller state applied to index %d of %d", g.AppliedIndex, applied)
+		}
+	}
+	switch {
+	case behind != "":
+		return behind
+	case len(replicas) > 0:
+		return fmt.Sprintf("runs replicas of %s", strings.Join(replicas, ", "))
+	}
+	return ""
 }
