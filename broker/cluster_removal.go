@@ -102,7 +102,7 @@ func (n *clusterNode) finishRemoval(id int32, waiting map[int32]time.Time) error
 // dropWaitLimit bounds how long the controller leader waits for a removed
 // node that answers but keeps running replicas, or stays behind the
 // controller's state, before it takes the node out of the controller group
-// anyway. Tests lower it.
+// anyway.
 var dropWaitLimit = time.Minute
 
 // stillRunning asks drained node id whether it has applied the controller
