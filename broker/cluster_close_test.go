@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/runnel-dev/runnel/client"
 	"github.com/runnel-dev/runnel/log"
 	"github.com/runnel-dev/runnel/partition"
 )
@@ -46,15 +45,7 @@ func TestCloseDoesNotWaitForALeaderReport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	brokers, addrs := openBrokers(t, 3, testLogger())
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	eventually(t, ctx, "the topic to be created", 30*time.Second, func() (bool, string) {
-		_, err = c.CreateTopic(ctx, "r", 1, 3, nil)
-		return err == nil, fmt.Sprint(err)
-	})
+	clientWithTopic(t, ctx, addrs, "r", 1, 3)
 	st, _ := brokers[1].cluster.ctrl.fsm.view()
 	id := log.ID{Topic: st.Topics["r"].ID, Partition: 0}
 	hosted := func(node int32) *hostedReplica {

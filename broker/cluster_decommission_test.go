@@ -66,6 +66,24 @@ func openBrokers(t *testing.T, n int, logger *slog.Logger) (map[int32]*Broker, [
 	return brokers, addrs
 }
 
+// clientWithTopic returns a client of the brokers at addrs, closed when the
+// test ends, once it has created topic name; it retries the creation while
+// the cluster elects its controller.
+func clientWithTopic(t *testing.T, ctx context.Context, addrs []string, name string, partitions, replicas int) (*client.Client, client.TopicInfo) {
+	t.Helper()
+	c, err := client.New(ctx, client.Brokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var info client.TopicInfo
+	eventually(t, ctx, "the topic to be created", 30*time.Second, func() (bool, string) {
+		info, err = c.CreateTopic(ctx, name, partitions, replicas, nil)
+		return err == nil, fmt.Sprint(err)
+	})
+	return c, info
+}
+
 // eventually polls cond until it holds or the deadline passes; it reports
 // the last reason cond gave.
 func eventually(t *testing.T, ctx context.Context, what string, within time.Duration, cond func() (bool, string)) {
@@ -210,16 +228,7 @@ func TestDecommissionUnderLoad(t *testing.T) {
 	for id := range int32(3) {
 		open(id+1, peers)
 	}
-	c, err := client.New(ctx, client.Brokers(addrs[:3]...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var info client.TopicInfo
-	eventually(t, ctx, "the topic to be created", 30*time.Second, func() (bool, string) {
-		info, err = c.CreateTopic(ctx, "m", 3, 3, nil)
-		return err == nil, fmt.Sprint(err)
-	})
+	c, info := clientWithTopic(t, ctx, addrs[:3], "m", 3, 3)
 	// Enough data that moving it takes a while.
 	first := make([]*client.Record, 3000)
 	pad := strings.Repeat("x", 500)
@@ -458,21 +467,13 @@ func TestReassignAndRefusals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	_, addrs := openBrokers(t, 3, slog.New(slog.DiscardHandler))
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	eventually(t, ctx, "the topic to be created", 30*time.Second, func() (bool, string) {
-		_, err = c.CreateTopic(ctx, "full", 1, 3, nil)
-		return err == nil, fmt.Sprint(err)
-	})
+	c, _ := clientWithTopic(t, ctx, addrs, "full", 1, 3)
 	for i := range 50 {
 		if err := c.ProduceSync(ctx, &client.Record{Topic: "full", Value: []byte(strconv.Itoa(i))}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err = c.DecommissionNode(ctx, 2)
+	_, err := c.DecommissionNode(ctx, 2)
 	if !errors.Is(err, client.ErrInvalidArgument) || !strings.Contains(err.Error(), "replication factor 3") || !strings.Contains(err.Error(), "runnel topic reassign full --partition 0") {
 		t.Fatalf("removing a node every partition needs: %v", err)
 	}
@@ -548,15 +549,7 @@ func TestDecommissionDeadNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	brokers, addrs := openBrokers(t, 4, testLogger())
-	c, err := client.New(ctx, client.Brokers(addrs[1:]...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	eventually(t, ctx, "the topic to be created", 30*time.Second, func() (bool, string) {
-		_, err = c.CreateTopic(ctx, "d", 4, 3, nil)
-		return err == nil, fmt.Sprint(err)
-	})
+	c, _ := clientWithTopic(t, ctx, addrs[1:], "d", 4, 3)
 	recs := make([]*client.Record, 400)
 	for i := range recs {
 		recs[i] = &client.Record{Topic: "d", Key: fmt.Appendf(nil, "k%d", i%11), Value: fmt.Appendf(nil, "v%d", i)}

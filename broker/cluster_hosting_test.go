@@ -41,16 +41,7 @@ func TestTransferToPreferredFollowsTheState(t *testing.T) {
 	for id := range int32(3) {
 		open(id + 1)
 	}
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var info client.TopicInfo
-	eventually(t, ctx, "the topic to be created", 30*time.Second, func() (bool, string) {
-		info, err = c.CreateTopic(ctx, "p", 1, 3, nil)
-		return err == nil, fmt.Sprint(err)
-	})
+	c, info := clientWithTopic(t, ctx, addrs, "p", 1, 3)
 	for i := range 20 {
 		if err := c.ProduceSync(ctx, &client.Record{Topic: "p", Value: fmt.Appendf(nil, "before-%d", i)}); err != nil {
 			t.Fatal(err)

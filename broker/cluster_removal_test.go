@@ -98,15 +98,7 @@ func TestRemovalWaitsForTheNodeToStopItsReplicas(t *testing.T) {
 	defer releaseOnce()
 	watch := newLogWatch(testLogger().Handler())
 	brokers, addrs := openBrokers(t, 3, slog.New(watch))
-	c, err := client.New(ctx, client.Brokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	eventually(t, ctx, "the topic to be created", 30*time.Second, func() (bool, string) {
-		_, err = c.CreateTopic(ctx, "w", 1, 2, nil)
-		return err == nil, fmt.Sprint(err)
-	})
+	c, _ := clientWithTopic(t, ctx, addrs, "w", 1, 2)
 	if err := c.ProduceSync(ctx, &client.Record{Topic: "w", Value: []byte("v")}); err != nil {
 		t.Fatal(err)
 	}
