@@ -52,6 +52,9 @@ type clusterNode struct {
 	// had committed when this node first heard from it.
 	started  time.Time
 	caughtUp atomic.Bool
+	// removedBy is the node that no longer listed this one when it last
+	// asked (see watchRemoval); 0 when none.
+	removedBy atomic.Int32
 }
 
 // watchCatchUp sets caughtUp once the controller member has heard from a
@@ -76,8 +79,79 @@ func (n *clusterNode) watchCatchUp() {
 	}
 }
 
+// watchRemoval finds out whether the cluster removed this node without
+// this node hearing of it: removed while it was down, or stopped before
+// its removal reached it. Such a node never hears from a controller leader
+// again. Every removalCheckInterval while its controller member knows no
+// leader, it asks the nodes its state lists; once one no longer lists this
+// node (removedAccordingTo), ready says that the node was removed, until a
+// controller leader is heard from again.
+func (n *clusterNode) watchRemoval() {
+	for {
+		select {
+		case <-n.b.closing:
+			return
+		case <-time.After(removalCheckInterval):
+		}
+		if _, leader := n.ctrl.raft.LeaderWithID(); leader != "" {
+			n.removedBy.Store(0)
+			continue
+		}
+		if n.removedBy.Load() != 0 {
+			continue
+		}
+		if by := n.removedAccordingTo(); by != 0 {
+			n.removedBy.Store(by)
+			n.b.logger.Error("this node was removed from the cluster and serves nothing: stop it and delete its data folder; to bring it back, start it with an empty data folder and run runnel cluster add", "node", n.self.ID, "according_to_node", by)
+		}
+	}
+}
+
+// removalCheckInterval is how often a node whose controller member knows no
+// leader asks the others whether it was removed. Tests lower it.
+var removalCheckInterval = 5 * time.Second
+
+// removedAccordingTo returns the id of another node that knows a controller
+// leader, has applied at least the controller entries this node has, and
+// does not list this node; 0 when none answers so. It asks only when this
+// node's own state lists it, so a node waiting to be added never counts as
+// removed, and a node that has applied as much has applied the entry that
+// added this one.
+func (n *clusterNode) removedAccordingTo() int32 {
+	st, _ := n.ctrl.fsm.view()
+	if _, member := st.Nodes[n.self.ID]; !member {
+		return 0
+	}
+	applied := n.ctrl.raft.AppliedIndex()
+	for _, id := range slices.Sorted(maps.Keys(st.Nodes)) {
+		if id == n.self.ID {
+			continue
+		}
+		conn, err := n.peer(st.Nodes[id].Addr)
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		info, err := runnelpb.NewBrokerClient(conn).ClusterInfo(ctx, &runnelpb.ClusterInfoRequest{})
+		cancel()
+		if err != nil || info.Node != id || info.Controller == 0 {
+			continue
+		}
+		ahead := slices.ContainsFunc(info.Groups, func(g *runnelpb.RaftGroupInfo) bool {
+			return g.Group == controllerGroup && g.AppliedIndex >= applied
+		})
+		if ahead && !slices.ContainsFunc(info.Nodes, func(m *runnelpb.Node) bool { return m.Id == n.self.ID }) {
+			return id
+		}
+	}
+	return 0
+}
+
 // ready reports whether the node serves from an up-to-date cluster state.
 func (n *clusterNode) ready() error {
+	if by := n.removedBy.Load(); by != 0 {
+		return errorf(ErrCatchingUp, "node %d was removed from the cluster (node %d no longer lists it) and serves nothing: stop it and delete its data folder", n.self.ID, by)
+	}
 	if !n.caughtUp.Load() {
 		return errorf(ErrCatchingUp, "node %d is catching up with the cluster state; retry shortly", n.self.ID)
 	}
@@ -146,14 +220,19 @@ func (n *clusterNode) peer(addr string) (*grpc.ClientConn, error) {
 }
 
 // register adds this node to the cluster state (with its HTTP address),
-// retrying until the controller has a leader or the broker closes.
+// retrying until the controller has a leader or the broker closes. It gives
+// up when the controller refuses it: the cluster removed this node.
 func (n *clusterNode) register() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := n.propose(ctx, command{AddNode: &n.self})
+		err := n.propose(ctx, command{RegisterNode: &n.self})
 		cancel()
 		if err == nil {
 			n.b.logger.Info("node registered with the controller", "node", n.self.ID)
+			return
+		}
+		if errors.Is(err, ErrInvalidRequest) || status.Code(err) == codes.InvalidArgument {
+			n.b.logger.Error("the controller refuses this node", "node", n.self.ID, "err", err)
 			return
 		}
 		select {
@@ -414,10 +493,14 @@ func runningCluster(self int32, peers map[int32]string) bool {
 // hosting the partition replicas assigned to this node, and finishing node
 // removals when this node leads the controller.
 func (n *clusterNode) start() {
-	n.b.wg.Add(5)
+	n.b.wg.Add(6)
 	go func() {
 		defer n.b.wg.Done()
 		n.groups.watchGroups()
+	}()
+	go func() {
+		defer n.b.wg.Done()
+		n.watchRemoval()
 	}()
 	go func() {
 		defer n.b.wg.Done()

@@ -49,21 +49,36 @@ func loopbackAddrs(t *testing.T, n int) []string {
 // their addresses in node order.
 func openBrokers(t *testing.T, n int, logger *slog.Logger) (map[int32]*Broker, []string) {
 	t.Helper()
-	addrs := loopbackAddrs(t, n)
+	brokers, addrs, _ := openBrokersReopenable(t, n, logger)
+	return brokers, addrs
+}
+
+// openBrokersReopenable is openBrokers, and also returns reopen, which
+// opens node id again on its data folder and address (once the test closed
+// it) and puts it into the map.
+func openBrokersReopenable(t *testing.T, n int, logger *slog.Logger) (brokers map[int32]*Broker, addrs []string, reopen func(id int32)) {
+	t.Helper()
+	addrs = loopbackAddrs(t, n)
 	peers := map[int32]string{}
+	dirs := map[int32]string{}
 	for i, a := range addrs {
 		peers[int32(i+1)] = a
+		dirs[int32(i+1)] = t.TempDir()
 	}
-	brokers := map[int32]*Broker{}
-	for id := range peers {
-		b, err := Open(t.TempDir(), Options{NodeID: id, Cluster: peers, NoSync: true, Logger: logger})
+	brokers = map[int32]*Broker{}
+	reopen = func(id int32) {
+		t.Helper()
+		b, err := Open(dirs[id], Options{NodeID: id, Cluster: peers, NoSync: true, Logger: logger})
 		if err != nil {
 			t.Fatal(err)
 		}
 		brokers[id] = b
 		t.Cleanup(func() { b.Close() })
 	}
-	return brokers, addrs
+	for id := range peers {
+		reopen(id)
+	}
+	return brokers, addrs, reopen
 }
 
 // clientWithTopic returns a client of the brokers at addrs, closed when the

@@ -22,25 +22,7 @@ func TestTransferToPreferredFollowsTheState(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	addrs := loopbackAddrs(t, 3)
-	peers := map[int32]string{}
-	dirs := map[int32]string{}
-	for i, a := range addrs {
-		peers[int32(i+1)] = a
-		dirs[int32(i+1)] = t.TempDir()
-	}
-	brokers := map[int32]*Broker{}
-	open := func(id int32) {
-		b, err := Open(dirs[id], Options{NodeID: id, Cluster: peers, NoSync: true, Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		brokers[id] = b
-		t.Cleanup(func() { b.Close() })
-	}
-	for id := range int32(3) {
-		open(id + 1)
-	}
+	brokers, addrs, open := openBrokersReopenable(t, 3, testLogger())
 	c, info := clientWithTopic(t, ctx, addrs, "p", 1, 3)
 	for i := range 20 {
 		if err := c.ProduceSync(ctx, &client.Record{Topic: "p", Value: fmt.Appendf(nil, "before-%d", i)}); err != nil {
@@ -91,7 +73,7 @@ func TestTransferToPreferredFollowsTheState(t *testing.T) {
 	}
 	var live []string
 	for _, r := range replicas[1:] {
-		live = append(live, peers[r])
+		live = append(live, addrs[r-1])
 	}
 	c2, err := client.New(ctx, client.Brokers(live...))
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -157,5 +158,56 @@ func TestRemovalWaitsForTheNodeToStopItsReplicas(t *testing.T) {
 	cat.mu.Unlock()
 	if left != 0 || dropping != 0 {
 		t.Fatalf("node %d left the cluster with %d replicas running and %d being dropped", removed, left, dropping)
+	}
+}
+
+// TestRemovedNodeSaysSoAfterRestart removes a node while it is down and
+// starts it again on its data: it never hears from the controller again,
+// and must say that it was removed rather than that it is catching up.
+func TestRemovedNodeSaysSoAfterRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a four-node cluster")
+	}
+	old := removalCheckInterval
+	removalCheckInterval = 100 * time.Millisecond
+	t.Cleanup(func() { removalCheckInterval = old })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	brokers, addrs, reopen := openBrokersReopenable(t, 4, testLogger())
+	c, _ := clientWithTopic(t, ctx, addrs[1:], "g", 2, 3)
+	if err := c.ProduceSync(ctx, &client.Record{Topic: "g", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "node 1 to catch up", 30*time.Second, func() (bool, string) {
+		err := brokers[1].cluster.ready()
+		return err == nil, fmt.Sprint(err)
+	})
+	if err := brokers[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, "the removal of node 1 to start", 30*time.Second, func() (bool, string) {
+		_, err := c.DecommissionNode(ctx, 1)
+		return err == nil, fmt.Sprint(err)
+	})
+	eventually(t, ctx, "node 1 to leave", 60*time.Second, func() (bool, string) {
+		p, err := c.ClusterPlacement(ctx, "")
+		n, ok := p.FindNode(1)
+		return err == nil && !ok, fmt.Sprintf("%+v %v", n, err)
+	})
+
+	reopen(1)
+	eventually(t, ctx, "node 1 to say it was removed", 30*time.Second, func() (bool, string) {
+		err := brokers[1].cluster.ready()
+		return err != nil && strings.Contains(err.Error(), "node 1 was removed from the cluster"), fmt.Sprint(err)
+	})
+	for _, id := range []int32{2, 3, 4} {
+		if err := brokers[id].cluster.ready(); err != nil {
+			t.Fatalf("node %d: %v", id, err)
+		}
+		// Its registration on start was refused.
+		p, err := c.ClusterPlacement(ctx, addrs[id-1])
+		if n, listed := p.FindNode(1); err != nil || listed {
+			t.Fatalf("node %d lists the removed node 1 again: %+v (%v)", id, n, err)
+		}
 	}
 }

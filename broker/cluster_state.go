@@ -20,6 +20,10 @@ type clusterState struct {
 	// "topic/partition" → the next offset to read (groups_cluster.go).
 	// clone leaves them out: readers of the state get them from the FSM.
 	Offsets map[string]map[string]int64 `json:"offsets,omitempty"`
+	// Removed holds the ids of the nodes removed from the cluster: such a
+	// node may not register again (RegisterNode) until an operator adds it
+	// back (AddNode).
+	Removed map[int32]bool `json:"removed,omitempty"`
 }
 
 // nodeMeta is one node of the cluster.
@@ -96,7 +100,11 @@ func newClusterState() *clusterState {
 // command is one change to the cluster state, as proposed to the
 // controller group. Exactly one field is set.
 type command struct {
-	AddNode       *nodeMeta         `json:"add_node,omitempty"`
+	// AddNode adds a node, or updates one: runnel cluster add.
+	AddNode *nodeMeta `json:"add_node,omitempty"`
+	// RegisterNode is a node's own registration on every start: as AddNode,
+	// but refused for a node that was removed.
+	RegisterNode  *nodeMeta         `json:"register_node,omitempty"`
 	RemoveNode    *int32            `json:"remove_node,omitempty"`
 	CreateTopic   *createTopicCmd   `json:"create_topic,omitempty"`
 	DeleteTopic   *string           `json:"delete_topic,omitempty"`
@@ -182,17 +190,16 @@ func decodeCommand(data []byte) (command, error) {
 func (s *clusterState) apply(c command) error {
 	switch {
 	case c.AddNode != nil:
-		if c.AddNode.ID <= 0 || c.AddNode.Addr == "" {
-			return errorf(ErrInvalidRequest, "node id %d at %q: a node needs a positive id and an address", c.AddNode.ID, c.AddNode.Addr)
+		if err := s.putNode(*c.AddNode); err != nil {
+			return err
 		}
-		n := *c.AddNode
-		if old, ok := s.Nodes[n.ID]; ok {
-			// A node registers again on every start: a removal under
-			// way goes on.
-			n.Draining, n.DrainReplicas = old.Draining, old.DrainReplicas
-		}
-		s.Nodes[n.ID] = n
+		delete(s.Removed, c.AddNode.ID)
 		return nil
+	case c.RegisterNode != nil:
+		if id := c.RegisterNode.ID; s.Removed[id] {
+			return errorf(ErrInvalidRequest, "node %d was removed from the cluster: stop it and delete its data folder; to bring it back, start it with an empty data folder and run runnel cluster add %d %s", id, id, c.RegisterNode.Addr)
+		}
+		return s.putNode(*c.RegisterNode)
 	case c.RemoveNode != nil:
 		return s.drainNode(*c.RemoveNode)
 	case c.ForgetNode != nil:
@@ -205,6 +212,10 @@ func (s *clusterState) apply(c command) error {
 			return errorf(ErrInvalidRequest, "node %d still holds replicas; it leaves once they have moved", id)
 		}
 		delete(s.Nodes, id)
+		if s.Removed == nil {
+			s.Removed = map[int32]bool{}
+		}
+		s.Removed[id] = true
 		return nil
 	case c.ReassignPartition != nil:
 		return s.reassign(*c.ReassignPartition)
@@ -306,6 +317,19 @@ func assign(nodes []int32, topicID uint32, partitions, replicas int) []partition
 }
 
 // clone returns a deep copy, for readers outside the FSM.
+// putNode adds node n or updates it. A node registers again on every
+// start: a removal under way goes on.
+func (s *clusterState) putNode(n nodeMeta) error {
+	if n.ID <= 0 || n.Addr == "" {
+		return errorf(ErrInvalidRequest, "node id %d at %q: a node needs a positive id and an address", n.ID, n.Addr)
+	}
+	if old, ok := s.Nodes[n.ID]; ok {
+		n.Draining, n.DrainReplicas = old.Draining, old.DrainReplicas
+	}
+	s.Nodes[n.ID] = n
+	return nil
+}
+
 func (s *clusterState) clone() *clusterState {
 	// The committed offsets are left out: they can be many, and change
 	// far more often than the rest.

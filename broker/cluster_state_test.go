@@ -241,6 +241,29 @@ func TestRemoveNodeDrains(t *testing.T) {
 	if err := s.apply(command{ForgetNode: new(int32(1))}); err != nil {
 		t.Fatalf("forgetting a forgotten node: %v", err)
 	}
+
+	// Restarted on its old data, node 1 registers again: refused, and
+	// the state does not list it. An operator's AddNode brings it back,
+	// and then it registers as any node.
+	err := s.apply(command{RegisterNode: &nodeMeta{ID: 1, Addr: "127.0.0.1:1"}})
+	if !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), "node 1 was removed from the cluster") {
+		t.Fatalf("a removed node registers: %v", err)
+	}
+	if _, ok := s.Nodes[1]; ok {
+		t.Fatal("a removed node's registration put it back into the state")
+	}
+	if err := s.apply(command{RegisterNode: &nodeMeta{ID: 2, Addr: "127.0.0.1:2", HTTP: "127.0.0.1:12"}}); err != nil || s.Nodes[2].HTTP != "127.0.0.1:12" {
+		t.Fatalf("node 2 registers: %v, %+v", err, s.Nodes[2])
+	}
+	if err := s.apply(command{AddNode: &nodeMeta{ID: 1, Addr: "127.0.0.1:1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.apply(command{RegisterNode: &nodeMeta{ID: 1, Addr: "127.0.0.1:1"}}); err != nil {
+		t.Fatalf("node 1 registers once added back: %v", err)
+	}
+	if got := s.clone(); got.Removed[1] || got.Nodes[1].ID != 1 {
+		t.Fatalf("after adding node 1 back: removed %v, nodes %v", got.Removed, got.Nodes)
+	}
 }
 
 func TestRemoveNodeRefused(t *testing.T) {

@@ -211,9 +211,10 @@ replicas; each of its partition replicas is reassigned to the node with the
 fewest, which catches up before it votes; then the node leaves the partitions'
 raft groups, drops its data, and leaves the cluster. Writes and reads go on
 throughout. A node that is down by then leaves without dropping its data:
-delete its data folder before you use the machine again. The command waits
-until the node has left, showing progress, unless --no-wait; Ctrl-C stops
-waiting, not the removal.
+delete its data folder. Started again on it, the node serves nothing, and its
+log and /readyz say that it was removed. The command waits until the node has
+left, showing progress, unless --no-wait; Ctrl-C stops waiting, not the
+removal.
 
 A topic whose replication factor equals the number of nodes that would remain
 has nowhere to go: add a node first (runnel cluster add), or give its partitions
