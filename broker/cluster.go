@@ -52,8 +52,8 @@ type clusterNode struct {
 	// had committed when this node first heard from it.
 	started  time.Time
 	caughtUp atomic.Bool
-	// removedBy is the node that no longer listed this one when it last
-	// asked (see watchRemoval); 0 when none.
+	// removedBy is the node whose state recorded this one as removed when
+	// it last asked (see watchRemoval); 0 when none.
 	removedBy atomic.Int32
 }
 
@@ -83,9 +83,9 @@ func (n *clusterNode) watchCatchUp() {
 // this node hearing of it: removed while it was down, or stopped before
 // its removal reached it. Such a node never hears from a controller leader
 // again. Every removalCheckInterval while its controller member knows no
-// leader, it asks the nodes its state lists; once one no longer lists this
-// node (removedAccordingTo), ready says that the node was removed, until a
-// controller leader is heard from again.
+// leader, it asks the other nodes; once one records this node as removed
+// (removedAccordingTo), ready says so, until a controller leader is heard
+// from again.
 func (n *clusterNode) watchRemoval() {
 	for {
 		select {
@@ -112,35 +112,33 @@ func (n *clusterNode) watchRemoval() {
 var removalCheckInterval = 5 * time.Second
 
 // removedAccordingTo returns the id of another node that knows a controller
-// leader, has applied at least the controller entries this node has, and
-// does not list this node; 0 when none answers so. It asks only when this
-// node's own state lists it, so a node waiting to be added never counts as
-// removed, and a node that has applied as much has applied the entry that
-// added this one.
+// leader and whose state records this node as removed, or 0 when none
+// answers so.
 func (n *clusterNode) removedAccordingTo() int32 {
 	st, _ := n.ctrl.fsm.view()
-	if _, member := st.Nodes[n.self.ID]; !member {
-		return 0
+	peers := map[int32]string{}
+	for id, nm := range st.Nodes {
+		peers[id] = nm.Addr
 	}
-	applied := n.ctrl.raft.AppliedIndex()
-	for _, id := range slices.Sorted(maps.Keys(st.Nodes)) {
+	// After a restart the state is that of the last snapshot until a
+	// leader is heard from: the addresses of --cluster fill the gaps.
+	for id, addr := range n.b.opts.Cluster {
+		if _, ok := peers[id]; !ok {
+			peers[id] = addr
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(peers)) {
 		if id == n.self.ID {
 			continue
 		}
-		conn, err := n.peer(st.Nodes[id].Addr)
+		conn, err := n.peer(peers[id])
 		if err != nil {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		info, err := runnelpb.NewBrokerClient(conn).ClusterInfo(ctx, &runnelpb.ClusterInfoRequest{})
 		cancel()
-		if err != nil || info.Node != id || info.Controller == 0 {
-			continue
-		}
-		ahead := slices.ContainsFunc(info.Groups, func(g *runnelpb.RaftGroupInfo) bool {
-			return g.Group == controllerGroup && g.AppliedIndex >= applied
-		})
-		if ahead && !slices.ContainsFunc(info.Nodes, func(m *runnelpb.Node) bool { return m.Id == n.self.ID }) {
+		if err == nil && info.Node == id && info.Controller != 0 && slices.Contains(info.Removed, n.self.ID) {
 			return id
 		}
 	}
@@ -150,7 +148,7 @@ func (n *clusterNode) removedAccordingTo() int32 {
 // ready reports whether the node serves from an up-to-date cluster state.
 func (n *clusterNode) ready() error {
 	if by := n.removedBy.Load(); by != 0 {
-		return errorf(ErrCatchingUp, "node %d was removed from the cluster (node %d no longer lists it) and serves nothing: stop it and delete its data folder", n.self.ID, by)
+		return errorf(ErrCatchingUp, "node %d was removed from the cluster (node %d says so) and serves nothing: stop it and delete its data folder", n.self.ID, by)
 	}
 	if !n.caughtUp.Load() {
 		return errorf(ErrCatchingUp, "node %d is catching up with the cluster state; retry shortly", n.self.ID)
@@ -220,9 +218,11 @@ func (n *clusterNode) peer(addr string) (*grpc.ClientConn, error) {
 }
 
 // register adds this node to the cluster state (with its HTTP address),
-// retrying until the controller has a leader or the broker closes. It gives
-// up when the controller refuses it: the cluster removed this node.
+// retrying until the controller has a leader or the broker closes. While
+// the controller refuses it, because the cluster removed this node, it
+// tries again every 5s: an operator may add the node back.
 func (n *clusterNode) register() {
+	refused := false
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := n.propose(ctx, command{RegisterNode: &n.self})
@@ -231,14 +231,18 @@ func (n *clusterNode) register() {
 			n.b.logger.Info("node registered with the controller", "node", n.self.ID)
 			return
 		}
+		wait := 200 * time.Millisecond
 		if errors.Is(err, ErrInvalidRequest) || status.Code(err) == codes.InvalidArgument {
-			n.b.logger.Error("the controller refuses this node", "node", n.self.ID, "err", err)
-			return
+			if !refused {
+				n.b.logger.Warn("the controller refuses this node's registration; trying again every 5s, as runnel cluster add may be bringing it back", "node", n.self.ID, "err", err)
+				refused = true
+			}
+			wait = 5 * time.Second
 		}
 		select {
 		case <-n.b.closing:
 			return
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }

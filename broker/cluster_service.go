@@ -61,6 +61,7 @@ func (s *service) ClusterInfo(ctx context.Context, req *runnelpb.ClusterInfoRequ
 	for _, id := range slices.Sorted(maps.Keys(st.Nodes)) {
 		resp.Nodes = append(resp.Nodes, nodeInfo(st, st.Nodes[id]))
 	}
+	resp.Removed = slices.Sorted(maps.Keys(st.Removed))
 	for _, name := range slices.Sorted(maps.Keys(st.Topics)) {
 		for p, pm := range st.Topics[name].Partitions {
 			if pm.moving() {

@@ -318,13 +318,17 @@ func assign(nodes []int32, topicID uint32, partitions, replicas int) []partition
 
 // clone returns a deep copy, for readers outside the FSM.
 // putNode adds node n or updates it. A node registers again on every
-// start: a removal under way goes on.
+// start: a removal under way goes on. An HTTP address left out (runnel
+// cluster add does not know it) keeps the one the node registered.
 func (s *clusterState) putNode(n nodeMeta) error {
 	if n.ID <= 0 || n.Addr == "" {
 		return errorf(ErrInvalidRequest, "node id %d at %q: a node needs a positive id and an address", n.ID, n.Addr)
 	}
 	if old, ok := s.Nodes[n.ID]; ok {
 		n.Draining, n.DrainReplicas = old.Draining, old.DrainReplicas
+		if n.HTTP == "" {
+			n.HTTP = old.HTTP
+		}
 	}
 	s.Nodes[n.ID] = n
 	return nil

@@ -258,8 +258,13 @@ func TestRemoveNodeDrains(t *testing.T) {
 	if err := s.apply(command{AddNode: &nodeMeta{ID: 1, Addr: "127.0.0.1:1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.apply(command{RegisterNode: &nodeMeta{ID: 1, Addr: "127.0.0.1:1"}}); err != nil {
+	if err := s.apply(command{RegisterNode: &nodeMeta{ID: 1, Addr: "127.0.0.1:1", HTTP: "127.0.0.1:11"}}); err != nil {
 		t.Fatalf("node 1 registers once added back: %v", err)
+	}
+	// An add without an HTTP address, applied after the registration,
+	// keeps the one registered.
+	if err := s.apply(command{AddNode: &nodeMeta{ID: 1, Addr: "127.0.0.1:1"}}); err != nil || s.Nodes[1].HTTP != "127.0.0.1:11" {
+		t.Fatalf("node 1 added again: %v, %+v", err, s.Nodes[1])
 	}
 	if got := s.clone(); got.Removed[1] || got.Nodes[1].ID != 1 {
 		t.Fatalf("after adding node 1 back: removed %v, nodes %v", got.Removed, got.Nodes)

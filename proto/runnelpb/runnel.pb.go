@@ -232,7 +232,10 @@ type ClusterInfoResponse struct {
 	Node   int32            `protobuf:"varint,3,opt,name=node,proto3" json:"node,omitempty"`
 	Groups []*RaftGroupInfo `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
 	// moves are the partitions whose raft group is moving to new replicas.
-	Moves         []*PartitionMove `protobuf:"bytes,5,rep,name=moves,proto3" json:"moves,omitempty"`
+	Moves []*PartitionMove `protobuf:"bytes,5,rep,name=moves,proto3" json:"moves,omitempty"`
+	// removed are the ids of the nodes removed from the cluster (runnel
+	// cluster remove) and not added back since.
+	Removed       []int32 `protobuf:"varint,6,rep,packed,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -298,6 +301,13 @@ func (x *ClusterInfoResponse) GetGroups() []*RaftGroupInfo {
 func (x *ClusterInfoResponse) GetMoves() []*PartitionMove {
 	if x != nil {
 		return x.Moves
+	}
+	return nil
+}
+
+func (x *ClusterInfoResponse) GetRemoved() []int32 {
+	if x != nil {
+		return x.Removed
 	}
 	return nil
 }
@@ -2327,7 +2337,7 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"\x04term\x18\x04 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\x05 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12&\n" +
-	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\"\xd2\x01\n" +
+	"\x0flast_contact_ms\x18\a \x01(\x03R\rlastContactMs\"\xec\x01\n" +
 	"\x13ClusterInfoResponse\x12%\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0f.runnel.v1.NodeR\x05nodes\x12\x1e\n" +
 	"\n" +
@@ -2335,7 +2345,8 @@ const file_runnel_v1_runnel_proto_rawDesc = "" +
 	"controller\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\x05R\x04node\x120\n" +
 	"\x06groups\x18\x04 \x03(\v2\x18.runnel.v1.RaftGroupInfoR\x06groups\x12.\n" +
-	"\x05moves\x18\x05 \x03(\v2\x18.runnel.v1.PartitionMoveR\x05moves\"y\n" +
+	"\x05moves\x18\x05 \x03(\v2\x18.runnel.v1.PartitionMoveR\x05moves\x12\x18\n" +
+	"\aremoved\x18\x06 \x03(\x05R\aremoved\"y\n" +
 	"\rPartitionMove\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1a\n" +
