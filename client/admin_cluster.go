@@ -43,6 +43,10 @@ type Placement struct {
 	Nodes      []NodeStatus
 	// Moves are the partitions whose replicas are moving.
 	Moves []PartitionMove
+	// Removed are the ids of the nodes removed from the cluster and not
+	// added back since. Such a node, started again on its old data, does
+	// not rejoin.
+	Removed []int32
 }
 
 // FindNode returns the status of node id and whether it is in the cluster.
@@ -111,7 +115,7 @@ func (c *Client) placementAt(ctx context.Context, addr string) (Placement, error
 	if err != nil {
 		return Placement{}, fromStatus(err, addr)
 	}
-	out := Placement{Node: resp.GetNode(), Controller: resp.GetController()}
+	out := Placement{Node: resp.GetNode(), Controller: resp.GetController(), Removed: resp.GetRemoved()}
 	for _, n := range resp.GetNodes() {
 		out.Nodes = append(out.Nodes, NodeStatus{
 			Node:     Node{ID: n.GetId(), Addr: n.GetAddr(), HTTP: n.GetHttp()},

@@ -29,6 +29,8 @@ type clusterJSON struct {
 	Nodes      []nodeJSON  `json:"nodes"`
 	Groups     []groupJSON `json:"groups"`
 	Moves      []moveJSON  `json:"moves"`
+	// Removed are the ids of the nodes removed from the cluster.
+	Removed []int32 `json:"removed"`
 }
 
 type nodeJSON struct {
@@ -86,8 +88,9 @@ func clusterInfoCmd() *cobra.Command {
 			// them (or the node asked with --node): a node that is behind,
 			// or was removed, would show them stale.
 			pl, plErr := c.ClusterPlacement(cmd.Context(), node)
-			out := clusterJSON{Node: st.Node, Controller: st.Controller, Nodes: []nodeJSON{}, Groups: []groupJSON{}, Moves: []moveJSON{}}
+			out := clusterJSON{Node: st.Node, Controller: st.Controller, Nodes: []nodeJSON{}, Groups: []groupJSON{}, Moves: []moveJSON{}, Removed: []int32{}}
 			if plErr == nil {
+				out.Removed = append(out.Removed, pl.Removed...)
 				for _, n := range pl.Nodes {
 					out.Nodes = append(out.Nodes, nodeJSON{n.ID, n.Addr, n.HTTP, n.Replicas, n.Draining, n.DrainReplicas})
 				}
@@ -113,6 +116,9 @@ func clusterInfoCmd() *cobra.Command {
 			fmt.Fprintln(w, "\nNODE\tADDR\tHTTP\tREPLICAS\tSTATE")
 			for _, n := range out.Nodes {
 				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", n.ID, n.Addr, n.HTTP, countOrUnknown(n.Replicas), nodeState(n))
+			}
+			if len(out.Removed) > 0 {
+				fmt.Fprintf(w, "\nremoved nodes: %s (started again on their old data, they do not rejoin)\n", ids(out.Removed))
 			}
 			if len(out.Moves) > 0 {
 				fmt.Fprintln(w, "\nMOVING\tTO\tRAFT GROUP NOW")

@@ -84,6 +84,16 @@ func TestClusterRemoveAndReassign(t *testing.T) {
 	if !slices.Equal(ids, []int32{1, 2}) {
 		t.Fatalf("nodes after removing 3: %v", ids)
 	}
+	var info clusterJSON
+	if err := json.Unmarshal([]byte(mustCLI(t, brokers, "", "cluster", "info", "--format", "json")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(info.Removed, []int32{3}) {
+		t.Fatalf("removed nodes after removing 3: %v", info.Removed)
+	}
+	if out := mustCLI(t, brokers, "", "cluster", "info"); !strings.Contains(out, "removed nodes: 3 ") {
+		t.Fatalf("cluster info does not list node 3 as removed:\n%s", out)
+	}
 	recs := parseJSONLines(t, mustCLI(t, brokers, "", "consume", "t", "--until-end", "--format", "json"))
 	if len(recs) != 4 {
 		t.Fatalf("read %d records back, want 4", len(recs))
