@@ -316,7 +316,6 @@ func assign(nodes []int32, topicID uint32, partitions, replicas int) []partition
 	return out
 }
 
-// clone returns a deep copy, for readers outside the FSM.
 // putNode adds node n or updates it. A node registers again on every
 // start: a removal under way goes on. An HTTP address left out (runnel
 // cluster add does not know it) keeps the one the node registered.
@@ -334,6 +333,7 @@ func (s *clusterState) putNode(n nodeMeta) error {
 	return nil
 }
 
+// clone returns a deep copy, for readers outside the FSM.
 func (s *clusterState) clone() *clusterState {
 	// The committed offsets are left out: they can be many, and change
 	// far more often than the rest.
