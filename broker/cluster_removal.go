@@ -20,9 +20,9 @@ import (
 // no state change).
 func (n *clusterNode) finishRemovals() {
 	told := false
-	// waiting holds, by node, when this node first found a drained node
-	// still running replicas; only this goroutine uses it.
-	waiting := map[int32]time.Time{}
+	// waiting holds the drained nodes this node, as the controller leader,
+	// waits for; only this goroutine uses it.
+	waiting := map[int32]dropWait{}
 	for {
 		st, changed := n.ctrl.fsm.view()
 		drained := st.drained()
@@ -56,6 +56,14 @@ func (n *clusterNode) finishRemovals() {
 	}
 }
 
+// dropWait is a drained node the controller leader waits for: since when,
+// and the controller index the node must have applied, one at which the
+// state already had it drained.
+type dropWait struct {
+	since time.Time
+	index uint64
+}
+
 // finishRemoval takes drained node id out of the controller group and then
 // out of the state. If id is this node, it hands the controller leadership
 // to another node, which finishes. Before that it waits, up to
@@ -63,7 +71,7 @@ func (n *clusterNode) finishRemovals() {
 // answers has applied the moves of its last replicas and stopped them:
 // out of the controller group it gets no more of its entries, and would
 // keep replicas it had not yet let go of, with their data.
-func (n *clusterNode) finishRemoval(id int32, waiting map[int32]time.Time) error {
+func (n *clusterNode) finishRemoval(id int32, waiting map[int32]dropWait) error {
 	if id == n.self.ID {
 		n.b.logger.Info("this node is removed from the cluster; handing the controller leadership over", "node", id)
 		return n.ctrl.raft.LeadershipTransfer().Error()
@@ -73,17 +81,19 @@ func (n *clusterNode) finishRemoval(id int32, waiting map[int32]time.Time) error
 		return err
 	}
 	if slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == nodeIDString(id) }) {
-		if busy := n.stillRunning(id); busy != "" {
-			first, ok := waiting[id]
+		w, ok := waiting[id]
+		if !ok {
+			w = dropWait{since: time.Now(), index: n.ctrl.raft.AppliedIndex()}
+			waiting[id] = w
+		}
+		if busy := n.stillRunning(id, w.index); busy != "" {
 			if !ok {
-				first = time.Now()
-				waiting[id] = first
 				n.b.logger.Info("waiting for the removed node to stop its replicas before it leaves the controller group", "node", id, "state", busy)
 			}
-			if time.Since(first) < dropWaitLimit {
+			if time.Since(w.since) < dropWaitLimit {
 				return nil
 			}
-			n.b.logger.Warn("the removed node still runs replicas; it leaves the controller group anyway: stop it and delete its data folder", "node", id, "state", busy, "waited", time.Since(first).Round(time.Second))
+			n.b.logger.Warn("the removed node still runs replicas; it leaves the controller group anyway: stop it and delete its data folder", "node", id, "state", busy, "waited", time.Since(w.since).Round(time.Second))
 		}
 		if err := n.ctrl.raft.RemoveServer(nodeIDString(id), 0, 10*time.Second).Error(); err != nil {
 			return fmt.Errorf("remove from the controller group: %w", raftError(err))
@@ -106,17 +116,16 @@ func (n *clusterNode) finishRemoval(id int32, waiting map[int32]time.Time) error
 var dropWaitLimit = time.Minute
 
 // stillRunning asks drained node id whether it has applied the controller
-// state this node has applied and runs no partition replica. It returns ""
-// when so, or when the node does not answer within 2s: a node that is down
+// entries up to index and runs no partition replica. It returns "" when
+// so, or when the node does not answer within 2s: a node that is down
 // cannot confirm, and its removal must not wait for it. Otherwise it
 // returns what the node still has to do.
-func (n *clusterNode) stillRunning(id int32) string {
+func (n *clusterNode) stillRunning(id int32, index uint64) string {
 	st, _ := n.ctrl.fsm.view()
 	nm, ok := st.Nodes[id]
 	if !ok {
 		return ""
 	}
-	applied := n.ctrl.raft.AppliedIndex()
 	conn, err := n.peer(nm.Addr)
 	if err != nil {
 		return ""
@@ -133,8 +142,8 @@ func (n *clusterNode) stillRunning(id int32) string {
 		switch {
 		case g.Group != controllerGroup:
 			replicas = append(replicas, g.Group)
-		case g.AppliedIndex < applied:
-			behind = fmt.Sprintf("controller state applied to index %d of %d", g.AppliedIndex, applied)
+		case g.AppliedIndex < index:
+			behind = fmt.Sprintf("controller state applied to index %d of %d", g.AppliedIndex, index)
 		}
 	}
 	switch {
