@@ -554,6 +554,24 @@ func TestReassignAndRefusals(t *testing.T) {
 	}
 }
 
+// removeStopped closes node id's broker b, removes the node with c, and
+// waits until the controller leader no longer lists it.
+func removeStopped(t *testing.T, ctx context.Context, c *client.Client, b *Broker, id int32) {
+	t.Helper()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ctx, fmt.Sprintf("the removal of node %d to start", id), 30*time.Second, func() (bool, string) {
+		_, err := c.DecommissionNode(ctx, id)
+		return err == nil, fmt.Sprint(err)
+	})
+	eventually(t, ctx, fmt.Sprintf("node %d to leave", id), 60*time.Second, func() (bool, string) {
+		p, err := c.ClusterPlacement(ctx, "")
+		n, ok := p.FindNode(id)
+		return err == nil && !ok, fmt.Sprintf("%+v %+v %v", n, p.Moves, err)
+	})
+}
+
 // TestDecommissionDeadNode removes a node that has stopped: its replicas
 // are rebuilt on the node left over from the others' copies, and it leaves
 // the cluster without ever coming back.
@@ -572,18 +590,7 @@ func TestDecommissionDeadNode(t *testing.T) {
 	if err := c.ProduceSync(ctx, recs...); err != nil {
 		t.Fatal(err)
 	}
-	if err := brokers[1].Close(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, ctx, "the removal of node 1 to start", 30*time.Second, func() (bool, string) {
-		_, err := c.DecommissionNode(ctx, 1)
-		return err == nil, fmt.Sprint(err)
-	})
-	eventually(t, ctx, "node 1 to leave", 60*time.Second, func() (bool, string) {
-		p, err := c.ClusterPlacement(ctx, "")
-		n, ok := p.FindNode(1)
-		return err == nil && !ok, fmt.Sprintf("%+v %+v %v", n, p.Moves, err)
-	})
+	removeStopped(t, ctx, c, brokers[1], 1)
 	info, err := c.DescribeTopic(ctx, "d")
 	if err != nil {
 		t.Fatal(err)

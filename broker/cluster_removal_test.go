@@ -182,18 +182,7 @@ func TestRemovedNodeSaysSoAfterRestart(t *testing.T) {
 		err := brokers[1].cluster.ready()
 		return err == nil, fmt.Sprint(err)
 	})
-	if err := brokers[1].Close(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, ctx, "the removal of node 1 to start", 30*time.Second, func() (bool, string) {
-		_, err := c.DecommissionNode(ctx, 1)
-		return err == nil, fmt.Sprint(err)
-	})
-	eventually(t, ctx, "node 1 to leave", 60*time.Second, func() (bool, string) {
-		p, err := c.ClusterPlacement(ctx, "")
-		n, ok := p.FindNode(1)
-		return err == nil && !ok, fmt.Sprintf("%+v %v", n, err)
-	})
+	removeStopped(t, ctx, c, brokers[1], 1)
 
 	reopen(1)
 	eventually(t, ctx, "node 1 to say it was removed", 30*time.Second, func() (bool, string) {
