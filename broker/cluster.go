@@ -131,13 +131,7 @@ func (n *clusterNode) removedAccordingTo() int32 {
 		if id == n.self.ID {
 			continue
 		}
-		conn, err := n.peer(peers[id])
-		if err != nil {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		info, err := runnelpb.NewBrokerClient(conn).ClusterInfo(ctx, &runnelpb.ClusterInfoRequest{})
-		cancel()
+		info, err := n.askClusterInfo(peers[id], 2*time.Second)
 		if err == nil && info.Node == id && info.Controller != 0 && slices.Contains(info.Removed, n.self.ID) {
 			return id
 		}
@@ -197,6 +191,18 @@ func (n *clusterNode) proposeOnce(ctx context.Context, cmd command) (uint64, err
 		return 0, err // a status: its code and details reach the caller unchanged
 	}
 	return resp.Index, nil
+}
+
+// askClusterInfo asks the node at addr for its view of the cluster
+// (ClusterInfo), waiting at most timeout.
+func (n *clusterNode) askClusterInfo(addr string, timeout time.Duration) (*runnelpb.ClusterInfoResponse, error) {
+	conn, err := n.peer(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return runnelpb.NewBrokerClient(conn).ClusterInfo(ctx, &runnelpb.ClusterInfoRequest{})
 }
 
 // peer returns a connection to another node.

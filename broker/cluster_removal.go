@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/runnel-dev/runnel/proto/runnelpb"
 )
 
 // finishRemovals ends the removal of drained nodes: on the controller
@@ -126,13 +124,7 @@ func (n *clusterNode) stillRunning(id int32, index uint64) string {
 	if !ok {
 		return ""
 	}
-	conn, err := n.peer(nm.Addr)
-	if err != nil {
-		return ""
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	info, err := runnelpb.NewBrokerClient(conn).ClusterInfo(ctx, &runnelpb.ClusterInfoRequest{})
+	info, err := n.askClusterInfo(nm.Addr, 2*time.Second)
 	if err != nil || info.Node != id {
 		return ""
 	}
