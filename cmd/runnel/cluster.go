@@ -147,6 +147,11 @@ func nodeState(n nodeJSON) string {
 		return "active"
 	}
 	total := max(n.DrainReplicas, n.Replicas)
+	if n.Replicas == 0 {
+		// The controller leader now waits for the node to stop them (at
+		// most a minute) before it takes the node out.
+		return fmt.Sprintf("removing: all %d replicas moved; it leaves once it has stopped them", total)
+	}
 	return fmt.Sprintf("removing: %d of %d replicas moved", total-n.Replicas, total)
 }
 

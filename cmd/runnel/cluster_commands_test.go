@@ -117,3 +117,19 @@ func TestClusterCommandsOnASingleNode(t *testing.T) {
 		t.Fatalf("single node info: %+v", nodes)
 	}
 }
+
+// TestNodeState checks the progress line of a node being removed.
+func TestNodeState(t *testing.T) {
+	for _, tc := range []struct {
+		n    nodeJSON
+		want string
+	}{
+		{nodeJSON{Replicas: 4}, "active"},
+		{nodeJSON{Draining: true, Replicas: 3, DrainReplicas: 5}, "removing: 2 of 5 replicas moved"},
+		{nodeJSON{Draining: true, Replicas: 0, DrainReplicas: 5}, "removing: all 5 replicas moved; it leaves once it has stopped them"},
+	} {
+		if got := nodeState(tc.n); got != tc.want {
+			t.Errorf("nodeState(%+v) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
