@@ -85,6 +85,10 @@ func (s *sink) run() {
 					break
 				}
 				if err := b.ctxDone(); err != nil {
+					if b.lastErr != nil {
+						// A retry that waited: say what it waited for.
+						err = fmt.Errorf("%w (last error: %w)", err, b.lastErr)
+					}
 					s.p.finish(b, -1, b.wrap(err))
 					continue
 				}
