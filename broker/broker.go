@@ -42,6 +42,9 @@ type Broker struct {
 	offsets *fileOffsets
 	// cluster is set when the node runs in a cluster.
 	cluster *clusterNode
+	// disk refuses produce when the data folder's disk is almost full;
+	// nil when off.
+	disk *diskGuard
 
 	grpc   *grpc.Server
 	health *health.Server
@@ -131,6 +134,16 @@ func Open(dir string, opts Options) (*Broker, error) {
 		b.offsets = offs
 		b.groups = newCoordinator(offs, b.partitionCount, opts.Logger)
 		go b.groups.run(b.closing)
+	}
+	if opts.FS == nil {
+		b.disk = newDiskGuard(opts.NodeID, dir, opts.MinFreeDiskBytes, opts.Logger)
+		if b.disk != nil {
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				b.disk.run(b.closing)
+			}()
+		}
 	}
 	b.met = newMetrics(b)
 

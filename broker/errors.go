@@ -49,6 +49,8 @@ var (
 	// ErrGroupActive is returned for a seek or delete of a group that has
 	// live members.
 	ErrGroupActive = errors.New("broker: group has live members")
+	// ErrDiskFull is matched by *DiskFullError.
+	ErrDiskFull = errors.New("broker: disk almost full")
 	// ErrNotCoordinator is matched by *NotCoordinatorError.
 	ErrNotCoordinator = errors.New("broker: not the group coordinator")
 )

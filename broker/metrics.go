@@ -104,6 +104,12 @@ func newMetrics(b *Broker) *metrics {
 			return float64(b.cluster.rafts.Stats().Syncs)
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "runnel_disk_free_bytes", Help: "Free space on the disk of the node's data folder, read every second (-1: not read). Below runnel_disk_min_free_bytes, produce is refused.",
+		}, func() float64 { return float64(b.disk.freeBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "runnel_disk_min_free_bytes", Help: "The free space the node keeps on its data folder's disk (--min-free-disk; 0: no floor).",
+		}, func() float64 { return float64(b.disk.minFree()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "runnel_topics", Help: "Topics on this node.",
 		}, func() float64 { return float64(len(b.topics.list())) }),
 	)

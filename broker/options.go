@@ -46,6 +46,11 @@ type Options struct {
 	// bytes; over it, produce is refused with RESOURCE_EXHAUSTED. Zero
 	// means 64 MiB.
 	MaxPendingBytes int64
+	// MinFreeDiskBytes is the free space the node keeps on the disk of its
+	// data folder: below it, produce is refused with RESOURCE_EXHAUSTED
+	// until space is freed, so that the writes already under way still
+	// find room. Zero means 512 MiB; negative turns the check off.
+	MinFreeDiskBytes int64
 	// RetentionInterval is how often retention runs. Zero means one minute.
 	RetentionInterval time.Duration
 	// ShutdownTimeout bounds how long Close waits for requests in flight.

@@ -49,6 +49,9 @@ func (s *service) admit(req *runnelpb.ProduceRequest) (partition.Pending, partit
 	if err := checkBacklog(t, req.Topic, req.Partition, p); err != nil {
 		return partition.Pending{}, 0, err
 	}
+	if err := checkDisk(s.b.disk, p, len(req.Batch)); err != nil {
+		return partition.Pending{}, 0, err
+	}
 	acks := toAcks(req.Acks)
 	start := time.Now()
 	pd, err := p.Append(record.Batch(req.Batch), acks)

@@ -67,6 +67,7 @@ func describe(err error) grpcError {
 		gnf  *GroupNotFoundError
 		nc   *NotCoordinatorError
 		tbf  *BacklogFullError
+		dfe  *DiskFullError
 	)
 	switch {
 	case errors.As(err, &tnf):
@@ -102,6 +103,9 @@ func describe(err error) grpcError {
 		g.code, g.reason, g.retryAfter = codes.ResourceExhausted, "TOPIC_BACKLOG_FULL", tbf.RetryAfter
 		g.metadata = map[string]string{"topic": tbf.Topic, "partition": itoa(int64(tbf.Partition)), "group": tbf.Group,
 			"backlog": itoa(tbf.Backlog), "limit": itoa(tbf.Limit)}
+	case errors.As(err, &dfe):
+		g.code, g.reason, g.retryAfter = codes.ResourceExhausted, "DISK_FULL", dfe.RetryAfter
+		g.metadata = map[string]string{"node": itoa(int64(dfe.Node)), "free_bytes": itoa(dfe.Free), "min_free_bytes": itoa(dfe.Floor)}
 	case errors.As(err, &back):
 		g.code, g.reason, g.retryAfter = codes.ResourceExhausted, "BACKLOG_FULL", back.RetryAfter
 	case errors.As(err, &nl):

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -27,6 +29,7 @@ func serveCmd() *cobra.Command {
 		retCheck time.Duration
 		nodeID   int
 		cluster  string
+		minFree  string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -44,6 +47,10 @@ shuts it down cleanly.`,
 			if err != nil {
 				return err
 			}
+			minFreeBytes, err := parseMinFree(minFree)
+			if err != nil {
+				return err
+			}
 			if len(peers) > 0 && !cmd.Flags().Changed("addr") {
 				addr = "" // the node's entry in --cluster
 			}
@@ -55,6 +62,7 @@ shuts it down cleanly.`,
 				NoSync:            noSync,
 				Logger:            logger,
 				RetentionInterval: retCheck,
+				MinFreeDiskBytes:  minFreeBytes,
 			})
 			if err != nil {
 				return err
@@ -82,7 +90,58 @@ shuts it down cleanly.`,
 	f.BoolVar(&noSync, "no-sync", false, "acknowledge writes before fsync (faster; a machine crash can lose acknowledged records)")
 	f.DurationVar(&retCheck, "retention-check", time.Minute, "how often retention.ms and retention.bytes are enforced")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&minFree, "min-free-disk", "auto", "free space to keep on the data folder's disk, as 512MiB or 2GB: below it produce is refused until space is freed (auto: 512MiB; 0: no floor)")
 	return cmd
+}
+
+// parseMinFree parses --min-free-disk into broker.Options.MinFreeDiskBytes:
+// "auto" is 0 (the default floor), "0" is -1 (none).
+func parseMinFree(s string) (int64, error) {
+	if s == "auto" {
+		return 0, nil
+	}
+	n, err := parseBytes(s)
+	if err != nil {
+		return 0, fmt.Errorf("--min-free-disk %q: %v; use a size such as 512MiB or 2GB, auto, or 0 for no floor", s, err)
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return n, nil
+}
+
+// byteUnits are the suffixes parseBytes takes, in lower case.
+var byteUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kib": 1 << 10, "kb": 1000,
+	"m": 1 << 20, "mib": 1 << 20, "mb": 1000 * 1000,
+	"g": 1 << 30, "gib": 1 << 30, "gb": 1000 * 1000 * 1000,
+	"t": 1 << 40, "tib": 1 << 40, "tb": 1000 * 1000 * 1000 * 1000,
+}
+
+// parseBytes parses a size: a whole number with an optional unit, B, KiB,
+// MiB, GiB, TiB (K, M, G, T for short) or KB, MB, GB, TB.
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, errors.New("not a size")
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	unit, ok := byteUnits[strings.ToLower(strings.TrimSpace(s[i:]))]
+	if !ok {
+		return 0, fmt.Errorf("unknown unit %q", s[i:])
+	}
+	if n > math.MaxInt64/unit {
+		return 0, errors.New("too large")
+	}
+	return n * unit, nil
 }
 
 // parseCluster parses --cluster: "1=host:port,2=host:port,...".

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,10 @@ func (p logger) Errorf(format string, args ...any) {
 func (p logger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.l.Error(msg, "component", "pebble")
+	if strings.Contains(msg, "no space left on device") {
+		p.l.Error("the disk of the data folder is full and the node stops: free disk space and start it again; " +
+			"the records it acknowledged are kept. A larger --min-free-disk refuses produce earlier")
+	}
 	panic("pebble: " + msg)
 }
 

@@ -1,0 +1,112 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/runnel-dev/runnel/client"
+)
+
+// TestDiskGuardCountsProduceBetweenReads checks that the guard refuses
+// produce once what it admitted since the last read of the disk, twice
+// over, would take the free space under the floor, without waiting for the
+// next read; and that a read starts the count again.
+func TestDiskGuardCountsProduceBetweenReads(t *testing.T) {
+	g := &diskGuard{node: 1, dir: "/data", floor: 100, logger: slog.New(slog.DiscardHandler)}
+	g.set(1000)
+	for _, n := range []int{300, 100, 51} { // 1000 - 2*451 = 98 left
+		if err := g.admit(n); err != nil {
+			t.Fatalf("admit %d: %v", n, err)
+		}
+	}
+	err := g.admit(1)
+	var dfe *DiskFullError
+	if !errors.As(err, &dfe) || !errors.Is(err, ErrDiskFull) || dfe.Free != 98 || dfe.Floor != 100 || dfe.RetryAfter <= 0 {
+		t.Fatalf("admit with 98 bytes left under a floor of 100: %#v", err)
+	}
+	g.set(1000)
+	if err := g.admit(1); err != nil {
+		t.Fatalf("admit after a read found 1000 bytes free: %v", err)
+	}
+}
+
+// TestDiskGuardRefusesProduceAndResumes runs a broker whose disk reads
+// below its floor: produce is refused with an error that says why, the
+// records acknowledged before stay readable, and produce resumes by itself
+// once the disk has room again.
+func TestDiskGuardRefusesProduceAndResumes(t *testing.T) {
+	var free atomic.Int64
+	free.Store(10 << 30)
+	real := statDisk
+	statDisk = func(string) (int64, error) { return free.Load(), nil }
+	t.Cleanup(func() { statDisk = real })
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	logs := newLogWatch(testLogger().Handler())
+	b, err := Open(t.TempDir(), Options{Addr: "127.0.0.1:0", MinFreeDiskBytes: 1 << 30, Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c, _ := clientWithTopic(t, ctx, []string{b.Addr()}, "t", 1, 1)
+	if err := c.ProduceSync(ctx, &client.Record{Topic: "t", Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Until the guard reads the disk again, produce goes on; the records
+	// refused for the disk must not be written.
+	free.Store(300 << 20)
+	want := []string{"before"}
+	var last error
+	i := 0
+	eventually(t, ctx, "produce to be refused", 10*time.Second, func() (bool, string) {
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		i++
+		v := fmt.Sprintf("probe-%d", i)
+		if last = c.ProduceSync(pctx, &client.Record{Topic: "t", Value: []byte(v)}); last == nil {
+			want = append(want, v)
+		}
+		return last != nil && strings.Contains(last.Error(), "refuses writes"), fmt.Sprint(last)
+	})
+	for _, want := range []string{"node 1 refuses writes", "300.0 MiB free, under the 1.0 GiB it keeps free (--min-free-disk)", "produce resumes by itself"} {
+		if !strings.Contains(last.Error(), want) {
+			t.Errorf("error %q lacks %q", last, want)
+		}
+	}
+	if !errors.Is(last, client.ErrResourceExhausted) {
+		t.Errorf("error %v is not client.ErrResourceExhausted", last)
+	}
+	if !logs.logged("disk almost full: produce is refused until space is freed", 1) {
+		t.Error("the refusal was not logged")
+	}
+
+	free.Store(10 << 30)
+	eventually(t, ctx, "produce to resume", 10*time.Second, func() (bool, string) {
+		err := c.ProduceSync(ctx, &client.Record{Topic: "t", Value: []byte("after")})
+		return err == nil, fmt.Sprint(err)
+	})
+	if !logs.logged("disk space freed: produce resumes", 1) {
+		t.Error("the resumption was not logged")
+	}
+	want = append(want, "after")
+	var got []string
+	for r, err := range c.Consume(ctx, "t", 0, client.Start()) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = append(got, string(r.Value)); r.Offset == int64(len(want)-1) {
+			break
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("partition holds %v, want %v", got, want)
+	}
+}
