@@ -108,9 +108,9 @@ func (g *diskGuard) set(free int64) {
 	}
 	if low {
 		g.logger.Error("disk almost full: produce is refused until space is freed",
-			"node", g.node, "dir", g.dir, "free", byteSize64(free), "min_free_disk", byteSize64(g.floor))
+			"node", g.node, "dir", g.dir, "free", byteSize(free), "min_free_disk", byteSize(g.floor))
 	} else {
-		g.logger.Info("disk space freed: produce resumes", "node", g.node, "dir", g.dir, "free", byteSize64(free), "min_free_disk", byteSize64(g.floor))
+		g.logger.Info("disk space freed: produce resumes", "node", g.node, "dir", g.dir, "free", byteSize(free), "min_free_disk", byteSize(g.floor))
 	}
 }
 
@@ -161,18 +161,11 @@ type DiskFullError struct {
 
 func (e *DiskFullError) Error() string {
 	return fmt.Sprintf("node %d refuses writes: the disk of its data folder %s has %s free, under the %s it keeps free (--min-free-disk); free disk space there and produce resumes by itself",
-		e.Node, e.Dir, byteSize64(e.Free), byteSize64(e.Floor))
+		e.Node, e.Dir, byteSize(e.Free), byteSize(e.Floor))
 }
 
 // Is reports whether target is ErrDiskFull.
 func (e *DiskFullError) Is(target error) bool { return target == ErrDiskFull }
-
-func byteSize64(n int64) string {
-	if n >= 1<<30 {
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	}
-	return byteSize(int(n))
-}
 
 // minFree returns the floor, or 0 without a guard.
 func (g *diskGuard) minFree() int64 {

@@ -120,14 +120,17 @@ type BatchTooLargeError struct {
 
 func (e *BatchTooLargeError) Error() string {
 	return fmt.Sprintf("record batch of %s for %s/%d exceeds max.message.bytes (%s) of topic %q; send smaller records or raise it with: runnel topic alter %s --config max.message.bytes=N",
-		byteSize(e.Size), e.Topic, e.Partition, byteSize(e.Limit), e.Topic, e.Topic)
+		byteSize(int64(e.Size)), e.Topic, e.Partition, byteSize(int64(e.Limit)), e.Topic, e.Topic)
 }
 
 // Is reports whether target is ErrBatchTooLarge.
 func (e *BatchTooLargeError) Is(target error) bool { return target == ErrBatchTooLarge }
 
-func byteSize(n int) string {
+// byteSize writes n bytes for a person, in GiB, MiB or KiB.
+func byteSize(n int64) string {
 	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	case n >= 1<<10:
