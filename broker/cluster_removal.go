@@ -111,7 +111,7 @@ func (n *clusterNode) finishRemoval(id int32, waiting map[int32]dropWait) error 
 // node that answers but keeps running replicas, or stays behind the
 // controller's state, before it takes the node out of the controller group
 // anyway.
-var dropWaitLimit = time.Minute
+const dropWaitLimit = time.Minute
 
 // stillRunning asks drained node id whether it has applied the controller
 // entries up to index and runs no partition replica. It returns "" when
