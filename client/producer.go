@@ -660,8 +660,17 @@ func (p *producer) retryOrFail(b *batch, err error, from string) {
 			delay = p.retryBackoff(b.attempts, err)
 		}
 	}
-	p.c.cfg.logger.Debug("runnel client: retrying produce", "topic", pp.topic, "partition", pp.partition,
-		"attempt", b.attempts, "delay", delay, "from", from, "err", err)
+	if b.attempts == 1 && errors.Is(err, ErrResourceExhausted) {
+		// A broker over one of its bounds (a full disk, a queue's
+		// backlog) refuses until someone acts, unlike an election that
+		// ends by itself: say so once per batch rather than retrying in
+		// silence until the delivery timeout.
+		p.c.cfg.logger.Warn("runnel client: broker refuses produce; retrying until it accepts or the delivery timeout passes",
+			"topic", pp.topic, "partition", pp.partition, "delivery_timeout", p.c.cfg.deliveryTimeout, "err", err)
+	} else {
+		p.c.cfg.logger.Debug("runnel client: retrying produce", "topic", pp.topic, "partition", pp.partition,
+			"attempt", b.attempts, "delay", delay, "from", from, "err", err)
+	}
 	pp.mu.Lock()
 	pp.inflight--
 	b.inflight = false

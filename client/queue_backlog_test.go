@@ -1,7 +1,9 @@
 package client_test
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,11 +13,14 @@ import (
 
 // TestQueueBacklogBound fills a topic up to its max.backlog.records past a
 // queue group's settled offset: the next produce is refused with
-// ErrResourceExhausted (retried until the delivery timeout), and goes
+// ErrResourceExhausted (retried until the delivery timeout, with one
+// warning logged), and goes
 // through once the group acks.
 func TestQueueBacklogBound(t *testing.T) {
 	b := openBroker(t, "")
-	c := newClient(t, b, client.DeliveryTimeout(time.Second))
+	var logs bytes.Buffer
+	c := newClient(t, b, client.DeliveryTimeout(time.Second),
+		client.Logger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	createTopic(t, c, "t", 1, map[string]string{"max.backlog.records": "3"})
 	ctx := testContext(t)
 	q := openQueue(t, c, "g", "t", client.QueueOptions{Prefetch: 1})
@@ -38,6 +43,10 @@ func TestQueueBacklogBound(t *testing.T) {
 	}
 	if e.RetryAfter <= 0 {
 		t.Fatalf("no retry delay in %v", e)
+	}
+	// The refusal is logged once, at its first retry, not at each one.
+	if n := strings.Count(logs.String(), "broker refuses produce"); n != 1 || !strings.Contains(logs.String(), "max.backlog.records") {
+		t.Fatalf("want one warning naming max.backlog.records, got %d in:\n%s", n, logs.String())
 	}
 	d, err := q.Next(ctx)
 	if err != nil {

@@ -189,7 +189,7 @@ only if every record was acknowledged.`,
 	fl.StringVar(&acks, "acks", "all", "when a record counts as written: none, leader or all")
 	fl.Int32Var(&partition, "partition", -1, "produce to this partition instead of by key")
 	fl.BoolVar(&offsets, "print-offsets", false, `print one JSON line {"line", "partition", "offset"} to stdout per acknowledged record, as it is acknowledged`)
-	fl.StringVar(&logLevel, "log-level", "", "log the client's retries and reconnects to stderr at this level: debug, info, warn or error (off when empty)")
+	fl.StringVar(&logLevel, "log-level", "warn", "log the client's retries and reconnects to stderr at this level: debug, info, warn or error (off when empty); at warn, a broker refusing writes (a full disk, a queue's backlog) is reported as it happens")
 	fl.DurationVar(&timeout, "timeout", 30*time.Second, "how long a record may take to be acknowledged, retries included, before the command fails")
 	fl.DurationVar(&reqTime, "request-timeout", 30*time.Second, "how long one attempt may wait for its acknowledgement before the batch is sent again")
 	return cmd
