@@ -152,8 +152,11 @@ type batch struct {
 	sentAt   time.Time
 	timeout  time.Duration // the request timeout it was last sent with
 	attempts int
-	hops     int // retries in a row sent at once to another broker
-	lastErr  error
+	// refusalLogged is set once a refusal for a broker's bound
+	// (ErrResourceExhausted) has been logged for this batch.
+	refusalLogged bool
+	hops          int // retries in a row sent at once to another broker
+	lastErr       error
 }
 
 func (p *producer) init(c *Client) {
@@ -660,7 +663,8 @@ func (p *producer) retryOrFail(b *batch, err error, from string) {
 			delay = p.retryBackoff(b.attempts, err)
 		}
 	}
-	if b.attempts == 1 && errors.Is(err, ErrResourceExhausted) {
+	if !b.refusalLogged && errors.Is(err, ErrResourceExhausted) {
+		b.refusalLogged = true
 		// A broker over one of its bounds (a full disk, a queue's
 		// backlog) refuses until someone acts, unlike an election that
 		// ends by itself: say so once per batch rather than retrying in
