@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/runnel-dev/runnel/client"
 )
 
@@ -108,5 +110,102 @@ func TestDiskGuardRefusesProduceAndResumes(t *testing.T) {
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("partition holds %v, want %v", got, want)
+	}
+}
+
+// syncFailFS is an in-memory file system whose write-ahead log files fail
+// to sync, as on a full disk, once fail is set.
+type syncFailFS struct {
+	vfs.FS
+	fail *atomic.Bool
+}
+
+func (fs syncFailFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !strings.HasSuffix(name, ".log") {
+		return f, err
+	}
+	return syncFailFile{File: f, fail: fs.fail}, nil
+}
+
+func (fs syncFailFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, c)
+	return fs.wrap(name, f, err)
+}
+
+func (fs syncFailFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
+	return fs.wrap(newname, f, err)
+}
+
+type syncFailFile struct {
+	vfs.File
+	fail *atomic.Bool
+}
+
+func (f syncFailFile) err() error {
+	if f.fail.Load() {
+		return syscall.ENOSPC
+	}
+	return nil
+}
+
+func (f syncFailFile) Sync() error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.File.Sync()
+}
+
+func (f syncFailFile) SyncData() error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.File.SyncData()
+}
+
+func (f syncFailFile) SyncTo(length int64) (bool, error) {
+	if err := f.err(); err != nil {
+		return false, err
+	}
+	return f.File.SyncTo(length)
+}
+
+// TestSyncFailureMakesNodeUnready checks that a node whose write-ahead
+// log failed to sync (the disk filled with the floor off) says so in
+// /readyz and its log, instead of refusing every write while it reports
+// ready.
+func TestSyncFailureMakesNodeUnready(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var fail atomic.Bool
+	logs := newLogWatch(testLogger().Handler())
+	b, err := Open("data", Options{Addr: "127.0.0.1:0", FS: syncFailFS{FS: vfs.NewMem(), fail: &fail},
+		MinFreeDiskBytes: -1, Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c, _ := clientWithTopic(t, ctx, []string{b.Addr()}, "t", 1, 1)
+	if err := c.ProduceSync(ctx, &client.Record{Topic: "t", Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.readiness(); err != nil {
+		t.Fatalf("ready before the failure: %v", err)
+	}
+
+	fail.Store(true)
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	err = c.ProduceSync(pctx, &client.Record{Topic: "t", Value: []byte("lost")})
+	pcancel()
+	if err == nil {
+		t.Fatal("produce acknowledged although its sync failed")
+	}
+	err = b.readiness()
+	if err == nil || !strings.Contains(err.Error(), "node 1 takes no more writes") || !strings.Contains(err.Error(), "no space left on device") ||
+		!strings.Contains(err.Error(), "then restart the node") {
+		t.Fatalf("readiness after a failed sync: %v", err)
+	}
+	if !logs.logged("write-ahead log sync failed: the log takes no more writes until the store is opened again; if the disk is full, free space and restart", -1) {
+		t.Error("the failed sync was not logged")
 	}
 }

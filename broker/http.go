@@ -79,6 +79,9 @@ func (b *Broker) readiness() error {
 	if !b.ready.Load() {
 		return errors.New("starting or stopping")
 	}
+	if err := b.store.Err(); err != nil {
+		return fmt.Errorf("node %d takes no more writes: %w; free disk space if the disk is full, then restart the node (the records it acknowledged are kept)", b.opts.NodeID, err)
+	}
 	if b.cluster == nil {
 		return nil
 	}

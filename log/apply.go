@@ -382,11 +382,7 @@ func (l *Log) WriteState(ops []StateOp) (wait func() error, err error) {
 		}
 		if err := pb.SyncWait(); err != nil {
 			err = fmt.Errorf("log %s: write state: sync: %w", l.id, err)
-			l.mu.Lock()
-			if l.failed == nil {
-				l.failed = err
-			}
-			l.mu.Unlock()
+			l.fail(err)
 			return err
 		}
 		return nil

@@ -287,11 +287,7 @@ func (l *Log) appendAsync(b record.Batch, state func(base int64) []StateOp) (bas
 			// that have not returned yet.
 			if err := pb.SyncWait(); err != nil {
 				err = fmt.Errorf("log %s: sync at %d: %w", l.id, base, err)
-				l.mu.Lock()
-				if l.failed == nil {
-					l.failed = err
-				}
-				l.mu.Unlock()
+				l.fail(err)
 				return err
 			}
 			l.advance(next, cum)
@@ -302,6 +298,17 @@ func (l *Log) appendAsync(b record.Batch, state func(base int64) []StateOp) (bas
 		return nil
 	}
 	return base, wait, nil
+}
+
+// fail records err, a failed write-ahead log sync, as the error every
+// later append to l fails with, and as the store's.
+func (l *Log) fail(err error) {
+	l.mu.Lock()
+	if l.failed == nil {
+		l.failed = err
+	}
+	l.mu.Unlock()
+	l.s.fail(err)
 }
 
 // writableLocked returns the error an append must fail with, if any: the

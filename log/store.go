@@ -43,6 +43,11 @@ type Store struct {
 	unsynced     atomic.Int64
 	checkpointCh chan struct{}
 
+	// failed is the first write-ahead log sync that failed in any log
+	// (see Err).
+	failedMu sync.Mutex
+	failed   error
+
 	appends atomic.Int64
 	records atomic.Int64
 	bytes   atomic.Int64
@@ -65,6 +70,30 @@ type Stats struct {
 	// WriteStalls counts the times Pebble held writes back to let flushes
 	// or compactions catch up.
 	WriteStalls int64
+}
+
+// fail records err, a log's failed write-ahead log sync, as the store's
+// error if it is the first, and logs it.
+func (s *Store) fail(err error) {
+	s.failedMu.Lock()
+	first := s.failed == nil
+	if first {
+		s.failed = err
+	}
+	s.failedMu.Unlock()
+	if first {
+		s.log.Error("write-ahead log sync failed: the log takes no more writes until the store is opened again; if the disk is full, free space and restart", "err", err)
+	}
+}
+
+// Err returns the first failed write-ahead log sync of any log in the
+// store, or nil. What Pebble holds after such a failure is unknown, so the
+// log it happened in refuses appends until the store is opened again: a
+// node should report itself unready.
+func (s *Store) Err() error {
+	s.failedMu.Lock()
+	defer s.failedMu.Unlock()
+	return s.failed
 }
 
 // Open opens or creates the store in dir.
