@@ -38,6 +38,25 @@ func TestDiskGuardCountsProduceBetweenReads(t *testing.T) {
 	}
 }
 
+// openWithRecord opens a single broker in dir with opts, on a loopback
+// port and logging to the returned watch, creates topic "t" of one
+// partition and produces value to it.
+func openWithRecord(t *testing.T, ctx context.Context, dir string, opts Options, value string) (*Broker, *client.Client, *logWatch) {
+	t.Helper()
+	logs := newLogWatch(testLogger().Handler())
+	opts.Addr, opts.Logger = "127.0.0.1:0", slog.New(logs)
+	b, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	c, _ := clientWithTopic(t, ctx, []string{b.Addr()}, "t", 1, 1)
+	if err := c.ProduceSync(ctx, &client.Record{Topic: "t", Value: []byte(value)}); err != nil {
+		t.Fatal(err)
+	}
+	return b, c, logs
+}
+
 // TestDiskGuardRefusesProduceAndResumes runs a broker whose disk reads
 // below its floor: produce is refused with an error that says why, the
 // records acknowledged before stay readable, and produce resumes by itself
@@ -51,16 +70,7 @@ func TestDiskGuardRefusesProduceAndResumes(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	logs := newLogWatch(testLogger().Handler())
-	b, err := Open(t.TempDir(), Options{Addr: "127.0.0.1:0", MinFreeDiskBytes: 1 << 30, Logger: slog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	c, _ := clientWithTopic(t, ctx, []string{b.Addr()}, "t", 1, 1)
-	if err := c.ProduceSync(ctx, &client.Record{Topic: "t", Value: []byte("before")}); err != nil {
-		t.Fatal(err)
-	}
+	_, c, logs := openWithRecord(t, ctx, t.TempDir(), Options{MinFreeDiskBytes: 1 << 30}, "before")
 
 	// Until the guard reads the disk again, produce goes on; the records
 	// refused for the disk must not be written.
@@ -178,24 +188,14 @@ func TestSyncFailureMakesNodeUnready(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var fail atomic.Bool
-	logs := newLogWatch(testLogger().Handler())
-	b, err := Open("data", Options{Addr: "127.0.0.1:0", FS: syncFailFS{FS: vfs.NewMem(), fail: &fail},
-		MinFreeDiskBytes: -1, Logger: slog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	c, _ := clientWithTopic(t, ctx, []string{b.Addr()}, "t", 1, 1)
-	if err := c.ProduceSync(ctx, &client.Record{Topic: "t", Value: []byte("before")}); err != nil {
-		t.Fatal(err)
-	}
+	b, c, logs := openWithRecord(t, ctx, "data", Options{FS: syncFailFS{FS: vfs.NewMem(), fail: &fail}, MinFreeDiskBytes: -1}, "before")
 	if err := b.readiness(); err != nil {
 		t.Fatalf("ready before the failure: %v", err)
 	}
 
 	fail.Store(true)
 	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-	err = c.ProduceSync(pctx, &client.Record{Topic: "t", Value: []byte("lost")})
+	err := c.ProduceSync(pctx, &client.Record{Topic: "t", Value: []byte("lost")})
 	pcancel()
 	if err == nil {
 		t.Fatal("produce acknowledged although its sync failed")

@@ -14,8 +14,7 @@ import (
 // TestQueueBacklogBound fills a topic up to its max.backlog.records past a
 // queue group's settled offset: the next produce is refused with
 // ErrResourceExhausted (retried until the delivery timeout, with one
-// warning logged), and goes
-// through once the group acks.
+// warning logged), and goes through once the group acks.
 func TestQueueBacklogBound(t *testing.T) {
 	b := openBroker(t, "")
 	var logs bytes.Buffer
@@ -44,7 +43,7 @@ func TestQueueBacklogBound(t *testing.T) {
 	if e.RetryAfter <= 0 {
 		t.Fatalf("no retry delay in %v", e)
 	}
-	// The refusal is logged once, at its first retry, not at each one.
+	// The refusal is logged once, not at each retry.
 	if n := strings.Count(logs.String(), "broker refuses produce"); n != 1 || !strings.Contains(logs.String(), "max.backlog.records") {
 		t.Fatalf("want one warning naming max.backlog.records, got %d in:\n%s", n, logs.String())
 	}
